@@ -1,0 +1,1 @@
+//! Durable, segmented, append-only shard logs.

@@ -1,0 +1,1 @@
+//! Wire formats of the AWS protocols Riffle speaks.
