@@ -1,0 +1,100 @@
+//! Errors of the stream service, in the vocabulary of the Kinesis API.
+
+/// What went wrong, named after the Kinesis exception a client receives for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// `ResourceNotFoundException`.
+    ResourceNotFound,
+    /// `ResourceInUseException`.
+    ResourceInUse,
+    /// `InvalidArgumentException`.
+    InvalidArgument,
+    /// `LimitExceededException`.
+    LimitExceeded,
+    /// `ProvisionedThroughputExceededException`.
+    ProvisionedThroughputExceeded,
+    /// `ExpiredIteratorException`.
+    ExpiredIterator,
+    /// `ValidationException`.
+    Validation,
+    /// `KMSInvalidStateException`.
+    KmsInvalidState,
+    /// `AccessDeniedException`.
+    AccessDenied,
+    /// `InternalFailure`.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The `__type` a Kinesis client branches on.
+    pub fn aws_type(self) -> &'static str {
+        match self {
+            ErrorKind::ResourceNotFound => "ResourceNotFoundException",
+            ErrorKind::ResourceInUse => "ResourceInUseException",
+            ErrorKind::InvalidArgument => "InvalidArgumentException",
+            ErrorKind::LimitExceeded => "LimitExceededException",
+            ErrorKind::ProvisionedThroughputExceeded => "ProvisionedThroughputExceededException",
+            ErrorKind::ExpiredIterator => "ExpiredIteratorException",
+            ErrorKind::Validation => "ValidationException",
+            ErrorKind::KmsInvalidState => "KMSInvalidStateException",
+            ErrorKind::AccessDenied => "AccessDeniedException",
+            ErrorKind::Internal => "InternalFailure",
+        }
+    }
+
+    /// The HTTP status Kinesis answers with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::AccessDenied => 403,
+            ErrorKind::Internal => 500,
+            _ => 400,
+        }
+    }
+}
+
+/// An error with the message a Kinesis client would see.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", kind.aws_type())]
+pub struct ApiError {
+    /// The exception type.
+    pub kind: ErrorKind,
+    /// The human-readable message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// `ResourceNotFoundException` for a stream, worded as Kinesis words it.
+    pub fn stream_not_found(stream: &str, account: &str) -> ApiError {
+        ApiError::new(
+            ErrorKind::ResourceNotFound,
+            format!("Stream {stream} under account {account} not found."),
+        )
+    }
+
+    /// `InvalidArgumentException`.
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorKind::InvalidArgument, message)
+    }
+
+    /// `InternalFailure`, for storage errors a client cannot fix.
+    pub fn internal(message: impl std::fmt::Display) -> ApiError {
+        ApiError::new(ErrorKind::Internal, message.to_string())
+    }
+}
+
+impl From<riffle_log::LogError> for ApiError {
+    fn from(error: riffle_log::LogError) -> ApiError {
+        ApiError::internal(error)
+    }
+}
+
+/// Shorthand for results of the stream service.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,313 @@
+//! Resharding with Kinesis lineage: a parent is closed at the end of every write routed to
+//! it, and children carry their parents' ids.
+
+use super::error::{ApiError, ApiResult, ErrorKind};
+use super::hash_key::{HashRange, parse_hash_key};
+use super::model::{ShardClosed, ShardMeta, StreamMode, parse_shard_id};
+use super::{Catalog, Stream, StreamState, now_ms};
+
+/// Result of UpdateShardCount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardCountChange {
+    /// Open shards before.
+    pub current: u32,
+    /// Open shards after.
+    pub target: u32,
+}
+
+/// Most UpdateShardCount calls per stream in 24 hours.
+const SHARD_COUNT_UPDATES_PER_DAY: usize = 10;
+
+impl Catalog {
+    /// SplitShard: closes `shard` and opens two children divided at `new_starting_hash_key`.
+    pub async fn split_shard(
+        &self,
+        stream_name: &str,
+        shard: &str,
+        new_starting_hash_key: &str,
+    ) -> ApiResult<()> {
+        let stream = self.stream(stream_name)?;
+        let mut state = stream.state.write().await;
+        self.check_provisioned(&stream, &state)?;
+        let parent = self.open_shard_meta(&stream, &state, shard)?;
+        let split_at = parse_hash_key(new_starting_hash_key).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "NewStartingHashKey {new_starting_hash_key} used in SplitShard() on shard {shard} in stream {stream_name} under account {} is not a valid hash key.",
+                self.config.account
+            ))
+        })?;
+        if split_at <= parent.range.start || split_at > parent.range.end {
+            return Err(ApiError::invalid(format!(
+                "NewStartingHashKey {new_starting_hash_key} used in SplitShard() on shard {shard} in stream {stream_name} under account {} is not both greater than one plus the shard's StartingHashKey {} and less than the shard's EndingHashKey {}.",
+                self.config.account, parent.range.start, parent.range.end
+            )));
+        }
+        self.check_shard_limit(1, state.meta.open_shards().len() as u32)
+            .await?;
+        let left = HashRange {
+            start: parent.range.start,
+            end: split_at - 1,
+        };
+        let right = HashRange {
+            start: split_at,
+            end: parent.range.end,
+        };
+        self.reshape(
+            &stream,
+            &mut state,
+            &[parent.index],
+            &[
+                (left, Some(parent.index), None),
+                (right, Some(parent.index), None),
+            ],
+        )
+        .await?;
+        self.save(&stream, &state.meta)
+    }
+
+    /// MergeShards: closes two adjacent shards and opens one child covering both.
+    pub async fn merge_shards(
+        &self,
+        stream_name: &str,
+        shard: &str,
+        adjacent: &str,
+    ) -> ApiResult<()> {
+        let stream = self.stream(stream_name)?;
+        let mut state = stream.state.write().await;
+        self.check_provisioned(&stream, &state)?;
+        let first = self.open_shard_meta(&stream, &state, shard)?;
+        let second = self.open_shard_meta(&stream, &state, adjacent)?;
+        if !first.range.is_adjacent_to(&second.range) {
+            return Err(ApiError::invalid(format!(
+                "Shards {shard} and {adjacent} in stream {stream_name} under account {} are not an adjacent pair of shards eligible for merging",
+                self.config.account
+            )));
+        }
+        let range = HashRange {
+            start: first.range.start.min(second.range.start),
+            end: first.range.end.max(second.range.end),
+        };
+        self.reshape(
+            &stream,
+            &mut state,
+            &[first.index, second.index],
+            &[(range, Some(first.index), Some(second.index))],
+        )
+        .await?;
+        self.save(&stream, &state.meta)
+    }
+
+    /// UpdateShardCount with UNIFORM_SCALING: splits and merges (as Kinesis does) until the
+    /// open shards divide the hash space evenly into `target` ranges.
+    pub async fn update_shard_count(
+        &self,
+        stream_name: &str,
+        target: u32,
+    ) -> ApiResult<ShardCountChange> {
+        let stream = self.stream(stream_name)?;
+        let mut state = stream.state.write().await;
+        self.check_provisioned(&stream, &state)?;
+        let current = state.meta.open_shards().len() as u32;
+        if target == 0 || target > current * 2 || target * 2 < current {
+            return Err(ApiError::invalid(format!(
+                "UpdateShardCount cannot scale up over double your current open shard count ({current}) or scale down below half your current open shard count. Requested target shard count: {target}."
+            )));
+        }
+        let now = now_ms();
+        state
+            .meta
+            .shard_count_updates
+            .retain(|t| now - t < 86_400_000);
+        if state.meta.shard_count_updates.len() >= SHARD_COUNT_UPDATES_PER_DAY {
+            return Err(ApiError::new(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "Stream {stream_name} under account {} has already been scaled {SHARD_COUNT_UPDATES_PER_DAY} times in the last 24 hours.",
+                    self.config.account
+                ),
+            ));
+        }
+        if target > current {
+            self.check_shard_limit(target - current, current).await?;
+        }
+        let targets = HashRange::divide_evenly(target);
+        // Split wherever a target range starts inside an open shard.
+        for boundary in targets.iter().skip(1).map(|r| r.start) {
+            let container = state
+                .meta
+                .open_shards()
+                .into_iter()
+                .find(|s| s.range.start < boundary && boundary <= s.range.end)
+                .cloned();
+            if let Some(parent) = container {
+                let left = HashRange {
+                    start: parent.range.start,
+                    end: boundary - 1,
+                };
+                let right = HashRange {
+                    start: boundary,
+                    end: parent.range.end,
+                };
+                self.reshape(
+                    &stream,
+                    &mut state,
+                    &[parent.index],
+                    &[
+                        (left, Some(parent.index), None),
+                        (right, Some(parent.index), None),
+                    ],
+                )
+                .await?;
+            }
+        }
+        // Merge, left to right, the aligned pieces inside each target range.
+        for range in &targets {
+            loop {
+                let pieces: Vec<ShardMeta> = state
+                    .meta
+                    .open_shards()
+                    .into_iter()
+                    .filter(|s| range.start <= s.range.start && s.range.end <= range.end)
+                    .cloned()
+                    .collect();
+                let [first, second, ..] = pieces.as_slice() else {
+                    break;
+                };
+                let merged = HashRange {
+                    start: first.range.start,
+                    end: second.range.end,
+                };
+                self.reshape(
+                    &stream,
+                    &mut state,
+                    &[first.index, second.index],
+                    &[(merged, Some(first.index), Some(second.index))],
+                )
+                .await?;
+            }
+        }
+        state.meta.shard_count_updates.push(now);
+        self.save(&stream, &state.meta)?;
+        Ok(ShardCountChange { current, target })
+    }
+
+    /// Closes `parents` once every write routed to them is durable, and opens `children`
+    /// (range, parent, adjacent parent). The caller persists the description.
+    async fn reshape(
+        &self,
+        stream: &Stream,
+        state: &mut StreamState,
+        parents: &[u32],
+        children: &[(HashRange, Option<u32>, Option<u32>)],
+    ) -> ApiResult<()> {
+        let now = now_ms();
+        for &index in parents {
+            let handle = state
+                .shards
+                .get(&index)
+                .cloned()
+                .ok_or_else(|| ApiError::internal("shard without a log"))?;
+            let end_offset = handle.barrier().await?;
+            if let Some(meta) = state.meta.shards.iter_mut().find(|s| s.index == index) {
+                meta.closed = Some(ShardClosed {
+                    end_offset,
+                    closed_ms: now,
+                });
+            }
+        }
+        let encrypted = state.meta.encryption_key_id.is_some();
+        for &(range, parent, adjacent_parent) in children {
+            let index = state.meta.next_shard_index();
+            let handle = self.open_shard(stream, index)?;
+            state.shards.insert(index, handle);
+            state.meta.shards.push(ShardMeta {
+                index,
+                range,
+                parent,
+                adjacent_parent,
+                created_ms: now,
+                closed: None,
+                encryption_changes: if encrypted {
+                    vec![super::model::EncryptionChange {
+                        from_offset: 0,
+                        encrypted: true,
+                    }]
+                } else {
+                    Vec::new()
+                },
+            });
+        }
+        state.rebuild_routes();
+        Ok(())
+    }
+
+    fn check_provisioned(&self, stream: &Stream, state: &StreamState) -> ApiResult<()> {
+        if state.meta.mode == StreamMode::OnDemand {
+            return Err(ApiError::new(
+                ErrorKind::Validation,
+                format!(
+                    "Resharding is not allowed for stream {} under account {} in ON_DEMAND mode.",
+                    stream.name, self.config.account
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn open_shard_meta(
+        &self,
+        stream: &Stream,
+        state: &StreamState,
+        shard: &str,
+    ) -> ApiResult<ShardMeta> {
+        let meta = parse_shard_id(shard)
+            .and_then(|index| state.meta.shard(index))
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::ResourceNotFound,
+                    format!(
+                        "Could not find shard {shard} in stream {} under account {}.",
+                        stream.name, self.config.account
+                    ),
+                )
+            })?;
+        if !meta.is_open() {
+            return Err(ApiError::new(
+                ErrorKind::ResourceInUse,
+                format!(
+                    "Shard {shard} in stream {} under account {} has already been merged or split, and thus is not eligible for merging or splitting.",
+                    stream.name, self.config.account
+                ),
+            ));
+        }
+        Ok(meta.clone())
+    }
+
+    /// Checks the account's shard limit; `locked_open` counts the open shards of the stream
+    /// whose write lock the caller holds.
+    async fn check_shard_limit(&self, additional: u32, locked_open: u32) -> ApiResult<()> {
+        let open = self.open_shard_count_except_locked().await + locked_open;
+        if open + additional > self.config.shard_limit {
+            return Err(ApiError::new(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "This request would exceed the shard limit for the account {} in {}. Current shard count for the account: {open}. Limit: {}. Number of additional shards that would have resulted from this request: {additional}.",
+                    self.config.account, self.config.region, self.config.shard_limit
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Open shards of every stream whose description is not being changed right now (the
+    /// caller holds one stream's write lock; waiting on it would deadlock).
+    async fn open_shard_count_except_locked(&self) -> u32 {
+        let mut total = 0;
+        for stream in self.streams() {
+            if let Ok(state) = stream.state.try_read() {
+                total += state.meta.open_shards().len() as u32;
+            }
+        }
+        total
+    }
+}
