@@ -4,6 +4,7 @@
 #
 # Usage: build.sh [kubernetes|etcd|coredns|nodekit]...   (default: all)
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 mkdir -p "$LOGS" "$CACHE"
@@ -34,7 +35,7 @@ go_build() {
   step "$name: building $* (log: $log)"
   local tmp=$out.tmp.$$
   rm -rf "$tmp"; mkdir -p "$tmp/bin"
-  local start=$(date +%s)
+  local start; start=$(date +%s)
   # nice: the machine is shared with other compilers; CGO off: static binaries with no
   # dependency on the host's libc.
   if ! (cd "$dir" && CGO_ENABLED=0 nice -n 15 go build -trimpath -ldflags "$ldflags" \
@@ -42,6 +43,9 @@ go_build() {
     rm -rf "$tmp"
     die "building $name failed (module $dir)" "$log"
   fi
+  # A main package named after a major-version path element (etcd's server/v3 builds as
+  # "server") gets its proper name here, before the directory is published.
+  if [[ -n ${RENAME:-} ]]; then mv "$tmp/bin/${RENAME%%:*}" "$tmp/bin/${RENAME#*:}"; fi
   echo "$stamp" >"$tmp/.stamp"
   rm -rf "$out"; mv "$tmp" "$out"
   step "$name: built in $(( $(date +%s) - start ))s"
@@ -67,10 +71,7 @@ build_kubernetes() {
 build_etcd() {
   local dir=$TOOLS_DIR/etcd ver
   ver=$(gomod_version "$dir" go.etcd.io/etcd/server/v3)
-  go_build etcd "$dir" "$CACHE/etcd-$ver" "-s -w" go.etcd.io/etcd/server/v3
-  # The server module is itself the main package, so the binary is named after its last
-  # path element ("v3").
-  [[ -x $CACHE/etcd-$ver/bin/etcd ]] || mv "$CACHE/etcd-$ver/bin/v3" "$CACHE/etcd-$ver/bin/etcd"
+  RENAME=server:etcd go_build etcd "$dir" "$CACHE/etcd-$ver" "-s -w" go.etcd.io/etcd/server/v3
 }
 
 build_coredns() {
@@ -95,6 +96,11 @@ build_nodekit() {
     mv "$out/images/toolbox.tar.tmp" "$out/images/toolbox.tar"
   fi
   ln -sfn "$out" "$CACHE/nodekit-current"
+  # Older builds of our own helpers are never used again.
+  local old
+  for old in "$CACHE"/nodekit-*; do
+    [[ $old == "$out" || $old == "$CACHE/nodekit-current" ]] || rm -rf "$old"
+  done
 }
 
 command -v go >/dev/null || die "go is not installed; the cluster is built from the Go module proxy"

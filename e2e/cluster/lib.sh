@@ -1,5 +1,5 @@
 # Shared settings and helpers for the e2e cluster scripts. Sourced, never run.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this
 
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CLUSTER_DIR=$E2E_DIR/cluster

@@ -7,7 +7,9 @@
 //	                                   a file under dir; GET /hostname names the pod
 //	toolbox get URL                    print the body of an HTTP GET (non-2xx fails)
 //	toolbox put URL DATA               HTTP PUT DATA to URL
-//	toolbox lookup NAME                print the addresses NAME resolves to
+//	toolbox lookup [-server IP:PORT] NAME
+//	                                   print the addresses NAME resolves to, asking the
+//	                                   given DNS server instead of /etc/resolv.conf's
 package main
 
 import (
@@ -50,7 +52,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: toolbox sleep | serve [-addr :8080] [-dir /data] | get URL | put URL DATA | lookup NAME")
+	fmt.Fprintln(os.Stderr, "usage: toolbox sleep | serve [-addr :8080] [-dir /data] | get URL | put URL DATA | lookup [-server IP:PORT] NAME")
 	os.Exit(2)
 }
 
@@ -154,12 +156,21 @@ func do(method, url string, body io.Reader) error {
 }
 
 func lookup(args []string) error {
+	resolver := net.DefaultResolver
+	if len(args) == 3 && args[0] == "-server" {
+		server := args[1]
+		resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, server)
+		}}
+		args = args[2:]
+	}
 	if len(args) != 1 {
 		usage()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	addrs, err := net.DefaultResolver.LookupHost(ctx, args[0])
+	addrs, err := resolver.LookupHost(ctx, args[0])
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# Stops the e2e cluster and undoes every change up.sh made to the host: processes (by PID
+# file), pod containers and their cgroups, mounts, network namespaces, the bridge, iptables
+# rules and sysctls. Keeps the binary cache and the logs of the last run ($STATE/logs).
+# Safe to run at any point, including after a half-finished up.sh, and more than once.
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+[[ $EUID -eq 0 ]] || die "down.sh must run as root"
+# ** walks cgroup trees; unmatched globs expand to nothing.
+shopt -s globstar nullglob
+
+# stop NAME [TIMEOUT]: SIGTERM the process in $RUN/NAME.pid, SIGKILL if it lingers.
+stop() {
+  local name=$1 timeout=${2:-10} pidfile=$RUN/$1.pid pid
+  [[ -f $pidfile ]] || return 0
+  pid=$(cat "$pidfile")
+  # The PID is only ours if the process still runs a binary from this cluster's setup;
+  # after a reboot or a crash the number may belong to something else.
+  if kill -0 "$pid" 2>/dev/null && [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *"$STATE"* ]]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    local i
+    for (( i = 0; i < timeout * 10; i++ )); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      step "$name did not stop in ${timeout}s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$pidfile"
+}
+
+ctr_() { ctr --address "$RUN/containerd.sock" -n k8s.io "$@"; }
+
+# Kill every pod container through containerd while it still runs, so shims exit cleanly.
+stop_containers() {
+  [[ -S $RUN/containerd.sock ]] && ctr_ version >/dev/null 2>&1 || return 0
+  local id
+  for id in $(ctr_ tasks ls -q 2>/dev/null); do
+    ctr_ tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+  done
+  for id in $(ctr_ tasks ls -q 2>/dev/null); do
+    ctr_ tasks delete -f "$id" >/dev/null 2>&1 || true
+  done
+}
+
+# Whatever survived (containerd crashed, shim orphaned): pod processes are found through the
+# /riffle cgroups, shims through our containerd socket path in their command line.
+kill_leftover_processes() {
+  local pids pid
+  pids=$(cat /dev/null /sys/fs/cgroup/*/riffle/**/cgroup.procs 2>/dev/null || true)
+  for pid in /proc/[0-9]*; do
+    pid=${pid#/proc/}
+    [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *"containerd-shim"*"$RUN/containerd.sock"* ]] && pids+=" $pid"
+  done
+  for pid in $pids; do kill -KILL "$pid" 2>/dev/null || true; done
+  return 0
+}
+
+remove_cgroups() {
+  local d
+  # Deepest first: a cgroup can only be removed once its children are gone.
+  for d in $(printf '%s\n' /sys/fs/cgroup/*/riffle/**/ | awk '{print length, $0}' | sort -rn | cut -d' ' -f2-); do
+    rmdir "$d" 2>/dev/null || true
+  done
+}
+
+unmount_state() {
+  local m
+  # Longest paths first so nested mounts (volumes inside pod dirs, shm inside sandboxes)
+  # come off before their parents.
+  for m in $(findmnt -rn -o TARGET | grep -F "$STATE/" | awk '{print length, $0}' | sort -rn | cut -d' ' -f2-); do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || step "could not unmount $m"
+  done
+}
+
+# Network namespaces CNI created for our pods: those that did not exist before up.sh.
+remove_netns() {
+  local ns
+  [[ -f $STATE/host/netns ]] || return 0
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+    [[ $ns == cni-* ]] || continue
+    grep -qxF "$ns" "$STATE/host/netns" && continue
+    ip netns delete "$ns" 2>/dev/null || { umount -l "/var/run/netns/$ns" 2>/dev/null; rm -f "/var/run/netns/$ns"; }
+  done
+}
+
+# Chains named KUBE-* (kube-proxy, kubelet), CNI-* (CNI plugins) and RIFFLE-* (ours), and
+# every rule jumping to them, in both address families.
+remove_iptables() {
+  local k8s_bin=$1 cmd table chain rule
+  if [[ -x $k8s_bin/kube-proxy ]]; then
+    "$k8s_bin/kube-proxy" --cleanup >"$LOGS/kube-proxy-cleanup.log" 2>&1 || true
+  fi
+  for cmd in iptables ip6tables; do
+    command -v $cmd >/dev/null || continue
+    for table in filter nat mangle raw; do
+      $cmd -w -t $table -S >/dev/null 2>&1 || continue
+      while read -r rule; do
+        eval "$cmd -w -t $table ${rule/#-A/-D}" 2>/dev/null || true
+      done < <($cmd -w -t $table -S | grep -E '^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) .*-j (KUBE|CNI|RIFFLE)-')
+      for chain in $($cmd -w -t $table -S | awk '$1 == "-N" && $2 ~ /^(KUBE|CNI|RIFFLE)-/ {print $2}'); do
+        $cmd -w -t $table -F "$chain" 2>/dev/null || true
+      done
+      for chain in $($cmd -w -t $table -S | awk '$1 == "-N" && $2 ~ /^(KUBE|CNI|RIFFLE)-/ {print $2}'); do
+        $cmd -w -t $table -X "$chain" 2>/dev/null || true
+      done
+    done
+  done
+}
+
+remove_network() {
+  ip route del "$SERVICE_CIDR" dev "$BRIDGE" 2>/dev/null || true
+  # Any veth still attached (a pod whose namespace survived) goes with the bridge.
+  local veth
+  for veth in $(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
+    ip link del "$veth" 2>/dev/null || true
+  done
+  ip link del "$BRIDGE" 2>/dev/null || true
+}
+
+restore_sysctls() {
+  [[ -f $STATE/host/sysctl ]] || return 0
+  local line
+  while read -r line; do
+    sysctl -qw "$line" 2>/dev/null || true
+  done <"$STATE/host/sysctl"
+}
+
+# Paths the components create at fixed locations; removed only if up.sh found them absent.
+remove_host_paths() {
+  [[ -f $STATE/host/paths ]] || return 0
+  local p
+  for p in /var/lib/kubelet /var/log/containers /var/log/pods /var/run/netns /run/containerd \
+           /var/lib/cni /etc/cni /opt/cni /opt/containerd /var/lib/containerd \
+           /usr/libexec/kubernetes /etc/kubernetes; do
+    [[ -e $p ]] || continue
+    grep -qxF "$p" "$STATE/host/paths" && continue
+    findmnt -rn -o TARGET | grep -q "^$p/" && { step "leaving $p: something is still mounted under it"; continue; }
+    rm -rf "$p"
+  done
+}
+
+remove_nft_tables() {
+  # iptables-nft leaves empty tables behind once their chains are gone; drop the ones that
+  # did not exist before up.sh and hold no rules now.
+  command -v nft >/dev/null && [[ -f $STATE/host/nft-tables ]] || return 0
+  local cmd fam table
+  for cmd in iptables ip6tables; do
+    fam=ip; [[ $cmd == ip6tables ]] && fam=ip6
+    for table in filter nat mangle raw; do
+      nft list table $fam $table >/dev/null 2>&1 || continue
+      grep -qxF "table $fam $table" "$STATE/host/nft-tables" && continue
+      $cmd -w -t $table -S 2>/dev/null | grep -qv '^-P ' && continue
+      nft delete table $fam $table 2>/dev/null || true
+    done
+  done
+}
+
+main() {
+  local t0 k8s_bin; t0=$(date +%s)
+  mkdir -p "$LOGS"
+  k8s_bin=$CACHE/k8s-$(gomod_version "$TOOLS_DIR/kubernetes" k8s.io/kubernetes)/bin
+  step "stopping kubelet, kube-proxy, CoreDNS, provisioner"
+  stop kubelet 20
+  stop kube-proxy
+  stop coredns
+  stop provisioner
+  step "stopping pod containers and containerd"
+  stop_containers
+  stop containerd 20
+  kill_leftover_processes
+  step "stopping scheduler, controller-manager, apiserver, etcd"
+  stop kube-scheduler
+  stop kube-controller-manager
+  stop kube-apiserver 20
+  stop etcd 20
+  step "unmounting, removing namespaces, cgroups, bridge and iptables rules"
+  unmount_state
+  remove_netns
+  remove_cgroups
+  remove_iptables "$k8s_bin"
+  remove_network
+  remove_nft_tables
+  restore_sysctls
+  remove_host_paths
+  # Everything but the logs of this run, which explain a failed start.
+  if [[ -d $STATE ]]; then
+    find "$STATE" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf --one-file-system {} +
+  fi
+  step "cluster stopped in $(( $(date +%s) - t0 ))s"
+}
+
+main "$@"
