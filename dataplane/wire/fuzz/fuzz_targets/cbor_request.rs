@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     let shared = cbor::decode_shared(&bytes_of(data));
     assert!(shared.is_ok(), "shared decode disagrees");
     let encoded = cbor::encode(&value);
-    assert!(cbor::decode(&encoded).is_ok(), "re-encoded body does not decode");
+    assert!(
+        cbor::decode(&encoded).is_ok(),
+        "re-encoded body does not decode"
+    );
     let _ = riffle_wire::json::encode(&value);
 });
 

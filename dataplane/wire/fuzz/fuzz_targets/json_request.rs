@@ -18,5 +18,9 @@ fuzz_target!(|data: &[u8]| {
         Err(err) => panic!("re-encoded body does not decode: {err}"),
     };
     assert_eq!(value, again, "round trip changed the document");
-    assert_eq!(encoded, json::encode(&again), "round trip changed the encoding");
+    assert_eq!(
+        encoded,
+        json::encode(&again),
+        "round trip changed the encoding"
+    );
 });
