@@ -5,6 +5,7 @@
 //! shared (only to route and enqueue), while resharding and other changes take it exclusively,
 //! so a shard is closed only after every write routed to it is durable.
 
+pub mod access;
 pub mod encryption;
 pub mod error;
 pub mod hash_key;
