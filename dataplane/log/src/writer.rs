@@ -1,0 +1,226 @@
+//! The group-commit writer: one thread per shard turns everything queued into one write and one
+//! `fdatasync`, then acknowledges.
+
+use std::fs::{self, File};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::segment::{BatchEntry, Segment};
+use crate::{AppendAck, AppendCallback, LogError, RecordIn, Shared, SyncMode, lock, write};
+
+/// Rounds larger than this do not keep their encode buffer; it shrinks back afterwards.
+const KEEP_BUFFER_BYTES: usize = 16 << 20;
+
+/// One queued `append` call.
+pub(crate) struct Pending {
+    pub records: Vec<RecordIn>,
+    pub done: AppendCallback,
+}
+
+/// Appends waiting for the next round.
+#[derive(Default)]
+pub(crate) struct Queue {
+    pub pending: Vec<Pending>,
+    /// Set by `close`: the writer drains what is queued and exits; new appends are refused.
+    pub closing: bool,
+}
+
+/// What only the writer (and trimming, to roll) touches: the active file and its write position.
+pub(crate) struct WriterState {
+    pub file: Arc<File>,
+    pub path: Arc<Path>,
+    /// Durable bytes in the active file; the next round writes here.
+    pub size: u64,
+    /// Offset the next record gets.
+    pub next_offset: u64,
+    /// Arrival time of the newest record, so that stamps never go backwards.
+    pub last_arrival: Option<i64>,
+    /// Encode buffer, reused across rounds.
+    pub buf: Vec<u8>,
+    /// Index entries of the round being written.
+    pub entries: Vec<BatchEntry>,
+}
+
+impl WriterState {
+    pub(crate) fn new(active: &Segment, last_arrival: Option<i64>) -> WriterState {
+        WriterState {
+            file: Arc::clone(&active.file),
+            path: Arc::clone(&active.path),
+            size: active.size,
+            next_offset: active.next_offset,
+            last_arrival,
+            buf: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (negative before it).
+pub(crate) fn now_ms() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// Makes directory entries (created or removed segment files) durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| LogError::io(dir, e))
+}
+
+/// The writer thread: runs rounds until `close` and the queue is empty.
+pub(crate) fn run(shared: Arc<Shared>) {
+    let mut spare = Vec::new();
+    loop {
+        let mut round = {
+            let mut queue = lock(&shared.queue);
+            while queue.pending.is_empty() && !queue.closing {
+                queue = shared
+                    .wake
+                    .wait(queue)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            if queue.pending.is_empty() {
+                return;
+            }
+            std::mem::replace(&mut queue.pending, spare)
+        };
+        commit_round(&shared, &mut round);
+        spare = round;
+    }
+}
+
+/// Runs `done` so that a panicking callback cannot take the writer thread down with it.
+pub(crate) fn deliver(done: AppendCallback, result: Result<AppendAck, LogError>) {
+    if catch_unwind(AssertUnwindSafe(|| done(result))).is_err() {
+        tracing::error!("an append callback panicked");
+    }
+}
+
+/// Writes, syncs, publishes and acknowledges one round; drains `round`.
+fn commit_round(shared: &Shared, round: &mut Vec<Pending>) {
+    let mut guard = lock(&shared.writer);
+    let w = &mut *guard;
+    if let Some(cause) = shared.poison.get() {
+        let err = LogError::Poisoned(Arc::new(cause.clone()));
+        drop(guard);
+        for p in round.drain(..) {
+            deliver(p.done, Err(err.clone()));
+        }
+        return;
+    }
+    let arrival_ms = now_ms().max(w.last_arrival.unwrap_or(i64::MIN));
+    let start = w.size;
+    let first_offset = w.next_offset;
+    let mut next = first_offset;
+    w.buf.clear();
+    w.entries.clear();
+    for p in round.iter() {
+        let position = start + w.buf.len() as u64;
+        crate::batch::encode(&mut w.buf, next, arrival_ms, &p.records);
+        w.entries.push(BatchEntry {
+            offset: next,
+            position,
+            arrival_ms,
+        });
+        next += p.records.len() as u64;
+    }
+    let written = w.buf.len() as u64;
+    let result = write_round(&w.file, &w.buf, start, shared.config.sync);
+    #[cfg(test)]
+    let result = result.and_then(|()| {
+        if shared
+            .fail_next_sync
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            Err(std::io::Error::other("injected sync failure"))
+        } else {
+            Ok(())
+        }
+    });
+    if w.buf.capacity() > KEEP_BUFFER_BYTES {
+        w.buf = Vec::new();
+    }
+    if let Err(e) = result {
+        let err = LogError::io(&w.path, e);
+        tracing::error!(error = %err, "log write failed; refusing further appends");
+        let _ = shared.poison.set(err.clone());
+        // Not required for correctness (nothing past `size` is indexed, and recovery truncates
+        // anyway), but keeps a failed round from resurfacing if the file is read by other tools.
+        if let Err(e) = w.file.set_len(start) {
+            tracing::warn!(error = %e, "could not cut back the failed round");
+        }
+        w.entries.clear();
+        drop(guard);
+        for p in round.drain(..) {
+            deliver(p.done, Err(err.clone()));
+        }
+        return;
+    }
+    w.size = start + written;
+    w.next_offset = next;
+    w.last_arrival = Some(arrival_ms);
+    write(&shared.segments).commit(&mut w.entries, w.size, next, arrival_ms);
+    // Roll before acknowledging, so that an acknowledged caller sees settled segments. This
+    // delays only the rare round that fills a segment, by one file creation and directory sync.
+    if w.size >= shared.config.segment_bytes
+        && let Err(e) = roll(shared, w)
+    {
+        // Nothing is lost: the next round appends to the current segment and rolls again.
+        tracing::warn!(error = %e, "could not roll to a new segment");
+    }
+    // Release the writer before running user code: callbacks may trim, read or append.
+    drop(guard);
+
+    let mut first = first_offset;
+    for p in round.drain(..) {
+        let count = p.records.len() as u32;
+        deliver(
+            p.done,
+            Ok(AppendAck {
+                first_offset: first,
+                count,
+                arrival_ms,
+            }),
+        );
+        first += u64::from(count);
+    }
+    let listener = crate::read(&shared.listener).clone();
+    if let Some(listener) = listener
+        && catch_unwind(AssertUnwindSafe(|| listener(next))).is_err()
+    {
+        tracing::error!("the commit listener panicked");
+    }
+}
+
+/// Starts a new active segment at the end offset. The new file's directory entry is synced
+/// before the segment is used, so a synced record is never in a file that could vanish.
+pub(crate) fn roll(shared: &Shared, w: &mut WriterState) -> Result<(), LogError> {
+    let segment = Segment::create(&shared.dir, w.next_offset)?;
+    if shared.config.sync == SyncMode::Fdatasync
+        && let Err(e) = sync_dir(&shared.dir)
+    {
+        let _ = fs::remove_file(&segment.path);
+        return Err(e);
+    }
+    w.file = Arc::clone(&segment.file);
+    w.path = Arc::clone(&segment.path);
+    w.size = 0;
+    write(&shared.segments).roll(segment);
+    tracing::debug!(segment = %w.path.display(), "rolled to a new segment");
+    Ok(())
+}
+
+/// One positioned write for the whole round, then (unless disabled) one `fdatasync`.
+fn write_round(file: &File, buf: &[u8], at: u64, sync: SyncMode) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(buf, at)?;
+    if sync == SyncMode::Fdatasync {
+        file.sync_data()?;
+    }
+    Ok(())
+}
