@@ -160,7 +160,9 @@ def free_port() -> int:
 
 def make_client(endpoint, **config):
     cfg = {
-        "retries": {"max_attempts": 1},
+        # No retries at all: botocore's "max_attempts" counts retries in its legacy mode, so
+        # {"max_attempts": 1} would still retry throttled calls once; this means one attempt.
+        "retries": {"total_max_attempts": 1},
         "connect_timeout": 10,
         "read_timeout": 60,
     }
@@ -417,18 +419,31 @@ def pytest_runtest_makereport(item, call):
 # --------------------------------------------------------------------------------------------
 
 
+def _find_aws():
+    for candidate in (Path(sys.executable).parent / "aws", REPO / ".venv" / "bin" / "aws"):
+        if candidate.exists():
+            return str(candidate)
+    return shutil.which("aws")
+
+
 def _aws_executable() -> str:
-    candidates = [
-        Path(sys.executable).parent / "aws",
-        REPO / ".venv" / "bin" / "aws",
-    ]
-    for c in candidates:
-        if c.exists():
-            return str(c)
-    found = shutil.which("aws")
+    found = _find_aws()
     if not found:
         pytest.fail("the AWS CLI is not installed (pip install -r dataplane/tests/requirements.txt)")
     return found
+
+
+def aws_cli_major_version() -> int:
+    """1 for the PyPI `awscli`, 2 for AWS CLI v2 (from `aws --version`)."""
+    exe = _find_aws()
+    if exe is None:
+        return 1
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return 1
+    text = out.stdout + out.stderr
+    return 2 if text.startswith("aws-cli/2") else 1
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ import base64
 import http.client
 import json
 import os
+import time
 import uuid
 
 import cbor2
@@ -48,7 +49,9 @@ def _decode(headers, payload):
     if not payload:
         return {}
     if "cbor" in ctype:
-        return cbor2.loads(payload)
+        # Kinesis CBOR timestamps are tag 1 holding epoch *milliseconds* (as the AWS SDKs
+        # write and read them), which a standard decoder would misread as seconds.
+        return cbor2.loads(payload, semantic_decoders={1: lambda v, _immutable: cbor2.CBORTag(1, v)})
     return json.loads(payload)
 
 
@@ -200,7 +203,9 @@ def test_cbor_round_trip(server):
     assert record["Data"] == payload
     assert record["SequenceNumber"] == seq
     assert record["PartitionKey"] == "k"
-    assert record["ApproximateArrivalTimestamp"] is not None
+    stamp = record["ApproximateArrivalTimestamp"]
+    assert isinstance(stamp, cbor2.CBORTag) and stamp.tag == 1, stamp
+    assert abs(stamp.value / 1000 - time.time()) < 60, "epoch milliseconds of the arrival"
     assert body["MillisBehindLatest"] >= 0
 
     # Errors come back in CBOR too.

@@ -135,19 +135,29 @@ def test_incoming_and_outgoing_counts_match(server, kinesis, stream_name):
 
 
 def test_iterator_age_reflects_lag(server, kinesis, stream_name):
+    """CloudWatch's IteratorAgeMilliseconds: now minus the arrival time of the last record
+    returned by GetRecords (not MillisBehindLatest, which is 0 once a reader is caught up)."""
     create_stream(kinesis, stream_name, 1)
-    kinesis.put_record(StreamName=stream_name, Data=b"old", PartitionKey="k")
+    kinesis.put_record(StreamName=stream_name, Data=b"old-1", PartitionKey="k")
+    kinesis.put_record(StreamName=stream_name, Data=b"old-2", PartitionKey="k")
     put_at = time.time()
-    wait_for(lambda: time.time() > put_at + 1.0, message="the record to age")
+    wait_for(lambda: time.time() > put_at + 1.0, message="the records to age")
     it = kinesis.get_shard_iterator(
         StreamName=stream_name, ShardId=S0, ShardIteratorType="TRIM_HORIZON"
     )["ShardIterator"]
-    resp = kinesis.get_records(ShardIterator=it, Limit=1)
-    assert len(resp["Records"]) == 1
-    age = value(
-        scrape(server), "riffle_get_records_iterator_age_milliseconds", stream=stream_name, shard=S0
+    labels = {"stream": stream_name, "shard": S0}
+
+    behind = kinesis.get_records(ShardIterator=it, Limit=1)
+    assert len(behind["Records"]) == 1 and behind["MillisBehindLatest"] >= 900
+    age = value(scrape(server), "riffle_get_records_iterator_age_milliseconds", **labels)
+    assert age is not None and age >= 900, f"iterator age {age} ms while 1 s behind"
+
+    caught_up = kinesis.get_records(ShardIterator=behind["NextShardIterator"], Limit=1)
+    assert len(caught_up["Records"]) == 1 and caught_up["MillisBehindLatest"] == 0
+    age = value(scrape(server), "riffle_get_records_iterator_age_milliseconds", **labels)
+    assert age is not None and age >= 900, (
+        f"iterator age {age} ms after GetRecords returned a 1 s old record"
     )
-    assert age is not None and age >= 900, f"iterator age {age} ms for a 1 s old record"
 
 
 def test_throttling_counters(throttled_server, throttled_kinesis, stream_name):
