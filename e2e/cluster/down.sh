@@ -11,26 +11,37 @@ source "$(dirname "$0")/lib.sh"
 # ** walks cgroup trees; unmatched globs expand to nothing.
 shopt -s globstar nullglob
 
-# stop NAME [TIMEOUT]: SIGTERM the process in $RUN/NAME.pid, SIGKILL if it lingers.
+# pid_of NAME prints the PID in $RUN/NAME.pid if that process is still one of ours: after a
+# crash or reboot the number may belong to something else, so the command line must name
+# this cluster's state directory (every component is started with a path inside it).
+pid_of() {
+  local pid
+  pid=$(cat "$RUN/$1.pid" 2>/dev/null) || return 1
+  kill -0 "$pid" 2>/dev/null && [[ $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") == *"$STATE"* ]] &&
+    echo "$pid"
+}
+
+# stop TIMEOUT NAME...: SIGTERM the named components together, wait up to TIMEOUT seconds
+# for all of them, SIGKILL whatever lingers.
 stop() {
-  local name=$1 timeout=${2:-10} pidfile=$RUN/$1.pid pid
-  [[ -f $pidfile ]] || return 0
-  pid=$(cat "$pidfile")
-  # The PID is only ours if the process still runs a binary from this cluster's setup;
-  # after a reboot or a crash the number may belong to something else.
-  if kill -0 "$pid" 2>/dev/null && [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *"$STATE"* ]]; then
-    kill -TERM "$pid" 2>/dev/null || true
-    local i
-    for (( i = 0; i < timeout * 10; i++ )); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      step "$name did not stop in ${timeout}s; killing it"
-      kill -KILL "$pid" 2>/dev/null || true
+  local timeout=$1; shift
+  local name pid pids=() i t0=$SECONDS
+  for name in "$@"; do
+    if pid=$(pid_of "$name"); then
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
     fi
+  done
+  for (( i = 0; i < timeout * 10 && ${#pids[@]} > 0; i++ )); do
+    for pid in "${!pids[@]}"; do kill -0 "${pids[$pid]}" 2>/dev/null || unset "pids[$pid]"; done
+    (( ${#pids[@]} )) && sleep 0.1
+  done
+  if (( ${#pids[@]} )); then
+    step "still running after ${timeout}s, killing: $(for pid in "${pids[@]}"; do tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -d' ' -f1; done | xargs -n1 basename | xargs)"
+    kill -KILL "${pids[@]}" 2>/dev/null || true
   fi
-  rm -f "$pidfile"
+  for name in "$@"; do rm -f "$RUN/$name.pid"; done
+  (( SECONDS - t0 < 2 )) || step "  $* stopped after $(( SECONDS - t0 ))s"
 }
 
 ctr_() { ctr --address "$RUN/containerd.sock" -n k8s.io "$@"; }
@@ -54,7 +65,7 @@ kill_leftover_processes() {
   pids=$(cat /dev/null /sys/fs/cgroup/*/riffle/**/cgroup.procs 2>/dev/null || true)
   for pid in /proc/[0-9]*; do
     pid=${pid#/proc/}
-    [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *"containerd-shim"*"$RUN/containerd.sock"* ]] && pids+=" $pid"
+    [[ $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") == *"containerd-shim"*"$RUN/containerd.sock"* ]] && pids+=" $pid"
   done
   for pid in $pids; do kill -KILL "$pid" 2>/dev/null || true; done
   return 0
@@ -164,20 +175,15 @@ main() {
   local t0 k8s_bin; t0=$(date +%s)
   mkdir -p "$LOGS"
   k8s_bin=$CACHE/k8s-$(gomod_version "$TOOLS_DIR/kubernetes" k8s.io/kubernetes)/bin
-  step "stopping kubelet, kube-proxy, CoreDNS, provisioner"
-  stop kubelet 20
-  stop kube-proxy
-  stop coredns
-  stop provisioner
+  step "stopping kubelet, kube-proxy, CoreDNS, provisioner, scheduler, controller-manager"
+  stop 10 kubelet kube-proxy coredns provisioner kube-scheduler kube-controller-manager
   step "stopping pod containers and containerd"
   stop_containers
-  stop containerd 20
+  stop 10 containerd
   kill_leftover_processes
-  step "stopping scheduler, controller-manager, apiserver, etcd"
-  stop kube-scheduler
-  stop kube-controller-manager
-  stop kube-apiserver 20
-  stop etcd 20
+  step "stopping apiserver, etcd"
+  stop 10 kube-apiserver
+  stop 10 etcd
   step "unmounting, removing namespaces, cgroups, bridge and iptables rules"
   unmount_state
   remove_netns

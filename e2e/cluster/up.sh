@@ -283,7 +283,8 @@ start_controller_manager() {
     --root-ca-file "$PKI/ca.crt" --service-account-private-key-file "$PKI/sa.key" \
     --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
     --allocate-node-cidrs=true --cluster-cidr "$POD_CIDR" --node-cidr-mask-size "${POD_CIDR#*/}" \
-    --service-cluster-ip-range "$SERVICE_CIDR" --profiling=false
+    --service-cluster-ip-range "$SERVICE_CIDR" --profiling=false \
+    --flex-volume-plugin-dir "$STATE/kubelet/volume-plugins"
 }
 
 start_scheduler() {
