@@ -37,7 +37,10 @@ impl HashRange {
     /// Splits the space `[0, 2^128)` into `count` ranges as Kinesis does: equal widths, the last
     /// range absorbing the remainder.
     pub fn divide_evenly(count: u32) -> Vec<HashRange> {
-        let count = u128::from(count.max(1));
+        if count <= 1 {
+            return vec![HashRange::ALL];
+        }
+        let count = u128::from(count);
         // floor(2^128 / count), computed without overflowing u128.
         let width = MAX_HASH_KEY / count + u128::from(MAX_HASH_KEY % count == count - 1);
         (0..count)

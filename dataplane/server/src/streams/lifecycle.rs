@@ -222,6 +222,14 @@ impl Catalog {
         Ok(())
     }
 
+    /// Drains and closes every shard log of `stream` (clean shutdown).
+    pub async fn close_stream_logs(&self, stream: &Stream) {
+        let state = stream.state.read().await;
+        for shard in state.shards.values() {
+            shard.log.close();
+        }
+    }
+
     /// Open shards across all streams.
     pub async fn open_shard_count(&self) -> u32 {
         let mut total = 0;
