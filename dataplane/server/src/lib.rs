@@ -8,4 +8,5 @@ pub mod grpc;
 pub mod http;
 pub mod kinesis;
 pub mod metrics;
+pub mod server;
 pub mod streams;

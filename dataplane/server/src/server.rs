@@ -1,0 +1,181 @@
+//! The standalone data-plane process: the Kinesis API and ops endpoints on one port, the
+//! gRPC API on another, retention in the background, clean shutdown on SIGTERM or Ctrl-C.
+
+use std::fs;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::streams::encryption::DataKey;
+use crate::streams::{Catalog, StreamsConfig};
+
+/// How often expired segments and shards are removed.
+const RETENTION_SWEEP: Duration = Duration::from_secs(60);
+
+/// Settings of the standalone server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Address of the Kinesis API, `/metrics`, `/healthz` and `/readyz`.
+    pub listen: SocketAddr,
+    /// Address of the gRPC API.
+    pub grpc_listen: SocketAddr,
+    /// The stream service's settings.
+    pub streams: StreamsConfig,
+}
+
+/// Reads the data key from `path`, or (without a path) from `<data_dir>/encryption.key`,
+/// creating that file with a random key on first start.
+pub fn load_data_key(path: Option<&Path>, data_dir: &Path) -> io::Result<[u8; 32]> {
+    let path: PathBuf = match path {
+        Some(path) => path.to_path_buf(),
+        None => {
+            fs::create_dir_all(data_dir)?;
+            let path = data_dir.join("encryption.key");
+            if !path.exists() {
+                write_new_key(&path)?;
+            }
+            path
+        }
+    };
+    let bytes = fs::read(&path)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.trim();
+    let mut key = [0u8; 32];
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: expected 64 hexadecimal digits (a 256-bit key)",
+                path.display()
+            ),
+        ));
+    }
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[i * 2..i * 2 + 2], 16).map_err(io::Error::other)?;
+    }
+    Ok(key)
+}
+
+fn write_new_key(path: &Path) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = DataKey::generate();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(hex.as_bytes())?;
+    file.sync_all()
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub async fn run(options: ServerOptions) -> Result<(), ServeError> {
+    let catalog = tokio::task::spawn_blocking({
+        let config = options.streams.clone();
+        move || Catalog::open(config)
+    })
+    .await
+    .map_err(|e| ServeError::Open(e.to_string()))?
+    .map_err(|e| ServeError::Open(e.to_string()))?;
+    let http = TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            address: options.listen,
+            api: "Kinesis API",
+            source,
+        })?;
+    let grpc = TcpListener::bind(options.grpc_listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            address: options.grpc_listen,
+            api: "gRPC API",
+            source,
+        })?;
+    let (stop, stopped) = watch::channel(false);
+    let wait = |mut receiver: watch::Receiver<bool>| async move {
+        let _ = receiver.wait_for(|stop| *stop).await;
+    };
+    let sweeper = tokio::spawn({
+        let catalog = catalog.clone();
+        let mut stopped = stopped.clone();
+        async move {
+            let mut interval = tokio::time::interval(RETENTION_SWEEP);
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => catalog.sweep_retention().await,
+                    _ = stopped.changed() => break,
+                }
+            }
+        }
+    });
+    let http_task = tokio::spawn(crate::http::serve(
+        catalog.clone(),
+        http,
+        wait(stopped.clone()),
+    ));
+    let grpc_task = tokio::spawn(async move {
+        drop(grpc);
+    });
+    tracing::info!(
+        kinesis = %options.listen,
+        grpc = %options.grpc_listen,
+        data_dir = %options.streams.data_dir.display(),
+        "riffle is serving"
+    );
+    println!(
+        "riffle listening: Kinesis API http://{} (metrics /metrics), gRPC {}; data in {}",
+        options.listen,
+        options.grpc_listen,
+        options.streams.data_dir.display()
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop.send(true);
+    let _ = http_task.await;
+    let _ = grpc_task.await;
+    let _ = sweeper.await;
+    for stream in catalog.streams() {
+        catalog.close_stream_logs(&stream).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data directory could not be opened or recovered.
+    #[error("could not open the data directory: {0}")]
+    Open(String),
+    /// A listening address is taken or not allowed.
+    #[error("cannot listen on {address} ({api}): {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Which API it was for.
+        api: &'static str,
+        /// The cause.
+        source: io::Error,
+    },
+}
