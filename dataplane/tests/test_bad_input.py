@@ -85,6 +85,7 @@ def test_malformed_json_is_serialization_exception(server):
     assert status == 400
     assert _type(body) == "SerializationException"
     assert headers.get("x-amzn-requestid")
+    assert headers["content-type"].startswith(JSON)
 
 
 def test_json_that_is_not_an_object_is_rejected(server):
@@ -139,9 +140,11 @@ def test_missing_authorization_is_403(server):
     )
     assert status == 403
     assert _type(body) == "MissingAuthenticationTokenException"
+    assert body.get("message") == "Missing Authentication Token"
     # Nothing happened.
     status, _, body = raw_call(server, "DescribeStreamSummary", {"StreamName": name})
     assert status == 400 and _type(body) == "ResourceNotFoundException"
+    assert body["message"] == f"Stream {name} under account 000000000000 not found."
 
 
 def test_json_round_trip_works_raw(server, canary):

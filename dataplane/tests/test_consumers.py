@@ -128,6 +128,28 @@ def test_duplicate_consumer_is_resource_in_use(kinesis, stream_name):
     assert error_code(e.value) == "ResourceInUseException"
 
 
+def test_at_most_20_consumers_per_stream(kinesis, stream_name):
+    create_stream(kinesis, stream_name, 1)
+    sarn = stream_arn(stream_name)
+    for i in range(20):
+        kinesis.register_stream_consumer(StreamARN=sarn, ConsumerName=f"c{i:02d}")
+    with pytest.raises(ClientError) as e:
+        kinesis.register_stream_consumer(StreamARN=sarn, ConsumerName="c20")
+    assert error_code(e.value) == "LimitExceededException"
+    consumers, token = [], None
+    for _ in range(20):
+        page = (
+            kinesis.list_stream_consumers(StreamARN=sarn, NextToken=token)
+            if token
+            else kinesis.list_stream_consumers(StreamARN=sarn)
+        )
+        consumers.extend(page["Consumers"])
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert sorted(c["ConsumerName"] for c in consumers) == [f"c{i:02d}" for i in range(20)]
+
+
 def test_consumer_errors(kinesis, raw_kinesis, stream_name):
     with pytest.raises(ClientError) as e:
         kinesis.register_stream_consumer(StreamARN=stream_arn(stream_name), ConsumerName="x")
@@ -253,6 +275,41 @@ def test_subscribe_at_sequence_number_and_latest(kinesis, stream_name):
         if got:
             break
     assert got == [b"new"]
+
+
+def test_continuation_sequence_number_resumes_without_gaps_or_repeats(kinesis, stream_name):
+    create_stream(kinesis, stream_name, 1)
+    shard = "shardId-000000000000"
+    for i in range(6):
+        kinesis.put_record(StreamName=stream_name, Data=b"c%d" % i, PartitionKey="k")
+    first_consumer = register(kinesis, stream_name, "first")
+    resp = kinesis.subscribe_to_shard(
+        ConsumerARN=first_consumer, ShardId=shard, StartingPosition={"Type": "TRIM_HORIZON"}
+    )
+    seen, continuation = [], None
+    for event in _events(resp):
+        seen.extend(r["Data"] for r in event["Records"])
+        continuation = event["ContinuationSequenceNumber"]
+        if seen:
+            break
+    assert seen and seen == [b"c%d" % i for i in range(len(seen))]
+    for i in range(6, 8):
+        kinesis.put_record(StreamName=stream_name, Data=b"c%d" % i, PartitionKey="k")
+
+    # A second consumer (the 5-second rule is per consumer and shard) resumes after the
+    # checkpoint and gets exactly the rest.
+    second_consumer = register(kinesis, stream_name, "second")
+    resp = kinesis.subscribe_to_shard(
+        ConsumerARN=second_consumer,
+        ShardId=shard,
+        StartingPosition={"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": continuation},
+    )
+    rest = []
+    for event in _events(resp):
+        rest.extend(r["Data"] for r in event["Records"])
+        if len(seen) + len(rest) >= 8:
+            break
+    assert seen + rest == [b"c%d" % i for i in range(8)]
 
 
 def test_resubscribe_within_five_seconds_is_resource_in_use(kinesis, stream_name):

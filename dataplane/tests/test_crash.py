@@ -167,6 +167,8 @@ def test_acknowledged_records_survive_kill_9(make_server, round_no):
         if p.error is not None:
             assert p.error_at >= killed_at, f"producer {p.pid} failed before the kill: {p.error!r}"
             assert isinstance(p.error, (BotoCoreError, OSError)), repr(p.error)
+    in_flight = sum(p.error is not None for p in producers)
+    assert in_flight >= 1, "no producer had a request in flight when the server was killed"
     acked = [a for p in producers for a in p.acked]
     assert reached, f"only {tally.count} records acknowledged before the time limit"
     assert len(acked) >= target
@@ -175,6 +177,8 @@ def test_acknowledged_records_survive_kill_9(make_server, round_no):
     client = srv.client()
     tops, total = verify(read_everything(client, name), acked)
     assert total >= len(acked)
+    print(f"round {round_no}: {len(producers)} producers, {len(acked)} acknowledged, "
+          f"{total} readable, {in_flight} cut mid-request")
 
     # The stream keeps going: new records land after the old ones and are readable.
     more = [make_payload(rng, 999, i) for i in range(300)]

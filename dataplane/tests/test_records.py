@@ -12,6 +12,7 @@ from conftest import (
     MAX_HASH_KEY,
     create_stream,
     error_code,
+    error_message,
     hash_of,
     list_all_shards,
     read_shard,
@@ -238,6 +239,20 @@ def test_put_record_throttled_is_provisioned_throughput_exceeded(throttled_kines
     assert codes == ["ProvisionedThroughputExceededException"], "~10 MB in a burst must throttle"
 
 
+def test_put_records_throttled_above_1000_records_per_second(throttled_kinesis, stream_name):
+    client = throttled_kinesis
+    create_stream(client, stream_name, 1)
+    failed = 0
+    for _ in range(4):
+        resp = client.put_records(
+            StreamName=stream_name,
+            Records=[{"Data": b"tiny", "PartitionKey": "k"} for _ in range(500)],
+        )
+        failed += resp["FailedRecordCount"]
+    assert failed > 0, "2000 records in a burst into one shard must be partly refused"
+    assert failed < 2000
+
+
 def test_get_records_throttled_above_five_calls_per_second(throttled_kinesis, stream_name):
     client = throttled_kinesis
     create_stream(client, stream_name, 1)
@@ -265,6 +280,8 @@ def test_put_records_more_than_500_entries_is_validation_error(raw_kinesis, stre
             Records=[{"Data": b"x", "PartitionKey": "k"} for _ in range(501)],
         )
     assert error_code(e.value) == "ValidationException"
+    assert error_message(e.value).startswith("1 validation error detected: ")
+    assert "Member must have length less than or equal to 500" in error_message(e.value)
     ok = raw_kinesis.put_records(
         StreamName=stream_name, Records=[{"Data": b"x", "PartitionKey": "k"} for _ in range(500)]
     )
@@ -287,6 +304,27 @@ def test_put_records_over_5_mib_is_rejected(raw_kinesis, stream_name):
         )
     assert error_code(e.value) in {"InvalidArgumentException", "ValidationException"}
     assert read_shard(raw_kinesis, stream_name, "shardId-000000000000") == []
+    # Exactly 5 MiB, partition keys included, is accepted.
+    keys = [f"k{i}" for i in range(5)]
+    entries = [{"Data": os.urandom(MiB - len(k)), "PartitionKey": k} for k in keys]
+    ok = raw_kinesis.put_records(StreamName=stream_name, Records=entries)
+    assert ok["FailedRecordCount"] == 0
+
+
+def test_get_records_returns_at_most_10_mib(kinesis, stream_name):
+    create_stream(kinesis, stream_name, 1)
+    blobs = [os.urandom(MiB - 1) for _ in range(12)]
+    for blob in blobs:
+        kinesis.put_record(StreamName=stream_name, Data=blob, PartitionKey="k")
+    it = _iterator(kinesis, stream_name, "shardId-000000000000", "TRIM_HORIZON")
+    first = kinesis.get_records(ShardIterator=it, Limit=10000)
+    size = sum(len(r["Data"]) + len(r["PartitionKey"]) for r in first["Records"])
+    assert 0 < len(first["Records"]) < 12
+    assert size <= 10 * MiB
+    assert first["MillisBehindLatest"] >= 0
+    rest = read_shard(kinesis, stream_name, "shardId-000000000000", "AFTER_SEQUENCE_NUMBER",
+                      StartingSequenceNumber=first["Records"][-1]["SequenceNumber"])
+    assert [r["Data"] for r in first["Records"] + rest] == blobs
 
 
 def test_record_over_1_mib_is_rejected_and_1_mib_accepted(raw_kinesis, stream_name):
@@ -397,6 +435,7 @@ def test_invalid_iterator_is_invalid_argument(kinesis, raw_kinesis, stream_name)
         with pytest.raises(ClientError) as e:
             raw_kinesis.get_records(ShardIterator=bad)
         assert error_code(e.value) == "InvalidArgumentException", bad
+        assert error_message(e.value) == "Invalid ShardIterator."
 
 
 def test_iterator_expires(make_server, stream_name):
@@ -414,6 +453,7 @@ def test_iterator_expires(make_server, stream_name):
             return False
         except ClientError as e:
             assert error_code(e) == "ExpiredIteratorException"
+            assert error_message(e).startswith("Iterator expired.")
             return True
 
     wait_for(expired, timeout=15, interval=0.2, message="ExpiredIteratorException")
@@ -489,7 +529,10 @@ def test_unknown_shard_is_resource_not_found(kinesis, stream_name):
     with pytest.raises(ClientError) as e:
         _iterator(kinesis, stream_name, "shardId-000000000009", "TRIM_HORIZON")
     assert error_code(e.value) == "ResourceNotFoundException"
-    assert "shardId-000000000009" in e.value.response["Error"]["Message"]
+    assert error_message(e.value) == (
+        f"Shard shardId-000000000009 in stream {stream_name} under account 000000000000 "
+        "does not exist"
+    )
 
 
 def test_latest_then_put_then_read(kinesis, stream_name):

@@ -10,6 +10,7 @@ from conftest import (
     MAX_HASH_KEY,
     create_stream,
     error_code,
+    error_message,
     list_all_shards,
     open_shards,
     wait_active,
@@ -221,7 +222,26 @@ def test_merge_non_adjacent_is_invalid_argument(kinesis, stream_name):
     with pytest.raises(ClientError) as e:
         kinesis.merge_shards(StreamName=stream_name, ShardToMerge=S(0), AdjacentShardToMerge=S(2))
     assert error_code(e.value) == "InvalidArgumentException"
+    assert error_message(e.value) == (
+        f"Shards {S(0)} and {S(2)} in stream {stream_name} under account 000000000000 are not "
+        "an adjacent pair of shards eligible for merging"
+    )
     assert len(open_shards(kinesis, stream_name)) == 3
+
+
+def test_merge_children_back_together(kinesis, stream_name):
+    create_stream(kinesis, stream_name, 1)
+    kinesis.split_shard(StreamName=stream_name, ShardToSplit=S(0), NewStartingHashKey=str(2**100))
+    wait_active(kinesis, stream_name)
+    kinesis.merge_shards(StreamName=stream_name, ShardToMerge=S(1), AdjacentShardToMerge=S(2))
+    wait_active(kinesis, stream_name)
+    (merged,) = open_shards(kinesis, stream_name)
+    assert merged["ShardId"] == S(3)
+    assert _range(merged) == (0, MAX_HASH_KEY)
+    assert (merged["ParentShardId"], merged["AdjacentParentShardId"]) == (S(1), S(2))
+    with pytest.raises(ClientError) as e:  # closed shards cannot be merged again
+        kinesis.merge_shards(StreamName=stream_name, ShardToMerge=S(1), AdjacentShardToMerge=S(2))
+    assert error_code(e.value) in {"InvalidArgumentException", "ResourceInUseException"}
 
 
 def test_merge_unknown_shard_is_resource_not_found(kinesis, stream_name):
@@ -279,6 +299,23 @@ def test_update_shard_count_bounds(kinesis, stream_name, target):
         )
     assert error_code(e.value) in {"InvalidArgumentException", "LimitExceededException"}
     assert len(open_shards(kinesis, stream_name)) == 4
+
+
+def test_update_shard_count_at_most_ten_times_a_day(kinesis, stream_name):
+    create_stream(kinesis, stream_name, 1)
+    for i in range(10):
+        target = 2 if i % 2 == 0 else 1
+        kinesis.update_shard_count(
+            StreamName=stream_name, TargetShardCount=target, ScalingType="UNIFORM_SCALING"
+        )
+        wait_active(kinesis, stream_name)
+        assert len(open_shards(kinesis, stream_name)) == target
+    with pytest.raises(ClientError) as e:
+        kinesis.update_shard_count(
+            StreamName=stream_name, TargetShardCount=2, ScalingType="UNIFORM_SCALING"
+        )
+    assert error_code(e.value) == "LimitExceededException"
+    assert len(open_shards(kinesis, stream_name)) == 1
 
 
 def test_update_shard_count_to_edges_of_bounds(kinesis, stream_name):

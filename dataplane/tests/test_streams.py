@@ -173,6 +173,8 @@ def test_invalid_stream_names_are_validation_errors(raw_kinesis, bad_name):
     with pytest.raises(ClientError) as e:
         raw_kinesis.create_stream(StreamName=bad_name, ShardCount=1)
     assert error_code(e.value) == "ValidationException"
+    assert error_message(e.value).startswith("1 validation error detected: ")
+    assert "at 'streamName' failed to satisfy constraint" in error_message(e.value)
     assert raw_kinesis.list_streams()["StreamNames"].count(bad_name) == 0
 
 
@@ -190,6 +192,10 @@ def test_non_positive_shard_count_is_validation_error(raw_kinesis, stream_name, 
     with pytest.raises(ClientError) as e:
         raw_kinesis.create_stream(StreamName=stream_name, ShardCount=count)
     assert error_code(e.value) == "ValidationException"
+    assert error_message(e.value) == (
+        f"1 validation error detected: Value '{count}' at 'shardCount' failed to satisfy "
+        "constraint: Member must have value greater than or equal to 1"
+    )
     with pytest.raises(ClientError) as e:
         raw_kinesis.describe_stream_summary(StreamName=stream_name)
     assert error_code(e.value) == "ResourceNotFoundException"
@@ -310,3 +316,29 @@ def test_request_id_header_is_set(kinesis, stream_name):
     with pytest.raises(ClientError) as e:
         kinesis.describe_stream_summary(StreamName=stream_name + "-missing")
     assert e.value.response["ResponseMetadata"]["HTTPHeaders"].get("x-amzn-requestid")
+
+
+def test_shard_limit_is_limit_exceeded(kinesis, stream_name):
+    open_before = kinesis.describe_limits()["OpenShardCount"]
+    with pytest.raises(ClientError) as e:
+        kinesis.create_stream(StreamName=stream_name, ShardCount=100_000)
+    assert error_code(e.value) == "LimitExceededException"
+    assert "shard limit" in error_message(e.value)
+    assert kinesis.describe_limits()["OpenShardCount"] == open_before
+    with pytest.raises(ClientError) as e:
+        kinesis.describe_stream_summary(StreamName=stream_name)
+    assert error_code(e.value) == "ResourceNotFoundException"
+
+
+def test_describe_stream_returns_at_most_100_shards(kinesis, stream_name):
+    create_stream(kinesis, stream_name, 120)
+    first = kinesis.describe_stream(StreamName=stream_name)["StreamDescription"]
+    assert len(first["Shards"]) == 100
+    assert first["HasMoreShards"] is True
+    rest = kinesis.describe_stream(
+        StreamName=stream_name, ExclusiveStartShardId=first["Shards"][-1]["ShardId"]
+    )["StreamDescription"]
+    assert len(rest["Shards"]) == 20
+    assert rest["HasMoreShards"] is False
+    assert len(kinesis.list_shards(StreamName=stream_name)["Shards"]) == 120
+    kinesis.delete_stream(StreamName=stream_name)
