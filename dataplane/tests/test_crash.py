@@ -244,3 +244,49 @@ def test_sigterm_is_clean_and_state_persists(make_server):
         "keep": "me"
     }
     verify(read_everything(client, name), acked)
+
+
+def test_acknowledged_control_plane_changes_survive_kill_9(make_server):
+    srv = make_server("--throttle", "off")
+    client = srv.client()
+    name = f"meta-{uuid.uuid4().hex[:6]}"
+    arn = f"arn:aws:kinesis:us-east-1:000000000000:stream/{name}"
+    create_stream(client, name, 2, Tags={"a": "1"})
+    client.add_tags_to_stream(StreamName=name, Tags={"b": "2"})
+    client.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=96)
+    client.enable_enhanced_monitoring(StreamName=name, ShardLevelMetrics=["IncomingBytes"])
+    client.start_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId="alias/aws/kinesis")
+    client.split_shard(
+        StreamName=name, ShardToSplit="shardId-000000000001", NewStartingHashKey=str(2**127 + 5)
+    )
+    consumer = client.register_stream_consumer(StreamARN=arn, ConsumerName="durable")["Consumer"]
+    d = make_payload(random.Random(7), 3, 1)
+    put = client.put_record(StreamName=name, Data=d, PartitionKey="k")
+    assert put["EncryptionType"] == "KMS"
+    gone = f"meta-gone-{uuid.uuid4().hex[:6]}"
+    create_stream(client, gone, 1)
+    client.delete_stream(StreamName=gone)
+    wait_for(lambda: gone not in client.list_streams()["StreamNames"], message="deletion")
+    layout = list_all_shards(client, name)
+
+    srv.kill9()
+    srv.start()
+    client = srv.client()
+
+    summary = client.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+    assert summary["RetentionPeriodHours"] == 96
+    assert summary["EncryptionType"] == "KMS"
+    assert summary["KeyId"] == "alias/aws/kinesis"
+    assert summary["EnhancedMonitoring"] == [{"ShardLevelMetrics": ["IncomingBytes"]}]
+    assert summary["OpenShardCount"] == 3
+    assert summary["ConsumerCount"] == 1
+    assert list_all_shards(client, name) == layout
+    tags = {t["Key"]: t["Value"] for t in client.list_tags_for_stream(StreamName=name)["Tags"]}
+    assert tags == {"a": "1", "b": "2"}
+    described = client.describe_stream_consumer(ConsumerARN=consumer["ConsumerARN"])
+    assert described["ConsumerDescription"]["ConsumerName"] == "durable"
+    assert gone not in client.list_streams()["StreamNames"]
+    records = read_everything(client, name)
+    verify(records, [(put["ShardId"], put["SequenceNumber"], d)])
+    (rec,) = [r for rs in records.values() for r in rs]
+    assert rec["EncryptionType"] == "KMS"

@@ -438,6 +438,19 @@ def test_invalid_iterator_is_invalid_argument(kinesis, raw_kinesis, stream_name)
         assert error_message(e.value) == "Invalid ShardIterator."
 
 
+def test_iterator_of_deleted_stream_is_not_found(kinesis, stream_name):
+    create_stream(kinesis, stream_name, 1)
+    kinesis.put_record(StreamName=stream_name, Data=b"x", PartitionKey="k")
+    it = _iterator(kinesis, stream_name, "shardId-000000000000", "TRIM_HORIZON")
+    kinesis.delete_stream(StreamName=stream_name)
+    wait_for(
+        lambda: stream_name not in kinesis.list_streams()["StreamNames"], message="deletion"
+    )
+    with pytest.raises(ClientError) as e:
+        kinesis.get_records(ShardIterator=it)
+    assert error_code(e.value) == "ResourceNotFoundException"
+
+
 def test_iterator_expires(make_server, stream_name):
     srv = make_server("--throttle", "off", "--iterator-ttl-secs", "1")
     client = srv.client()
