@@ -41,7 +41,7 @@ use std::thread::{self, JoinHandle, ThreadId};
 use bytes::Bytes;
 
 pub use crate::error::LogError;
-use crate::segment::{ReadState, Segment};
+use crate::segment::{Executed, ReadState, Segment};
 use crate::segments::Segments;
 use crate::writer::{Pending, Queue, WriterState};
 
@@ -247,19 +247,21 @@ impl ShardLog {
                 active = Some(Segment::recover(&path, base, prev_arrival, sync)?);
             }
         }
-        let active = match active {
+        let (active, active_file) = match active {
             Some(active) => active,
             None => {
-                let segment = Segment::create(dir, 0)?;
+                let created = Segment::create(dir, 0)?;
                 if sync {
                     writer::sync_dir(dir)?;
                 }
-                segment
+                created
             }
         };
 
-        let segments = Segments::new(sealed, active);
-        let writer_state = WriterState::new(segments.active(), segments.last_arrival_ms());
+        let writer_file = Arc::clone(&active_file);
+        let segments = Segments::new(sealed, active, active_file);
+        let writer_state =
+            WriterState::new(segments.active(), writer_file, segments.last_arrival_ms());
         tracing::info!(
             dir = %dir.display(),
             start_offset = segments.start_offset(),
@@ -351,6 +353,7 @@ impl ShardLog {
             done: false,
         };
         let mut next = from_offset;
+        let mut vanished = 0;
         while !state.full() {
             let plan = {
                 let segments = read(&self.shared.segments);
@@ -370,7 +373,20 @@ impl ShardLog {
             };
             let Some(plan) = plan else { break };
             let before = state.out.len();
-            plan.execute(next, &mut state)?;
+            if plan.execute(next, &mut state)? == Executed::SegmentGone {
+                // Trimmed between planning and opening: plan again against the new start.
+                vanished += 1;
+                if vanished > 3 {
+                    return Err(LogError::io(
+                        &self.shared.dir,
+                        std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "a listed segment file is missing",
+                        ),
+                    ));
+                }
+                continue;
+            }
             match state.out.last() {
                 Some(last) if state.out.len() > before => next = last.offset + 1,
                 _ => break,
@@ -433,26 +449,24 @@ impl ShardLog {
         let expired = read(&shared.segments).expired_prefix(cutoff_ms);
         let mut removed = 0;
         let mut failure = None;
+        // Oldest first, so that a crash part-way leaves contiguous segments on disk. A segment
+        // leaves the list before its file goes: readers that planned on it and find the file
+        // gone plan again from the new start; readers that already opened it finish normally.
         for _ in 0..expired {
-            let Some(path) = read(&shared.segments)
-                .sealed(0)
-                .map(|s| Arc::clone(&s.path))
-            else {
+            let Some(segment) = write(&shared.segments).pop_oldest() else {
                 break;
             };
-            // Unlink first: a crash in between leaves a contiguous list, and readers keep their
-            // own handle on the file.
-            match fs::remove_file(&path) {
+            match fs::remove_file(&segment.path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    failure = Some(LogError::io(&path, e));
+                    failure = Some(LogError::io(&segment.path, e));
+                    write(&shared.segments).push_oldest(segment);
                     break;
                 }
             }
-            write(&shared.segments).pop_oldest();
             removed += 1;
-            tracing::info!(segment = %path.display(), "removed expired segment");
+            tracing::info!(segment = %segment.path.display(), "removed expired segment");
         }
         if removed > 0 && shared.config.sync == SyncMode::Fdatasync {
             writer::sync_dir(&shared.dir)?;

@@ -28,15 +28,16 @@ pub(crate) struct BatchEntry {
     pub arrival_ms: i64,
 }
 
-/// A segment as readers see it: its file and the index of its durable batches.
+/// A segment as readers see it: where its file is and the index of its durable batches.
+///
+/// Only the active segment keeps its file open (see `Segments`); sealed ones are opened per read,
+/// so a shard with thousands of segments does not hold thousands of descriptors.
 #[derive(Debug)]
 pub(crate) struct Segment {
     /// Offset of the first record this segment holds (or will hold, while empty).
     pub base_offset: u64,
     /// Path of the segment file.
     pub path: Arc<Path>,
-    /// The open file; shared with in-flight reads so that trimming never pulls it from under them.
-    pub file: Arc<File>,
     /// One entry per durable batch, in offset (and position, and arrival) order.
     pub index: Vec<BatchEntry>,
     /// Durable bytes: the end of the last indexed batch.
@@ -172,9 +173,9 @@ fn open_rw(path: &Path) -> Result<File, LogError> {
 }
 
 impl Segment {
-    /// Creates an empty segment file for `base_offset` in `dir`. The caller makes the directory
-    /// entry durable.
-    pub(crate) fn create(dir: &Path, base_offset: u64) -> Result<Segment, LogError> {
+    /// Creates an empty segment file for `base_offset` in `dir`, returning it with its open file.
+    /// The caller makes the directory entry durable.
+    pub(crate) fn create(dir: &Path, base_offset: u64) -> Result<(Segment, Arc<File>), LogError> {
         let path: Arc<Path> = dir.join(file_name(base_offset)).into();
         let file = OpenOptions::new()
             .read(true)
@@ -182,14 +183,14 @@ impl Segment {
             .create_new(true)
             .open(&path)
             .map_err(|e| LogError::io(&path, e))?;
-        Ok(Segment {
+        let segment = Segment {
             base_offset,
             path,
-            file: Arc::new(file),
             index: Vec::new(),
             size: 0,
             next_offset: base_offset,
-        })
+        };
+        Ok((segment, Arc::new(file)))
     }
 
     /// Opens a segment that is not the last one. It was fully synced before its successor was
@@ -200,7 +201,7 @@ impl Segment {
         prev_arrival: Option<i64>,
         verify: bool,
     ) -> Result<Segment, LogError> {
-        let file = open_rw(path)?;
+        let file = File::open(path).map_err(|e| LogError::io(path, e))?;
         let scan = scan(&file, path, base_offset, prev_arrival, verify)?;
         if let Some((position, reason)) = scan.stopped {
             return Err(LogError::corrupt(path, position, reason));
@@ -215,7 +216,6 @@ impl Segment {
         Ok(Segment {
             base_offset,
             path: path.into(),
-            file: Arc::new(file),
             index: scan.index,
             size: scan.valid_len,
             next_offset: scan.next_offset,
@@ -223,13 +223,14 @@ impl Segment {
     }
 
     /// Opens the last segment, verifying every batch, and truncates it after the last valid batch
-    /// (a torn or zero-filled tail left by a crash), syncing the truncation if `sync`.
+    /// (a torn or zero-filled tail left by a crash), syncing the truncation if `sync`. Returns it
+    /// with its open file, as it becomes the active segment.
     pub(crate) fn recover(
         path: &Path,
         base_offset: u64,
         prev_arrival: Option<i64>,
         sync: bool,
-    ) -> Result<Segment, LogError> {
+    ) -> Result<(Segment, Arc<File>), LogError> {
         let file = open_rw(path)?;
         let scan = scan(&file, path, base_offset, prev_arrival, true)?;
         if let Some((position, reason)) = &scan.stopped {
@@ -246,14 +247,14 @@ impl Segment {
                 file.sync_data().map_err(|e| LogError::io(path, e))?;
             }
         }
-        Ok(Segment {
+        let segment = Segment {
             base_offset,
             path: path.into(),
-            file: Arc::new(file),
             index: scan.index,
             size: scan.valid_len,
             next_offset: scan.next_offset,
-        })
+        };
+        Ok((segment, Arc::new(file)))
     }
 
     /// Arrival time of the newest durable record, if any.
@@ -280,12 +281,14 @@ impl Segment {
     ///
     /// Whole batches are always read. The first batch may hold records before `offset`; its
     /// payload counts fully towards `max_bytes`, so the plan can fall short and the caller
-    /// continues with another plan.
+    /// continues with another plan. `file` is the open file of the active segment; sealed ones
+    /// are opened when the plan runs.
     pub(crate) fn plan_read(
         &self,
         offset: u64,
         max_records: usize,
         max_bytes: usize,
+        file: Option<&Arc<File>>,
     ) -> Option<ReadPlan> {
         if offset < self.base_offset || offset >= self.next_offset {
             return None;
@@ -309,7 +312,7 @@ impl Segment {
         }
         let position = self.index[first].position;
         Some(ReadPlan {
-            file: Arc::clone(&self.file),
+            file: file.cloned(),
             path: Arc::clone(&self.path),
             position,
             len: self.batch_end(last).0 - position,
@@ -321,7 +324,8 @@ impl Segment {
 /// A byte range of whole batches to read from one segment, detached from the segment list so
 /// the read runs without holding any lock.
 pub(crate) struct ReadPlan {
-    file: Arc<File>,
+    /// Open file of the active segment; `None` for a sealed one.
+    file: Option<Arc<File>>,
     path: Arc<Path>,
     position: u64,
     len: u64,
@@ -351,17 +355,39 @@ impl ReadState {
     }
 }
 
+/// How a [`ReadPlan`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Executed {
+    /// The range was read and its records added.
+    Read,
+    /// The sealed segment's file was deleted by trimming after the plan was made.
+    SegmentGone,
+}
+
 impl ReadPlan {
     /// Reads the range with one positioned read and appends the records at or after `from` to
     /// `state` until a limit is reached. Every batch's CRC is checked; data is never copied, each
     /// record's data is a slice of the one buffer.
-    pub(crate) fn execute(self, from: u64, state: &mut ReadState) -> Result<(), LogError> {
+    pub(crate) fn execute(self, from: u64, state: &mut ReadState) -> Result<Executed, LogError> {
         let corrupt = |at: usize, reason: &str| {
             LogError::corrupt(&self.path, self.position + at as u64, reason)
         };
+        let opened;
+        let file = match &self.file {
+            Some(file) => &**file,
+            None => match File::open(&self.path) {
+                Ok(file) => {
+                    opened = file;
+                    &opened
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(Executed::SegmentGone);
+                }
+                Err(e) => return Err(LogError::io(&self.path, e)),
+            },
+        };
         let mut buf = BytesMut::zeroed(self.len as usize);
-        self.file
-            .read_exact_at(&mut buf, self.position)
+        file.read_exact_at(&mut buf, self.position)
             .map_err(|e| LogError::io(&self.path, e))?;
         let buf = buf.freeze();
         let mut at = 0usize;
@@ -392,7 +418,7 @@ impl ReadPlan {
                     || !state.out.is_empty() && state.bytes + size > state.max_bytes
                 {
                     state.done = true;
-                    return Ok(());
+                    return Ok(Executed::Read);
                 }
                 let partition_key = std::str::from_utf8(&whole[key])
                     .map_err(|_| corrupt(at, "partition key is not UTF-8"))?
@@ -408,7 +434,7 @@ impl ReadPlan {
             at = end;
             expected = header.next_offset();
         }
-        Ok(())
+        Ok(Executed::Read)
     }
 }
 

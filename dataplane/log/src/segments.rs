@@ -2,6 +2,8 @@
 //! one the writer appends to. Offsets are contiguous across the list.
 
 use std::collections::VecDeque;
+use std::fs::File;
+use std::sync::Arc;
 
 use crate::segment::{BatchEntry, ReadPlan, Segment};
 
@@ -13,18 +15,21 @@ use crate::segment::{BatchEntry, ReadPlan, Segment};
 pub(crate) struct Segments {
     sealed: VecDeque<Segment>,
     active: Segment,
+    /// The active segment's file, shared with the writer and with in-flight reads.
+    active_file: Arc<File>,
     /// Arrival time of the newest record ever committed or found on disk; survives trimming.
     last_arrival: Option<i64>,
 }
 
 impl Segments {
-    pub(crate) fn new(sealed: Vec<Segment>, active: Segment) -> Segments {
+    pub(crate) fn new(sealed: Vec<Segment>, active: Segment, active_file: Arc<File>) -> Segments {
         let last_arrival = active
             .last_arrival_ms()
             .or_else(|| sealed.last().and_then(Segment::last_arrival_ms));
         Segments {
             sealed: sealed.into(),
             active,
+            active_file,
             last_arrival,
         }
     }
@@ -71,23 +76,25 @@ impl Segments {
         self.last_arrival = Some(arrival_ms);
     }
 
-    /// Seals the active segment and makes `next` (which starts at the end offset) active.
-    pub(crate) fn roll(&mut self, next: Segment) {
+    /// Seals the active segment (closing its file once in-flight reads are done with it) and
+    /// makes `next`, which starts at the end offset, active.
+    pub(crate) fn roll(&mut self, next: Segment, next_file: Arc<File>) {
         debug_assert_eq!(next.base_offset, self.active.next_offset);
         let sealed = std::mem::replace(&mut self.active, next);
+        self.active_file = next_file;
         self.sealed.push_back(sealed);
     }
 
-    /// The segment holding `offset`, by binary search.
-    fn find(&self, offset: u64) -> Option<&Segment> {
+    /// The segment holding `offset`, by binary search, with its file if it is open.
+    fn find(&self, offset: u64) -> Option<(&Segment, Option<&Arc<File>>)> {
         if offset >= self.active.base_offset {
-            return Some(&self.active);
+            return Some((&self.active, Some(&self.active_file)));
         }
         let i = self
             .sealed
             .partition_point(|s| s.base_offset <= offset)
             .checked_sub(1)?;
-        self.sealed.get(i)
+        self.sealed.get(i).map(|s| (s, None))
     }
 
     /// Plans the next read from `offset`; `None` if `offset` is not retained or not yet durable.
@@ -97,7 +104,8 @@ impl Segments {
         max_records: usize,
         max_bytes: usize,
     ) -> Option<ReadPlan> {
-        self.find(offset)?.plan_read(offset, max_records, max_bytes)
+        let (segment, file) = self.find(offset)?;
+        segment.plan_read(offset, max_records, max_bytes, file)
     }
 
     /// First retained offset whose arrival time is `>= ts_ms`, or the end offset.
@@ -121,13 +129,14 @@ impl Segments {
             .count()
     }
 
-    /// The `i`-th oldest sealed segment.
-    pub(crate) fn sealed(&self, i: usize) -> Option<&Segment> {
-        self.sealed.get(i)
-    }
-
-    /// Forgets the oldest sealed segment (its file is already deleted).
+    /// Takes the oldest sealed segment out of the list (before its file is deleted).
     pub(crate) fn pop_oldest(&mut self) -> Option<Segment> {
         self.sealed.pop_front()
+    }
+
+    /// Puts back a segment taken by [`pop_oldest`](Self::pop_oldest) whose file could not be
+    /// deleted.
+    pub(crate) fn push_oldest(&mut self, segment: Segment) {
+        self.sealed.push_front(segment);
     }
 }

@@ -640,6 +640,33 @@ fn trim_before_removes_only_expired_whole_segments() {
 }
 
 #[test]
+fn a_read_planned_on_a_segment_that_is_then_trimmed_plans_again() {
+    let tmp = TempDir::new().unwrap();
+    let log = ShardLog::open(tmp.path(), config(256)).unwrap();
+    for _ in 0..6 {
+        append_records(&log, 2);
+    }
+    let plan = read(&log.shared.segments)
+        .plan_read(0, 10, usize::MAX)
+        .unwrap();
+    let removed = log.trim_before(i64::MAX).unwrap();
+    assert!(removed > 1);
+    let mut state = ReadState {
+        out: Vec::new(),
+        bytes: 0,
+        max_records: 10,
+        max_bytes: usize::MAX,
+        done: false,
+    };
+    assert_eq!(plan.execute(0, &mut state).unwrap(), Executed::SegmentGone);
+    assert!(state.out.is_empty());
+    // The public read plans again from the new start instead of failing.
+    assert!(log.read(0, 10, usize::MAX).unwrap().is_empty());
+    append_records(&log, 1);
+    check_all(&log);
+}
+
+#[test]
 fn trim_before_keeps_an_active_segment_with_unexpired_data() {
     let tmp = TempDir::new().unwrap();
     let log = ShardLog::open(tmp.path(), config(1 << 20)).unwrap();

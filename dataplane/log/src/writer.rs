@@ -44,9 +44,9 @@ pub(crate) struct WriterState {
 }
 
 impl WriterState {
-    pub(crate) fn new(active: &Segment, last_arrival: Option<i64>) -> WriterState {
+    pub(crate) fn new(active: &Segment, file: Arc<File>, last_arrival: Option<i64>) -> WriterState {
         WriterState {
-            file: Arc::clone(&active.file),
+            file,
             path: Arc::clone(&active.path),
             size: active.size,
             next_offset: active.next_offset,
@@ -200,17 +200,17 @@ fn commit_round(shared: &Shared, round: &mut Vec<Pending>) {
 /// Starts a new active segment at the end offset. The new file's directory entry is synced
 /// before the segment is used, so a synced record is never in a file that could vanish.
 pub(crate) fn roll(shared: &Shared, w: &mut WriterState) -> Result<(), LogError> {
-    let segment = Segment::create(&shared.dir, w.next_offset)?;
+    let (segment, file) = Segment::create(&shared.dir, w.next_offset)?;
     if shared.config.sync == SyncMode::Fdatasync
         && let Err(e) = sync_dir(&shared.dir)
     {
         let _ = fs::remove_file(&segment.path);
         return Err(e);
     }
-    w.file = Arc::clone(&segment.file);
+    w.file = Arc::clone(&file);
     w.path = Arc::clone(&segment.path);
     w.size = 0;
-    write(&shared.segments).roll(segment);
+    write(&shared.segments).roll(segment, file);
     tracing::debug!(segment = %w.path.display(), "rolled to a new segment");
     Ok(())
 }
