@@ -104,10 +104,25 @@ check_ports() {
   (( ${#busy[@]} == 0 )) || die "ports already in use: ${busy[*]}"
 }
 
+# A bridge or PID files without a live cluster are what a killed session or a crashed
+# up.sh leaves; they are cleaned up. A live cluster (ours half-running, or another
+# checkout's) is never touched.
 check_leftovers() {
-  if ip link show "$BRIDGE" >/dev/null 2>&1 || compgen -G "$RUN/*.pid" >/dev/null; then
-    die "a previous cluster was not fully torn down (bridge $BRIDGE or PID files in $RUN exist); run e2e/cluster/down.sh"
+  ip link show "$BRIDGE" >/dev/null 2>&1 || compgen -G "$RUN/*.pid" >/dev/null || return 0
+  local pidfile pid
+  for pidfile in "$RUN"/*.pid; do
+    [[ -e $pidfile ]] || continue
+    pid=$(cat "$pidfile")
+    kill -0 "$pid" 2>/dev/null &&
+      die "part of a cluster is still running ($(basename "$pidfile" .pid), PID $pid) but it is not healthy; run e2e/cluster/down.sh first"
+  done
+  if ss -Hltn "( sport = :$APISERVER_PORT )" | grep -q "$NODE_IP:$APISERVER_PORT"; then
+    die "another cluster is serving on $NODE_IP:$APISERVER_PORT ($(ss -Hltnp "( sport = :$APISERVER_PORT )" | grep -o 'users:.*' | head -1)); stop it with the down.sh of the checkout that started it"
   fi
+  step "removing leftovers of a cluster that is no longer running"
+  "$CLUSTER_DIR/down.sh" >"$LOGS/down-leftovers.log" 2>&1 ||
+    die "cleaning up the previous cluster failed" "$LOGS/down-leftovers.log"
+  mkdir -p "$LOGS" "$RUN" "$STATE/bin"
 }
 
 # CAP_SYS_RESOURCE is bit 24 of the effective capability set.
