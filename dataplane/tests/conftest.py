@@ -261,7 +261,11 @@ class RiffleServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "RUST_BACKTRACE": "1"},
+            # Only the command line configures the server: no RIFFLE_* settings leak in.
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("RIFFLE_")},
+                "RUST_BACKTRACE": "1",
+            },
         )
         deadline = time.monotonic() + timeout
         while True:

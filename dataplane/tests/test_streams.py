@@ -342,3 +342,52 @@ def test_describe_stream_returns_at_most_100_shards(kinesis, stream_name):
     assert rest["HasMoreShards"] is False
     assert len(kinesis.list_shards(StreamName=stream_name)["Shards"]) == 120
     kinesis.delete_stream(StreamName=stream_name)
+
+
+def test_concurrent_creates_of_one_name_have_one_winner(server, stream_name):
+    import threading
+
+    outcomes = []
+    lock = threading.Lock()
+
+    def create():
+        client = server.client()
+        try:
+            client.create_stream(StreamName=stream_name, ShardCount=2)
+            result = "created"
+        except ClientError as e:
+            result = error_code(e)
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcomes) == ["ResourceInUseException"] * 7 + ["created"]
+    client = server.client()
+    assert client.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"][
+        "OpenShardCount"
+    ] == 2
+    assert client.list_streams()["StreamNames"].count(stream_name) == 1
+
+
+@pytest.mark.parametrize(
+    "call, member",
+    [
+        (lambda c, n: c.create_stream(ShardCount=1), "streamName"),
+        (lambda c, n: c.put_record(StreamName=n, PartitionKey="k"), "data"),
+        (lambda c, n: c.put_records(StreamName=n), "records"),
+        (lambda c, n: c.get_records(), "shardIterator"),
+    ],
+    ids=["CreateStream-no-name", "PutRecord-no-data", "PutRecords-no-records", "GetRecords-no-iterator"],
+)
+def test_missing_required_members_are_validation_errors(raw_kinesis, stream_name, call, member):
+    create_stream(raw_kinesis, stream_name, 1)
+    with pytest.raises(ClientError) as e:
+        call(raw_kinesis, stream_name)
+    assert error_code(e.value) == "ValidationException"
+    assert f"at '{member}' failed to satisfy constraint: Member must not be null" in error_message(
+        e.value
+    )
