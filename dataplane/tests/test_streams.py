@@ -391,3 +391,17 @@ def test_missing_required_members_are_validation_errors(raw_kinesis, stream_name
     assert f"at '{member}' failed to satisfy constraint: Member must not be null" in error_message(
         e.value
     )
+
+
+def test_list_streams_default_page_is_100(make_server):
+    srv = make_server("--throttle", "off")
+    client = srv.client()
+    names = [f"page-{i:03d}" for i in range(105)]
+    for name in names:
+        client.create_stream(StreamName=name, ShardCount=1)
+    first = client.list_streams()
+    assert first["StreamNames"] == names[:100]
+    assert first["HasMoreStreams"] is True
+    rest = client.list_streams(NextToken=first["NextToken"])
+    assert rest["StreamNames"] == names[100:]
+    assert rest["HasMoreStreams"] is False
