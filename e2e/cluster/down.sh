@@ -145,9 +145,7 @@ restore_sysctls() {
 remove_host_paths() {
   [[ -f $STATE/host/paths ]] || return 0
   local p
-  for p in /var/lib/kubelet /var/log/containers /var/log/pods /var/run/netns /run/containerd \
-           /var/lib/cni /etc/cni /opt/cni /opt/containerd /var/lib/containerd \
-           /usr/libexec/kubernetes /etc/kubernetes; do
+  for p in "${HOST_PATHS[@]}"; do
     [[ -e $p ]] || continue
     grep -qxF "$p" "$STATE/host/paths" && continue
     findmnt -rn -o TARGET | grep -q "^$p/" && { step "leaving $p: something is still mounted under it"; continue; }

@@ -34,6 +34,12 @@ TOOLBOX_IMAGE=riffle.local/toolbox:1
 STORAGE_CLASS=standard
 PROVISIONER_NAME=riffle.local/hostpath
 
+# Host paths kubelet, containerd and CNI create at fixed locations whatever they are told;
+# up.sh records which existed before, down.sh removes the others.
+HOST_PATHS=(/var/lib/kubelet /var/log/containers /var/log/pods /var/run/netns /run/containerd
+            /var/lib/cni /etc/cni /opt/cni /opt/containerd /var/lib/containerd
+            /usr/libexec/kubernetes /etc/kubernetes)
+
 _t0=${_t0:-$(date +%s)}
 
 # step prints a progress line prefixed with the seconds since the script started.

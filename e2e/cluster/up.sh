@@ -140,10 +140,6 @@ SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.bridg
          kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.conf.all.route_localnet
          net.netfilter.nf_conntrack_max net.netfilter.nf_conntrack_tcp_timeout_established
          net.netfilter.nf_conntrack_tcp_timeout_close_wait)
-# Host paths kubelet/containerd/CNI create at fixed locations whatever we configure.
-HOST_PATHS=(/var/lib/kubelet /var/log/containers /var/log/pods /var/run/netns /run/containerd
-            /var/lib/cni /etc/cni /opt/cni /opt/containerd /var/lib/containerd
-            /usr/libexec/kubernetes /etc/kubernetes)
 
 record_host_state() {
   mkdir -p "$STATE/host"
