@@ -114,13 +114,17 @@ pub async fn run(options: ServerOptions) -> Result<(), ServeError> {
             }
         }
     });
-    let http_task = tokio::spawn(crate::http::serve(
-        catalog.clone(),
-        http,
-        wait(stopped.clone()),
-    ));
+    let http_serve = crate::http::serve(catalog.clone(), http, wait(stopped.clone()));
+    let http_task = tokio::spawn(async move {
+        if let Err(error) = http_serve.await {
+            tracing::error!(%error, "the Kinesis API stopped");
+        }
+    });
+    let grpc_serve = crate::grpc::serve(catalog.clone(), grpc, wait(stopped.clone()));
     let grpc_task = tokio::spawn(async move {
-        drop(grpc);
+        if let Err(error) = grpc_serve.await {
+            tracing::error!(%error, "the gRPC API stopped");
+        }
     });
     tracing::info!(
         kinesis = %options.listen,
@@ -148,17 +152,22 @@ pub async fn run(options: ServerOptions) -> Result<(), ServeError> {
 }
 
 async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    use tokio::signal::unix::{SignalKind, signal};
+    let wait_for = |kind: SignalKind, name: &'static str| async move {
+        match signal(kind) {
+            Ok(mut stream) => {
+                stream.recv().await;
+                tracing::info!(signal = name, "signal received");
             }
-            Err(_) => std::future::pending::<()>().await,
+            Err(error) => {
+                tracing::warn!(signal = name, %error, "cannot watch for the signal");
+                std::future::pending::<()>().await;
+            }
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
+        _ = wait_for(SignalKind::interrupt(), "SIGINT") => {}
+        _ = wait_for(SignalKind::terminate(), "SIGTERM") => {}
     }
 }
 

@@ -1,0 +1,137 @@
+//! `riffle`: the standalone data-plane server (`riffle server`) and the command-line client
+//! of its gRPC API (`riffle stream`, `riffle put`, `riffle tail`).
+
+mod cli;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use riffle_log::{LogConfig, SyncMode};
+use riffle_server::server::{ServerOptions, load_data_key, run};
+use riffle_server::streams::StreamsConfig;
+
+#[derive(Parser)]
+#[command(name = "riffle", version, about = "Kinesis-compatible streams: server and client")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the standalone data plane: Kinesis API, gRPC API and metrics.
+    Server(ServerArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
+}
+
+/// Whether a limit is enforced.
+#[derive(Clone, Copy, ValueEnum)]
+enum Switch {
+    On,
+    Off,
+}
+
+/// How appends reach the disk.
+#[derive(Clone, Copy, ValueEnum)]
+enum Sync {
+    /// Acknowledge only after fdatasync (durable).
+    Fdatasync,
+    /// Acknowledge after the write to the page cache (not durable; for experiments).
+    None,
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Address of the Kinesis API, /metrics, /healthz and /readyz.
+    #[arg(long, env = "RIFFLE_LISTEN", default_value = "127.0.0.1:4567")]
+    listen: SocketAddr,
+    /// Address of the gRPC API.
+    #[arg(long, env = "RIFFLE_GRPC_LISTEN", default_value = "127.0.0.1:4568")]
+    grpc_listen: SocketAddr,
+    /// Where streams are stored.
+    #[arg(long, env = "RIFFLE_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Per-shard throughput limits (1 MiB/s and 1000 records/s in, 5 reads/s and 2 MiB/s out).
+    #[arg(long, env = "RIFFLE_THROTTLE", value_enum, default_value = "on")]
+    throttle: Switch,
+    /// Lifetime of shard iterators, in seconds.
+    #[arg(long, env = "RIFFLE_ITERATOR_TTL_SECS", default_value_t = 300)]
+    iterator_ttl_secs: u64,
+    /// Lifetime of a SubscribeToShard subscription, in seconds.
+    #[arg(long, env = "RIFFLE_SUBSCRIPTION_SECS", default_value_t = 300)]
+    subscription_secs: u64,
+    /// File holding the 256-bit data key (64 hex digits) for streams with encryption on;
+    /// without it a key is generated in the data directory.
+    #[arg(long, env = "RIFFLE_ENCRYPTION_KEY_FILE")]
+    encryption_key_file: Option<PathBuf>,
+    /// Region named in ARNs.
+    #[arg(long, env = "RIFFLE_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Account id named in ARNs.
+    #[arg(long, env = "RIFFLE_ACCOUNT", default_value = "000000000000")]
+    account: String,
+    /// Most open shards across all streams.
+    #[arg(long, env = "RIFFLE_SHARD_LIMIT", default_value_t = 1000)]
+    shard_limit: u32,
+    /// When appends are acknowledged.
+    #[arg(long, env = "RIFFLE_SYNC", value_enum, default_value = "fdatasync")]
+    sync: Sync,
+}
+
+impl ServerArgs {
+    fn into_options(self) -> anyhow::Result<ServerOptions> {
+        let key = load_data_key(self.encryption_key_file.as_deref(), &self.data_dir)?;
+        let mut streams = StreamsConfig::new(self.data_dir, key);
+        streams.region = self.region;
+        streams.account = self.account;
+        streams.limits.enabled = matches!(self.throttle, Switch::On);
+        streams.iterator_ttl = Duration::from_secs(self.iterator_ttl_secs);
+        streams.subscription_ttl = Duration::from_secs(self.subscription_secs);
+        streams.shard_limit = self.shard_limit;
+        streams.log = LogConfig {
+            sync: match self.sync {
+                Sync::Fdatasync => SyncMode::Fdatasync,
+                Sync::None => SyncMode::None,
+            },
+            ..LogConfig::default()
+        };
+        Ok(ServerOptions {
+            listen: self.listen,
+            grpc_listen: self.grpc_listen,
+            streams,
+        })
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    match run_command(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command(args: Args) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RIFFLE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match args.command {
+        Command::Server(server) => {
+            let options = server.into_options()?;
+            runtime.block_on(run(options))?;
+        }
+        Command::Client(command) => runtime.block_on(cli::run(command))?,
+    }
+    Ok(())
+}
