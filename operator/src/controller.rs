@@ -1,0 +1,471 @@
+//! The `Stream` controller: a thin `reconcile` around the finalizer helper, with the pipeline
+//! validate → dereference → build → apply → status behind it, per-object error backoff, and
+//! Kubernetes Events when a condition changes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    core::v1::{ConfigMap, Service},
+    policy::v1::PodDisruptionBudget,
+};
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{ApiResource, DynamicObject, Patch, PatchParams},
+    core::{DeserializeGuard, error_boundary::InvalidObject},
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+        finalizer::{self, Event as FinalizerEvent, finalizer},
+        reflector::Store,
+        watcher,
+    },
+};
+use serde_json::json;
+
+use crate::crd::{Stream, StreamStatus};
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+use crate::stream::{
+    apply::{self, ApplyError},
+    build::{BuildError, StreamPlan, build, plan},
+    dereference::{self, DereferenceError},
+    naming::{LABEL_MANAGED_BY, MANAGER, StreamNames},
+    status::{self, GroupState, Outcome},
+    validate::{Problems, validate},
+};
+
+/// Finalizer the operator puts on every stream; removed once the stream's volumes are released.
+pub const FINALIZER: &str = "riffle.dev/cleanup";
+/// How often a healthy stream is reconciled even when nothing changed.
+pub const RESYNC: Duration = Duration::from_secs(300);
+/// Longest wait between retries of a failing stream.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// A failed reconciliation, one variant per pipeline step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec cannot be realised; reported in the status, not retried until it changes.
+    #[error("invalid spec: {0}")]
+    Invalid(Problems),
+    /// The recorded shard map could not be read.
+    #[error(transparent)]
+    Dereference(#[from] DereferenceError),
+    /// Objects could not be built.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// An API call of the apply step failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// The status could not be written.
+    #[error("writing status: {0}")]
+    Status(#[source] kube::Error),
+    /// Releasing the finalizer of an unreadable object failed.
+    #[error("removing the finalizer: {0}")]
+    RemoveFinalizer(#[source] kube::Error),
+    /// Adding or removing the finalizer, or one of its branches, failed.
+    #[error(transparent)]
+    Finalizer(Box<finalizer::Error<Error>>),
+    /// The object is namespaced but came without a namespace.
+    #[error("stream has no namespace")]
+    MissingNamespace,
+}
+
+impl Error {
+    /// Short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Invalid(_) => "invalid",
+            Error::Dereference(_) => "dereference",
+            Error::Build(_) => "build",
+            Error::Apply(_) => "apply",
+            Error::Status(_) => "status",
+            Error::RemoveFinalizer(_) => "finalizer",
+            Error::Finalizer(inner) => match inner.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.kind(),
+                _ => "finalizer",
+            },
+            Error::MissingNamespace => "metadata",
+        }
+    }
+
+    /// CamelCase reason for the `Degraded` condition.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Invalid(_) => "InvalidSpec",
+            Error::Dereference(DereferenceError::Unreadable { .. }) => "ShardMapUnreadable",
+            Error::Dereference(_) => "ReadFailed",
+            Error::Build(_) => "BuildFailed",
+            Error::Apply(_) => "ApplyFailed",
+            Error::Status(_) => "StatusFailed",
+            Error::RemoveFinalizer(_) | Error::Finalizer(_) => "FinalizerFailed",
+            Error::MissingNamespace => "BuildFailed",
+        }
+    }
+}
+
+/// What every reconciliation shares.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Installation settings.
+    pub settings: Settings,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    /// Operator metrics.
+    pub metrics: Arc<Metrics>,
+    /// Every stream in the cluster (the controller's cache), for cluster-wide name checks.
+    streams: Store<DeserializeGuard<Stream>>,
+    /// Consecutive failures per `namespace/name`, for backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+fn object_key(obj: &DeserializeGuard<Stream>) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Reconciles one stream: the finalizer helper decides between apply and cleanup; an object that
+/// cannot be deserialized is reported and, if it is being deleted, still released.
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<Stream>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started();
+    let result = match &obj.0 {
+        Ok(stream) => {
+            let namespace = stream.namespace().ok_or(Error::MissingNamespace)?;
+            let api: Api<Stream> = Api::namespaced(ctx.client.clone(), &namespace);
+            let stream = Arc::new(stream.clone());
+            let ctx = ctx.clone();
+            finalizer(&api, FINALIZER, stream, |event| async move {
+                match event {
+                    FinalizerEvent::Apply(stream) => apply_stream(&stream, &ctx).await,
+                    FinalizerEvent::Cleanup(stream) => {
+                        cleanup(&namespace, &stream.name_any(), &ctx).await
+                    }
+                }
+            })
+            .await
+            .map_err(|e| Error::Finalizer(Box::new(e)))
+        }
+        Err(invalid) => unreadable(invalid, &ctx).await,
+    };
+    if result.is_ok() {
+        lock(&ctx.failures).remove(&object_key(&obj));
+    }
+    result
+}
+
+/// Backs off per object: 1 s, 2 s, 4 s, ... up to [`MAX_BACKOFF`], reset by a success.
+pub fn error_policy(
+    obj: Arc<DeserializeGuard<Stream>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    ctx.metrics.reconcile_failed(error.kind());
+    let key = object_key(&obj);
+    let attempt = {
+        let mut failures = lock(&ctx.failures);
+        let n = failures.entry(key.clone()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = backoff(attempt);
+    tracing::warn!(stream = %key, attempt, retry_in = ?delay, %error, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// The wait before retry number `attempt` (1-based).
+pub fn backoff(attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(16);
+    Duration::from_secs(1u64 << exponent).min(MAX_BACKOFF)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_rfc3339() -> String {
+    Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The Apply branch: converge, then write the status that describes the result.
+async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Error> {
+    let namespace = stream.namespace().ok_or(Error::MissingNamespace)?;
+    let names = StreamNames::new(&stream.name_any());
+    let result = converge(stream, ctx, &namespace, &names).await;
+    let now = now_rfc3339();
+    let new_status = match &result {
+        Ok((plan, groups)) => status::compute(
+            stream,
+            &ctx.settings,
+            Outcome::Applied { plan, groups },
+            &now,
+        ),
+        Err(Error::Invalid(problems)) => {
+            status::compute(stream, &ctx.settings, Outcome::Invalid(problems), &now)
+        }
+        Err(error) => {
+            let message = error.to_string();
+            let outcome = Outcome::Failed {
+                reason: error.reason(),
+                message: &message,
+            };
+            status::compute(stream, &ctx.settings, outcome, &now)
+        }
+    };
+    write_status(stream, &namespace, new_status, ctx).await?;
+    match result {
+        // An invalid spec is waiting for the user; the resync notices a freed-up name.
+        Ok(_) | Err(Error::Invalid(_)) => Ok(Action::requeue(RESYNC)),
+        Err(error) => Err(error),
+    }
+}
+
+async fn converge(
+    stream: &Stream,
+    ctx: &Context,
+    namespace: &str,
+    names: &StreamNames,
+) -> Result<(StreamPlan, Vec<GroupState>), Error> {
+    let cached = ctx.streams.state();
+    let namesakes: Vec<&Stream> = cached
+        .iter()
+        .filter_map(|guard| guard.0.as_ref().ok())
+        .filter(|other| {
+            other.name_any() == names.stream() && other.namespace().as_deref() != Some(namespace)
+        })
+        .collect();
+    let valid = validate(stream, &namesakes).map_err(Error::Invalid)?;
+    let uid = stream.uid().unwrap_or_default();
+    let recorded = dereference::recorded_layout(&ctx.client, namespace, names, &uid).await?;
+    let plan = plan(stream, &valid, recorded);
+    let desired = build(stream, &plan, &ctx.settings)?;
+    let groups = apply::apply(&ctx.client, namespace, &desired).await?;
+    let deleted = apply::delete_orphans(&ctx.client, namespace, names, &desired).await?;
+    if !deleted.is_empty() {
+        tracing::info!(
+            stream = names.stream(),
+            ?deleted,
+            "deleted objects no longer planned"
+        );
+        publish(
+            ctx,
+            &stream.object_ref(&()),
+            Event {
+                type_: EventType::Normal,
+                reason: "OrphansDeleted".into(),
+                note: Some(truncate(&format!("deleted {}", deleted.join(", ")))),
+                action: "Reconcile".into(),
+                secondary: None,
+            },
+        )
+        .await;
+    }
+    Ok((plan, groups))
+}
+
+/// Writes `new` if it differs from the stored status, then publishes an Event per condition
+/// that changed.
+async fn write_status(
+    stream: &Stream,
+    namespace: &str,
+    new: StreamStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    if stream.status.as_ref() == Some(&new) {
+        return Ok(());
+    }
+    let api: Api<Stream> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = json!({
+        "apiVersion": Stream::api_version(&()),
+        "kind": Stream::kind(&()),
+        "status": new,
+    });
+    api.patch_status(
+        &stream.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .map_err(Error::Status)?;
+    ctx.metrics.status_written();
+    let reference = stream.object_ref(&());
+    for change in status::transitions(stream.status.as_ref(), &new) {
+        let note = format!(
+            "{} is {}: {}",
+            change.type_.as_str(),
+            change.status.as_str(),
+            change.message
+        );
+        let event = Event {
+            type_: if change.is_warning() {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: change.reason.clone(),
+            note: Some(truncate(&note)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        publish(ctx, &reference, event).await;
+    }
+    Ok(())
+}
+
+/// Events are best effort: failing to publish one must not fail the reconciliation.
+async fn publish(
+    ctx: &Context,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    event: Event,
+) {
+    match ctx.recorder.publish(&event, reference).await {
+        Ok(()) => ctx.metrics.event_published(),
+        Err(error) => tracing::warn!(%error, reason = %event.reason, "publishing an event failed"),
+    }
+}
+
+/// Event notes are limited to 1 kB.
+fn truncate(text: &str) -> String {
+    const LIMIT: usize = 1000;
+    if text.len() <= LIMIT {
+        return text.to_owned();
+    }
+    let mut end = LIMIT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+/// The Cleanup branch: release the volumes; everything else goes through owner references.
+async fn cleanup(namespace: &str, name: &str, ctx: &Context) -> Result<Action, Error> {
+    apply::release_volumes(&ctx.client, namespace, &StreamNames::new(name)).await?;
+    tracing::info!(stream = name, namespace, "released volumes");
+    Ok(Action::await_change())
+}
+
+/// An object the operator cannot deserialize (written under another CRD version, say). It is
+/// reported instead of stalling the controller, and a deletion still runs the cleanup and
+/// releases the finalizer, so the object can always go away.
+async fn unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
+    let meta = &invalid.metadata;
+    let namespace = meta.namespace.clone().ok_or(Error::MissingNamespace)?;
+    let name = meta.name.clone().unwrap_or_default();
+    tracing::warn!(stream = %format!("{namespace}/{name}"), error = %invalid.error, "stream cannot be read");
+    let finalizers: Vec<String> = meta.finalizers.clone().unwrap_or_default();
+    if meta.deletion_timestamp.is_some() && finalizers.iter().any(|f| f == FINALIZER) {
+        cleanup(&namespace, &name, ctx).await?;
+        let remaining: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            ctx.client.clone(),
+            &namespace,
+            &ApiResource::erase::<Stream>(&()),
+        );
+        let patch = json!({
+            "metadata": {"finalizers": remaining, "resourceVersion": meta.resource_version}
+        });
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(Error::RemoveFinalizer)?;
+        return Ok(Action::await_change());
+    }
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(Stream::api_version(&()).into_owned()),
+        kind: Some(Stream::kind(&()).into_owned()),
+        name: Some(name),
+        namespace: Some(namespace),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..Default::default()
+    };
+    publish(
+        ctx,
+        &reference,
+        Event {
+            type_: EventType::Warning,
+            reason: "Unreadable".into(),
+            note: Some(truncate(&invalid.error)),
+            action: "Reconcile".into(),
+            secondary: None,
+        },
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// Runs the `Stream` controller until SIGINT or SIGTERM.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    instance: Option<String>,
+) {
+    let streams: Api<DeserializeGuard<Stream>> = Api::all(client.clone());
+    let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
+    let controller = Controller::new(streams, watcher::Config::default().any_semantic())
+        .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
+        .owns(Api::<Service>::all(client.clone()), owned.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned)
+        .shutdown_on_signal();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: MANAGER.into(),
+            instance,
+        },
+    );
+    let ctx = Arc::new(Context {
+        client,
+        settings,
+        recorder,
+        metrics,
+        streams: controller.store(),
+        failures: Mutex::new(HashMap::new()),
+    });
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(stream = %object, "reconciled"),
+                Err(error) => tracing::debug!(%error, "controller"),
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let waits: Vec<u64> = (1..=12).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(backoff(0).as_secs(), 1);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn notes_are_cut_at_a_char_boundary() {
+        let long = "é".repeat(600);
+        let cut = truncate(&long);
+        assert!(cut.len() <= 1003);
+        assert!(cut.ends_with("..."));
+        assert_eq!(truncate("short"), "short");
+    }
+
+    #[test]
+    fn error_reasons_name_the_step() {
+        assert_eq!(Error::Invalid(Problems(vec![])).reason(), "InvalidSpec");
+        assert_eq!(Error::Build(BuildError::MissingUid).reason(), "BuildFailed");
+        assert_eq!(Error::MissingNamespace.kind(), "metadata");
+    }
+}

@@ -1,0 +1,13 @@
+//! The Riffle operator: reconciles `Stream` objects into shard-group StatefulSets, headless
+//! Services, PodDisruptionBudgets and a shard-map ConfigMap (DESIGN §4, §5).
+//!
+//! Each controller follows one pipeline: `validate` and `build` are pure functions of the object
+//! (unit-tested without a cluster), `apply` server-side applies what was built and deletes
+//! labelled orphans, and `status` is computed only from what was applied and observed.
+
+pub mod controller;
+pub mod crd;
+pub mod metrics;
+pub mod ops;
+pub mod settings;
+pub mod stream;

@@ -1,0 +1,70 @@
+//! `riffle-operator`: watches `Stream` objects and runs their shard groups.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use riffle_operator::{controller, metrics::Metrics, ops, settings::Settings};
+
+/// The Riffle Kubernetes operator.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Image of the data-plane pods.
+    #[arg(long, env = "RIFFLE_IMAGE", default_value = concat!("riffle:", env!("CARGO_PKG_VERSION")))]
+    image: String,
+    /// Pull policy of the data-plane image.
+    #[arg(long, env = "RIFFLE_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
+    image_pull_policy: String,
+    /// Namespace of the installation (the operator's own, where the gateway runs).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "riffle-system")]
+    namespace: String,
+    /// AWS region reported in stream ARNs.
+    #[arg(long, env = "RIFFLE_REGION", default_value = "us-east-1")]
+    region: String,
+    /// AWS account id reported in stream ARNs.
+    #[arg(long, env = "RIFFLE_ACCOUNT", default_value = "000000000000")]
+    account: String,
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "RIFFLE_OPS_LISTEN", default_value = "0.0.0.0:8080")]
+    ops_listen: SocketAddr,
+    /// Name of this operator instance in Events (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    instance: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RIFFLE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let settings = Settings {
+        image: args.image,
+        image_pull_policy: args.image_pull_policy,
+        namespace: args.namespace,
+        region: args.region,
+        account: args.account,
+    };
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (in-cluster or KUBECONFIG)")?;
+    let metrics = Arc::new(Metrics::default());
+    let listener = tokio::net::TcpListener::bind(args.ops_listen)
+        .await
+        .with_context(|| format!("binding {}", args.ops_listen))?;
+    tracing::info!(ops = %args.ops_listen, image = %settings.image, "riffle-operator starting");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let ops = tokio::spawn(ops::serve(listener, metrics.clone(), async {
+        let _ = stop_rx.await;
+    }));
+    controller::run(client, settings, metrics, args.instance).await;
+    let _ = stop_tx.send(());
+    let _ = ops.await;
+    tracing::info!("riffle-operator stopped");
+    Ok(())
+}

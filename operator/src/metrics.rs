@@ -1,0 +1,178 @@
+//! Prometheus metrics of the operator, rendered in the text exposition format.
+//!
+//! Hand-rolled on atomics: a handful of counters and one histogram do not justify a metrics
+//! library, and the output is checked by a unit test.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Upper bounds (seconds) of the reconcile-duration histogram buckets.
+const BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Counters shared by the controller and the `/metrics` endpoint.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    reconciliations: AtomicU64,
+    failures: Mutex<BTreeMap<&'static str, u64>>,
+    bucket_counts: [AtomicU64; BUCKETS.len()],
+    duration_count: AtomicU64,
+    duration_sum_micros: AtomicU64,
+    status_writes: AtomicU64,
+    events: AtomicU64,
+}
+
+/// Records a reconciliation's duration when dropped.
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    start: Instant,
+}
+
+impl Drop for ReconcileTimer<'_> {
+    fn drop(&mut self) {
+        self.metrics.observe(self.start.elapsed());
+    }
+}
+
+impl Metrics {
+    /// Counts a reconciliation and times it until the returned guard drops.
+    pub fn reconcile_started(&self) -> ReconcileTimer<'_> {
+        self.reconciliations.fetch_add(1, Ordering::Relaxed);
+        ReconcileTimer {
+            metrics: self,
+            start: Instant::now(),
+        }
+    }
+
+    /// Counts a failed reconciliation by error kind.
+    pub fn reconcile_failed(&self, kind: &'static str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        *failures.entry(kind).or_default() += 1;
+    }
+
+    /// Counts a status write.
+    pub fn status_written(&self) {
+        self.status_writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a published Kubernetes Event.
+    pub fn event_published(&self) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        for (bound, count) in BUCKETS.iter().zip(&self.bucket_counts) {
+            if secs <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.duration_count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.duration_sum_micros
+            .fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP riffle_operator_reconciliations_total Reconciliations started."
+        );
+        let _ = writeln!(out, "# TYPE riffle_operator_reconciliations_total counter");
+        let _ = writeln!(
+            out,
+            "riffle_operator_reconciliations_total {}",
+            load(&self.reconciliations)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP riffle_operator_reconcile_failures_total Reconciliations that failed, by error kind."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE riffle_operator_reconcile_failures_total counter"
+        );
+        for (kind, n) in self
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "riffle_operator_reconcile_failures_total{{error=\"{kind}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP riffle_operator_reconcile_duration_seconds Time spent in one reconciliation."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE riffle_operator_reconcile_duration_seconds histogram"
+        );
+        for (bound, count) in BUCKETS.iter().zip(&self.bucket_counts) {
+            let _ = writeln!(
+                out,
+                "riffle_operator_reconcile_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                load(count)
+            );
+        }
+        let count = load(&self.duration_count);
+        let _ = writeln!(
+            out,
+            "riffle_operator_reconcile_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let sum = load(&self.duration_sum_micros) as f64 / 1e6;
+        let _ = writeln!(out, "riffle_operator_reconcile_duration_seconds_sum {sum}");
+        let _ = writeln!(
+            out,
+            "riffle_operator_reconcile_duration_seconds_count {count}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP riffle_operator_status_writes_total Status patches sent."
+        );
+        let _ = writeln!(out, "# TYPE riffle_operator_status_writes_total counter");
+        let _ = writeln!(
+            out,
+            "riffle_operator_status_writes_total {}",
+            load(&self.status_writes)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP riffle_operator_events_total Kubernetes Events published."
+        );
+        let _ = writeln!(out, "# TYPE riffle_operator_events_total counter");
+        let _ = writeln!(out, "riffle_operator_events_total {}", load(&self.events));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_counts_reconciliations_failures_and_durations() {
+        let metrics = Metrics::default();
+        drop(metrics.reconcile_started());
+        drop(metrics.reconcile_started());
+        metrics.reconcile_failed("apply");
+        let text = metrics.render();
+        assert!(
+            text.contains("riffle_operator_reconciliations_total 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("riffle_operator_reconcile_failures_total{error=\"apply\"} 1\n"));
+        assert!(
+            text.contains("riffle_operator_reconcile_duration_seconds_bucket{le=\"+Inf\"} 2\n")
+        );
+        assert!(text.contains("riffle_operator_reconcile_duration_seconds_count 2\n"));
+    }
+}

@@ -1,0 +1,822 @@
+//! Builds the objects a stream needs from the stream, its validated spec, its shard layout and
+//! the installation settings. Pure: no client, no clock, and the same inputs always build the
+//! same objects, so repeated server-side applies are no-ops.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{
+            RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec,
+            StatefulSetUpdateStrategy,
+        },
+        core::v1::{
+            Capabilities, ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, Container,
+            ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+            ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+            SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
+            TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+        },
+        policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference},
+        util::intstr::IntOrString,
+    },
+};
+use kube::{Resource, ResourceExt};
+
+use crate::crd::{Stream, StreamMode};
+use crate::settings::Settings;
+use crate::stream::naming::{
+    COMPONENT_SHARD_MAP, GRPC_PORT, HTTP_PORT, SHARD_MAP_KEY, StreamNames,
+};
+use crate::stream::shards::{ShardLayout, ShardMapHeader};
+use crate::stream::validate::ValidStream;
+
+/// Where the data volume is mounted, and the server's `--data-dir`.
+pub const DATA_DIR: &str = "/var/lib/riffle";
+/// Where the shard-map ConfigMap is mounted.
+pub const CONFIG_DIR: &str = "/etc/riffle";
+/// Name of the volume claim template of every shard group.
+pub const DATA_VOLUME: &str = "data";
+/// Pod-template annotation holding a checksum of the group's shard assignment, so that a changed
+/// assignment rolls the group's pods (environment variables are read only at start).
+pub const ASSIGNMENT_CHECKSUM_ANNOTATION: &str = "riffle.dev/assignment-checksum";
+/// Unprivileged user and group the data plane runs as.
+pub const RUN_AS_USER: i64 = 65532;
+
+/// Why objects could not be built; these are faults of the object's metadata, never of the spec.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BuildError {
+    /// Streams are namespaced; one without a namespace did not come from the API server.
+    #[error("stream has no namespace")]
+    MissingNamespace,
+    /// Owner references need the stream's UID.
+    #[error("stream has no uid")]
+    MissingUid,
+}
+
+/// The shard layout the stream should have now, and how it differs from what was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPlan {
+    /// The layout to publish: the recorded one if any (placement is sticky), else a fresh one.
+    pub layout: ShardLayout,
+    /// Open shards the spec asks for.
+    pub requested_shards: u32,
+    /// Replicas per shard group.
+    pub replicas: u32,
+}
+
+impl StreamPlan {
+    /// Whether the open shards differ from the requested count (a reshard is outstanding).
+    pub fn reshard_pending(&self) -> bool {
+        self.layout.open_count() != self.requested_shards
+    }
+}
+
+/// Plans the layout of `stream`. `recorded` is the layout read back from the stream's shard-map
+/// ConfigMap, if one exists: shards never move between groups once placed, because their data
+/// lives on the group's volumes.
+pub fn plan(stream: &Stream, valid: &ValidStream, recorded: Option<ShardLayout>) -> StreamPlan {
+    match recorded {
+        Some(layout) => {
+            let requested_shards = match stream.spec.stream_mode {
+                StreamMode::Provisioned => valid.requested_shards,
+                // The operator, not the spec, sizes on-demand streams.
+                StreamMode::OnDemand => layout.open_count(),
+            };
+            StreamPlan {
+                layout,
+                requested_shards,
+                replicas: valid.replicas,
+            }
+        }
+        None => StreamPlan {
+            layout: ShardLayout::initial(valid.requested_shards, valid.shards_per_group),
+            requested_shards: valid.requested_shards,
+            replicas: valid.replicas,
+        },
+    }
+}
+
+/// Everything one shard group runs on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupObjects {
+    /// Index of the group.
+    pub group: u32,
+    /// `replicationFactor` pods with one volume each.
+    pub stateful_set: StatefulSet,
+    /// Headless Service giving each replica a stable DNS name.
+    pub service: Service,
+    /// Allows one voluntary disruption at a time.
+    pub pdb: PodDisruptionBudget,
+}
+
+/// The complete set of objects a stream should have.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// The shard map for the data plane.
+    pub config_map: ConfigMap,
+    /// One entry per shard group, ascending.
+    pub groups: Vec<GroupObjects>,
+}
+
+/// Builds every object of `stream` for `plan`.
+pub fn build(
+    stream: &Stream,
+    plan: &StreamPlan,
+    settings: &Settings,
+) -> Result<Desired, BuildError> {
+    let namespace = stream.namespace().ok_or(BuildError::MissingNamespace)?;
+    let owner = stream
+        .controller_owner_ref(&())
+        .ok_or(BuildError::MissingUid)?;
+    let names = StreamNames::new(&stream.name_any());
+    let ctx = BuildContext {
+        stream,
+        plan,
+        settings,
+        names: &names,
+        namespace: &namespace,
+        owner: &owner,
+    };
+    let groups = plan
+        .layout
+        .groups()
+        .into_iter()
+        .map(|group| GroupObjects {
+            group,
+            stateful_set: ctx.stateful_set(group),
+            service: ctx.headless_service(group),
+            pdb: ctx.pdb(group),
+        })
+        .collect();
+    Ok(Desired {
+        config_map: ctx.shard_map(),
+        groups,
+    })
+}
+
+/// The `shard-map.json` header of `stream`.
+pub fn shard_map_header(stream: &Stream, settings: &Settings) -> ShardMapHeader {
+    ShardMapHeader {
+        stream: stream.name_any(),
+        stream_arn: settings.stream_arn(&stream.name_any()),
+        retention_period_hours: stream.spec.retention_period_hours,
+        max_record_size_kib: stream.spec.max_record_size_kib,
+        replication_factor: stream.spec.replication_factor,
+    }
+}
+
+/// The shard ids of `group`, comma-separated in index order: the group's assignment.
+pub fn group_assignment(layout: &ShardLayout, group: u32) -> String {
+    layout
+        .shards_in_group(group)
+        .map(|s| s.id())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+struct BuildContext<'a> {
+    stream: &'a Stream,
+    plan: &'a StreamPlan,
+    settings: &'a Settings,
+    names: &'a StreamNames,
+    namespace: &'a str,
+    owner: &'a OwnerReference,
+}
+
+impl BuildContext<'_> {
+    fn meta(&self, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name),
+            namespace: Some(self.namespace.to_owned()),
+            labels: Some(labels),
+            owner_references: Some(vec![self.owner.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn shard_map(&self) -> ConfigMap {
+        let layout = &self.plan.layout;
+        let mut data = BTreeMap::from([(
+            SHARD_MAP_KEY.to_owned(),
+            layout.to_document(&shard_map_header(self.stream, self.settings)),
+        )]);
+        for group in layout.groups() {
+            data.insert(
+                StreamNames::group_assignment_key(group),
+                group_assignment(layout, group),
+            );
+        }
+        ConfigMap {
+            metadata: self.meta(
+                self.names.shard_map(),
+                self.names.common_labels(COMPONENT_SHARD_MAP),
+            ),
+            data: Some(data),
+            ..ConfigMap::default()
+        }
+    }
+
+    fn headless_service(&self, group: u32) -> Service {
+        Service {
+            metadata: self.meta(
+                self.names.group_headless(group),
+                self.names.group_labels(group),
+            ),
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("None".into()),
+                // Replicas must find each other to elect a leader before any is ready.
+                publish_not_ready_addresses: Some(true),
+                selector: Some(self.names.group_selector(group)),
+                ports: Some(vec![
+                    service_port("http", HTTP_PORT),
+                    service_port("grpc", GRPC_PORT),
+                ]),
+                ..ServiceSpec::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn pdb(&self, group: u32) -> PodDisruptionBudget {
+        PodDisruptionBudget {
+            metadata: self.meta(self.names.group(group), self.names.group_labels(group)),
+            spec: Some(PodDisruptionBudgetSpec {
+                max_unavailable: Some(IntOrString::Int(1)),
+                selector: Some(LabelSelector {
+                    match_labels: Some(self.names.group_selector(group)),
+                    ..LabelSelector::default()
+                }),
+                ..PodDisruptionBudgetSpec::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn stateful_set(&self, group: u32) -> StatefulSet {
+        let spec = &self.stream.spec;
+        let labels = self.names.group_labels(group);
+        let assignment = group_assignment(&self.plan.layout, group);
+        let template = PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(labels.clone()),
+                annotations: Some(BTreeMap::from([(
+                    ASSIGNMENT_CHECKSUM_ANNOTATION.to_owned(),
+                    checksum(&assignment),
+                )])),
+                ..ObjectMeta::default()
+            }),
+            spec: Some(self.pod_spec(group)),
+        };
+        let claim = PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some(DATA_VOLUME.to_owned()),
+                // Claims inherit these, which is how cleanup finds them.
+                labels: Some(self.names.group_selector(group)),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                storage_class_name: spec.storage.storage_class_name.clone(),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([(
+                        "storage".to_owned(),
+                        Quantity(spec.storage.size.clone()),
+                    )])),
+                    ..VolumeResourceRequirements::default()
+                }),
+                ..PersistentVolumeClaimSpec::default()
+            }),
+            status: None,
+        };
+        StatefulSet {
+            metadata: self.meta(self.names.group(group), labels),
+            spec: Some(StatefulSetSpec {
+                replicas: Some(i32::try_from(self.plan.replicas).unwrap_or(i32::MAX)),
+                selector: LabelSelector {
+                    match_labels: Some(self.names.group_selector(group)),
+                    ..LabelSelector::default()
+                },
+                service_name: Some(self.names.group_headless(group)),
+                // A replica waits for its peers to form a quorum before it is ready, so replicas
+                // must start together rather than one after another.
+                pod_management_policy: Some("Parallel".into()),
+                update_strategy: Some(StatefulSetUpdateStrategy {
+                    type_: Some("RollingUpdate".into()),
+                    rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                        max_unavailable: None,
+                        partition: Some(0),
+                    }),
+                }),
+                template,
+                volume_claim_templates: Some(vec![claim]),
+                ..StatefulSetSpec::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn pod_spec(&self, group: u32) -> PodSpec {
+        let selector = self.names.group_selector(group);
+        let spread = |key: &str| TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: key.to_owned(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..LabelSelector::default()
+            }),
+            ..TopologySpreadConstraint::default()
+        };
+        PodSpec {
+            containers: vec![self.container(group)],
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            termination_grace_period_seconds: Some(30),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUN_AS_USER),
+                run_as_group: Some(RUN_AS_USER),
+                fs_group: Some(RUN_AS_USER),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    ..SeccompProfile::default()
+                }),
+                ..PodSecurityContext::default()
+            }),
+            topology_spread_constraints: Some(vec![
+                spread("topology.kubernetes.io/zone"),
+                spread("kubernetes.io/hostname"),
+            ]),
+            volumes: Some(vec![
+                Volume {
+                    name: "shard-map".into(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: self.names.shard_map(),
+                        ..ConfigMapVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+                Volume {
+                    name: "tmp".into(),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..Volume::default()
+                },
+            ]),
+            ..PodSpec::default()
+        }
+    }
+
+    fn container(&self, group: u32) -> Container {
+        let probe = |path: &str, period: i32, failures: i32| Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some(path.to_owned()),
+                port: IntOrString::String("http".into()),
+                ..HTTPGetAction::default()
+            }),
+            period_seconds: Some(period),
+            failure_threshold: Some(failures),
+            timeout_seconds: Some(2),
+            ..Probe::default()
+        };
+        Container {
+            name: "riffle".into(),
+            image: Some(self.settings.image.clone()),
+            image_pull_policy: Some(self.settings.image_pull_policy.clone()),
+            command: Some(vec!["riffle".into()]),
+            args: Some(
+                [
+                    "server",
+                    "--listen",
+                    "0.0.0.0:4567",
+                    "--grpc-listen",
+                    "0.0.0.0:4568",
+                    "--data-dir",
+                    DATA_DIR,
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+            env: Some(self.env(group)),
+            ports: Some(vec![
+                container_port("http", HTTP_PORT),
+                container_port("grpc", GRPC_PORT),
+            ]),
+            readiness_probe: Some(probe("/readyz", 5, 3)),
+            liveness_probe: Some(probe("/healthz", 10, 6)),
+            resources: Some(ResourceRequirements {
+                requests: Some(BTreeMap::from([
+                    ("cpu".to_owned(), Quantity("250m".into())),
+                    ("memory".to_owned(), Quantity("256Mi".into())),
+                ])),
+                ..ResourceRequirements::default()
+            }),
+            security_context: Some(SecurityContext {
+                allow_privilege_escalation: Some(false),
+                read_only_root_filesystem: Some(true),
+                run_as_non_root: Some(true),
+                capabilities: Some(Capabilities {
+                    drop: Some(vec!["ALL".into()]),
+                    ..Capabilities::default()
+                }),
+                ..SecurityContext::default()
+            }),
+            volume_mounts: Some(vec![
+                mount(DATA_VOLUME, DATA_DIR, false),
+                mount("shard-map", CONFIG_DIR, true),
+                mount("tmp", "/tmp", false),
+            ]),
+            ..Container::default()
+        }
+    }
+
+    fn env(&self, group: u32) -> Vec<EnvVar> {
+        let peers = self
+            .names
+            .group_peers(group, self.namespace, self.plan.replicas)
+            .join(",");
+        vec![
+            field_env("POD_NAME", "metadata.name"),
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+            value_env("RIFFLE_STREAM", self.names.stream()),
+            value_env("RIFFLE_SHARD_GROUP", &group.to_string()),
+            EnvVar {
+                name: "RIFFLE_GROUP_SHARDS".into(),
+                value_from: Some(EnvVarSource {
+                    config_map_key_ref: Some(ConfigMapKeySelector {
+                        name: self.names.shard_map(),
+                        key: StreamNames::group_assignment_key(group),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            },
+            value_env("RIFFLE_SHARD_MAP", &format!("{CONFIG_DIR}/{SHARD_MAP_KEY}")),
+            value_env("RIFFLE_GROUP_PEERS", &peers),
+            value_env(
+                "RIFFLE_REPLICATION_FACTOR",
+                &self.stream.spec.replication_factor.to_string(),
+            ),
+            value_env("RIFFLE_REGION", &self.settings.region),
+            value_env("RIFFLE_ACCOUNT", &self.settings.account),
+        ]
+    }
+}
+
+fn service_port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_owned()),
+        port,
+        target_port: Some(IntOrString::String(name.to_owned())),
+        protocol: Some("TCP".into()),
+        ..ServicePort::default()
+    }
+}
+
+fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn value_env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        ..EnvVar::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// FNV-1a (64 bit) of `text` in hex: stable across builds and platforms, unlike `std`'s hasher.
+pub fn checksum(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::naming::{
+        LABEL_COMPONENT, LABEL_GROUP, LABEL_MANAGED_BY, LABEL_NAME, LABEL_STREAM,
+    };
+    use crate::stream::validate::validate;
+
+    fn desired(stream: &Stream) -> (StreamPlan, Desired) {
+        let valid = validate(stream, &[]).expect("valid");
+        let plan = plan(stream, &valid, None);
+        let desired = build(stream, &plan, &Settings::test()).expect("builds");
+        (plan, desired)
+    }
+
+    fn all_metadata(d: &Desired) -> Vec<&ObjectMeta> {
+        let mut metas = vec![&d.config_map.metadata];
+        for g in &d.groups {
+            metas.push(&g.stateful_set.metadata);
+            metas.push(&g.service.metadata);
+            metas.push(&g.pdb.metadata);
+        }
+        metas
+    }
+
+    fn container(sts: &StatefulSet) -> &Container {
+        &sts.spec
+            .as_ref()
+            .expect("spec")
+            .template
+            .spec
+            .as_ref()
+            .expect("pod")
+            .containers[0]
+    }
+
+    fn env<'a>(c: &'a Container, name: &str) -> &'a EnvVar {
+        c.env
+            .iter()
+            .flatten()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("env {name}"))
+    }
+
+    #[test]
+    fn ten_shards_eight_per_group_build_two_groups() {
+        let (plan, d) = desired(&Stream::test().with_shards(10));
+        assert_eq!(plan.layout.groups(), [0, 1]);
+        let names: Vec<_> = d
+            .groups
+            .iter()
+            .map(|g| g.stateful_set.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["orders-g0", "orders-g1"]);
+        assert_eq!(
+            d.groups[1].service.metadata.name.as_deref(),
+            Some("orders-g1-headless")
+        );
+        let data = d.config_map.data.as_ref().expect("data");
+        assert_eq!(data["group-1"], "shardId-000000000008,shardId-000000000009");
+        assert!(!plan.reshard_pending());
+    }
+
+    #[test]
+    fn every_object_is_labelled_and_owned_by_the_stream() {
+        let stream = Stream::test().with_shards(20).with_shards_per_group(4);
+        let (_, d) = desired(&stream);
+        assert_eq!(d.groups.len(), 5);
+        for meta in all_metadata(&d) {
+            let labels = meta.labels.as_ref().expect("labels");
+            assert_eq!(labels[LABEL_NAME], "riffle");
+            assert_eq!(labels[LABEL_MANAGED_BY], "riffle-operator");
+            assert_eq!(labels[LABEL_STREAM], "orders");
+            assert_eq!(meta.namespace.as_deref(), Some("shop"));
+            let owners = meta.owner_references.as_ref().expect("owners");
+            assert_eq!(owners.len(), 1);
+            assert_eq!(owners[0].kind, "Stream");
+            assert_eq!(owners[0].api_version, "riffle.dev/v1alpha1");
+            assert_eq!(owners[0].name, "orders");
+            assert_eq!(
+                owners[0].uid,
+                stream.metadata.uid.clone().unwrap_or_default()
+            );
+            assert_eq!(owners[0].controller, Some(true));
+        }
+        for g in &d.groups {
+            let labels = g.stateful_set.metadata.labels.as_ref().expect("labels");
+            assert_eq!(labels[LABEL_COMPONENT], "shard-group");
+            assert_eq!(labels[LABEL_GROUP], g.group.to_string());
+        }
+    }
+
+    #[test]
+    fn names_and_objects_are_stable() {
+        let stream = Stream::test().with_shards(12);
+        let (_, first) = desired(&stream);
+        let (_, second) = desired(&stream);
+        assert_eq!(first, second);
+        assert_eq!(
+            serde_json::to_string(&first.groups[0].stateful_set).expect("json"),
+            serde_json::to_string(&second.groups[0].stateful_set).expect("json")
+        );
+    }
+
+    #[test]
+    fn stateful_set_runs_the_server_with_replicas_volume_and_probes() {
+        let mut stream = Stream::test().with_shards(3).with_replication(1);
+        stream.spec.storage.size = "20Gi".into();
+        stream.spec.storage.storage_class_name = Some("fast".into());
+        let (_, d) = desired(&stream);
+        let sts = &d.groups[0].stateful_set;
+        let spec = sts.spec.as_ref().expect("spec");
+        assert_eq!(spec.replicas, Some(1));
+        assert_eq!(spec.service_name.as_deref(), Some("orders-g0-headless"));
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        let claim = &spec.volume_claim_templates.as_ref().expect("claims")[0];
+        assert_eq!(claim.metadata.name.as_deref(), Some("data"));
+        let claim_spec = claim.spec.as_ref().expect("claim spec");
+        assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(
+            claim_spec
+                .resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .map(|r| &r["storage"]),
+            Some(&Quantity("20Gi".into()))
+        );
+        let c = container(sts);
+        assert_eq!(c.command.as_deref(), Some(&["riffle".to_owned()][..]));
+        assert_eq!(
+            c.args.clone().unwrap_or_default().join(" "),
+            "server --listen 0.0.0.0:4567 --grpc-listen 0.0.0.0:4568 --data-dir /var/lib/riffle"
+        );
+        let ready = c
+            .readiness_probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .expect("readiness");
+        assert_eq!(ready.path.as_deref(), Some("/readyz"));
+        let live = c
+            .liveness_probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .expect("liveness");
+        assert_eq!(live.path.as_deref(), Some("/healthz"));
+        assert_eq!(
+            c.ports
+                .iter()
+                .flatten()
+                .map(|p| p.container_port)
+                .collect::<Vec<_>>(),
+            [4567, 4568]
+        );
+        assert!(
+            c.resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .is_some()
+        );
+        let sc = c.security_context.as_ref().expect("security context");
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.run_as_non_root, Some(true));
+        let data_mount = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "data")
+            .expect("data mount");
+        assert_eq!(data_mount.mount_path, "/var/lib/riffle");
+    }
+
+    #[test]
+    fn pods_spread_over_zones_without_blocking_scheduling() {
+        let (_, d) = desired(&Stream::test());
+        let pod = d.groups[0]
+            .stateful_set
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod");
+        let zone = pod
+            .topology_spread_constraints
+            .iter()
+            .flatten()
+            .find(|c| c.topology_key == "topology.kubernetes.io/zone")
+            .expect("zone spread");
+        assert_eq!(zone.when_unsatisfiable, "ScheduleAnyway");
+        assert_eq!(
+            zone.label_selector
+                .as_ref()
+                .and_then(|s| s.match_labels.as_ref()),
+            Some(&StreamNames::new("orders").group_selector(0))
+        );
+        assert_eq!(
+            pod.security_context
+                .as_ref()
+                .and_then(|s| s.run_as_non_root),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn group_env_comes_from_the_shard_map() {
+        let (_, d) = desired(&Stream::test().with_shards(10));
+        let c = container(&d.groups[1].stateful_set);
+        assert_eq!(env(c, "RIFFLE_SHARD_GROUP").value.as_deref(), Some("1"));
+        let key = env(c, "RIFFLE_GROUP_SHARDS")
+            .value_from
+            .as_ref()
+            .and_then(|v| v.config_map_key_ref.as_ref())
+            .expect("config map ref");
+        assert_eq!(key.name, "orders-shard-map");
+        assert_eq!(key.key, "group-1");
+        assert_eq!(
+            env(c, "RIFFLE_GROUP_PEERS").value.as_deref(),
+            Some(
+                "orders-g1-0.orders-g1-headless.shop.svc:4568,\
+                 orders-g1-1.orders-g1-headless.shop.svc:4568,\
+                 orders-g1-2.orders-g1-headless.shop.svc:4568"
+            )
+        );
+    }
+
+    #[test]
+    fn a_changed_assignment_changes_the_pod_template() {
+        let annotation = |d: &Desired| {
+            d.groups[0]
+                .stateful_set
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.annotations.as_ref())
+                .map(|a| a[ASSIGNMENT_CHECKSUM_ANNOTATION].clone())
+                .expect("annotation")
+        };
+        let (_, three) = desired(&Stream::test().with_shards(3));
+        let (_, four) = desired(&Stream::test().with_shards(4));
+        assert_ne!(annotation(&three), annotation(&four));
+        assert_eq!(checksum(""), "cbf29ce484222325");
+    }
+
+    #[test]
+    fn services_are_headless_and_pdbs_allow_one_disruption() {
+        let (_, d) = desired(&Stream::test());
+        let svc = d.groups[0].service.spec.as_ref().expect("service spec");
+        assert_eq!(svc.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(svc.publish_not_ready_addresses, Some(true));
+        let pdb = d.groups[0].pdb.spec.as_ref().expect("pdb spec");
+        assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
+        assert_eq!(d.groups[0].pdb.metadata.name.as_deref(), Some("orders-g0"));
+    }
+
+    #[test]
+    fn recorded_placement_is_kept_when_group_size_changes() {
+        let stream = Stream::test().with_shards(10);
+        let (first, _) = desired(&stream);
+        let repacked = stream.clone().with_shards_per_group(2);
+        let valid = validate(&repacked, &[]).expect("valid");
+        let again = plan(&repacked, &valid, Some(first.layout.clone()));
+        assert_eq!(again.layout, first.layout);
+    }
+
+    #[test]
+    fn a_changed_shard_count_is_a_pending_reshard() {
+        let stream = Stream::test().with_shards(4);
+        let (first, _) = desired(&stream);
+        let scaled = stream.with_shards(6);
+        let valid = validate(&scaled, &[]).expect("valid");
+        let again = plan(&scaled, &valid, Some(first.layout));
+        assert_eq!(again.layout.open_count(), 4);
+        assert_eq!(again.requested_shards, 6);
+        assert!(again.reshard_pending());
+    }
+
+    #[test]
+    fn objects_need_the_stream_uid_and_namespace() {
+        let mut stream = Stream::test();
+        let valid = validate(&stream, &[]).expect("valid");
+        let p = plan(&stream, &valid, None);
+        stream.metadata.uid = None;
+        assert_eq!(
+            build(&stream, &p, &Settings::test()),
+            Err(BuildError::MissingUid)
+        );
+        stream.metadata.namespace = None;
+        assert_eq!(
+            build(&stream, &p, &Settings::test()),
+            Err(BuildError::MissingNamespace)
+        );
+    }
+}
