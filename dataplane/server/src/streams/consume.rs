@@ -183,10 +183,12 @@ impl Catalog {
             .metrics
             .get_records_latency
             .observe(started.elapsed().as_secs_f64());
-        handle
-            .metrics
-            .iterator_age_ms
-            .set(outcome.millis_behind_latest.max(0) as u64);
+        // IteratorAgeMilliseconds: the age of the last record returned (0 when none was).
+        let age = outcome
+            .records
+            .last()
+            .map_or(0, |r| (now_ms() - r.arrival_ms).max(0));
+        handle.metrics.iterator_age_ms.set(age as u64);
         let next = outcome.next_offset.map(|offset| {
             ShardIterator {
                 offset,
