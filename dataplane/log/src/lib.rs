@@ -180,6 +180,11 @@ pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 
 /// Whether sealed segments get their CRCs checked at open, not just their headers. Recovery
 /// always fully verifies the last segment; reads verify every batch they return.
+///
+/// Measured on a 1 GiB log (`open_time_of_a_1_gib_log`): with 1 MiB batches a header scan of the
+/// sealed segments takes 17 ms warm / 146 ms cold against 543 / 871 ms with CRCs; with 4 KiB
+/// batches every page holds a header, so both read everything (150 / 218 ms warm, ~1.3-1.6 s
+/// cold). CRCs on open would buy little, since no read skips them.
 const VERIFY_SEALED_ON_OPEN: bool = false;
 
 impl ShardLog {

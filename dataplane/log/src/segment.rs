@@ -82,7 +82,8 @@ fn scan(
 ) -> Result<Scan, LogError> {
     let io = |e| LogError::io(path, e);
     let file_len = file.metadata().map_err(io)?.len();
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    // Small enough that skipping a large batch's payload skips most of its pages.
+    let mut reader = BufReader::with_capacity(64 << 10, file);
     let mut index = Vec::new();
     let mut pos = 0u64;
     let mut expected = base_offset;
