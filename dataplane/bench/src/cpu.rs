@@ -1,0 +1,94 @@
+//! CPU time used by processes during a measurement, from `/proc/<pid>/stat`.
+//!
+//! On a small machine the load generator and the server share the cores, so every result is
+//! reported with how busy each side was: a server at 100 % of the machine is CPU-bound, one
+//! well below it is waiting (on the disk, on a lock, or on the client).
+
+use std::time::Instant;
+
+/// Clock ticks per second of `utime`/`stime`: Linux always reports them in USER_HZ, 100.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// User plus system CPU seconds of a process (all its threads), or `None` if it is gone.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses; fields resume after the last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After the name: state is field 3 of the whole line, utime 14 and stime 15.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / TICKS_PER_SECOND)
+}
+
+/// The processes to watch: the server (if its pid is known) and this process.
+#[derive(Clone, Debug, Default)]
+pub struct Probe {
+    /// The server's pid.
+    pub server_pid: Option<u32>,
+}
+
+/// CPU counters at the start of a measurement.
+pub struct Started {
+    at: Instant,
+    server: Option<f64>,
+    client: Option<f64>,
+    server_pid: Option<u32>,
+}
+
+/// Percent of one core each side used during a measurement.
+#[derive(Clone, Copy, Debug)]
+pub struct Usage {
+    /// The server, if its pid was given.
+    pub server_pct: Option<f64>,
+    /// The load generator.
+    pub client_pct: Option<f64>,
+}
+
+impl Probe {
+    /// Reads the counters now.
+    pub fn start(&self) -> Started {
+        Started {
+            at: Instant::now(),
+            server: self.server_pid.and_then(|p| cpu_seconds(&p.to_string())),
+            client: cpu_seconds("self"),
+            server_pid: self.server_pid,
+        }
+    }
+}
+
+impl Started {
+    /// Usage since `start`.
+    pub fn finish(&self) -> Usage {
+        let wall = self.at.elapsed().as_secs_f64().max(1e-9);
+        let pct = |before: Option<f64>, now: Option<f64>| match (before, now) {
+            (Some(b), Some(n)) => Some((n - b) / wall * 100.0),
+            _ => None,
+        };
+        Usage {
+            server_pct: pct(
+                self.server,
+                self.server_pid.and_then(|p| cpu_seconds(&p.to_string())),
+            ),
+            client_pct: pct(self.client, cpu_seconds("self")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let before = cpu_seconds("self").expect("own stat");
+        let mut x = 0u64;
+        let t = Instant::now();
+        while t.elapsed().as_millis() < 50 {
+            x = x.wrapping_add(1);
+        }
+        assert!(x > 0);
+        let after = cpu_seconds("self").expect("own stat");
+        assert!(after >= before);
+    }
+}

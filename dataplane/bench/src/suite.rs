@@ -1,0 +1,692 @@
+//! `suite`: every workload against Riffle and kinesalite (and optionally a non-durable Riffle)
+//! in one run, then one table of ratios, targets and the disk ceiling.
+//!
+//! A workload that fails against a peer is shown as failed and the run goes on; one that fails
+//! against (durable) Riffle makes the suite exit non-zero after printing everything, since that
+//! is a broken server, not a slow one. Numbers never fail the run.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use crate::report::{Outcome, format_value};
+use crate::workloads::Timing;
+use crate::workloads::disk_ceiling::{self, DiskCeilingArgs};
+use crate::workloads::drain::{self, DrainArgs};
+use crate::workloads::grpc::{self, GrpcPutThroughputArgs};
+use crate::workloads::put_record_latency::{self, PutRecordLatencyArgs};
+use crate::workloads::put_records_throughput::{self, PutRecordsThroughputArgs};
+use crate::workloads::read_latency::{self, ReadLatencyArgs, Reader};
+
+/// Options of `suite`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SuiteArgs {
+    /// Riffle's Kinesis endpoint.
+    #[arg(long)]
+    pub riffle: String,
+    /// Riffle's gRPC endpoint.
+    #[arg(long)]
+    pub riffle_grpc: Option<String>,
+    /// Riffle's pid, to report its CPU use.
+    #[arg(long)]
+    pub riffle_pid: Option<u32>,
+    /// kinesalite's endpoint.
+    #[arg(long)]
+    pub kinesalite: Option<String>,
+    /// kinesalite's pid.
+    #[arg(long)]
+    pub kinesalite_pid: Option<u32>,
+    /// A second Riffle started with `--sync none` (acknowledges before fdatasync: NOT durable),
+    /// shown in its own, labelled column.
+    #[arg(long)]
+    pub nosync: Option<String>,
+    /// The non-durable Riffle's gRPC endpoint.
+    #[arg(long)]
+    pub nosync_grpc: Option<String>,
+    /// The non-durable Riffle's pid.
+    #[arg(long)]
+    pub nosync_pid: Option<u32>,
+    /// Directory on the servers' data disk for the disk ceiling.
+    #[arg(long)]
+    pub disk_dir: Option<PathBuf>,
+    /// Seconds measured per workload.
+    #[arg(long, default_value_t = 10.0, env = "BENCH_SECONDS")]
+    pub seconds: f64,
+    /// Seconds of warm-up per workload.
+    #[arg(long, default_value_t = 1.0, env = "BENCH_WARMUP_SECONDS")]
+    pub warmup_seconds: f64,
+    /// Calls in flight in the throughput workloads.
+    #[arg(long, default_value_t = 8, env = "BENCH_CONCURRENCY")]
+    pub concurrency: usize,
+    /// PutRecord latency workload: bytes per second.
+    #[arg(long, default_value_t = 1_048_576, env = "BENCH_PUT_RATE_BYTES")]
+    pub put_rate_bytes: u64,
+    /// Read latency workloads: records per second.
+    #[arg(long, default_value_t = 100.0, env = "BENCH_READ_RATE")]
+    pub read_rate: f64,
+    /// Drain workloads: MiB to preload.
+    #[arg(long, default_value_t = 512, env = "BENCH_DRAIN_MB")]
+    pub drain_mb: u64,
+    /// Drain workloads: most seconds spent preloading.
+    #[arg(long, default_value_t = 60.0, env = "BENCH_PRELOAD_MAX_SECONDS")]
+    pub preload_max_seconds: f64,
+    /// Disk ceiling: seconds per test.
+    #[arg(long, default_value_t = 5.0, env = "BENCH_DISK_SECONDS")]
+    pub disk_seconds: f64,
+    /// Run only these cases (comma-separated: put-1k, put-100b, put-record, get-records,
+    /// subscribe, drain, grpc-put-1k, grpc-put-100b, grpc-drain, disk).
+    #[arg(long, env = "BENCH_ONLY", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Append every outcome as a JSON line to this file.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Kind {
+    Riffle,
+    Kinesalite,
+    NoSync,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Riffle => "riffle",
+            Kind::Kinesalite => "kinesalite",
+            Kind::NoSync => "riffle --sync none",
+        }
+    }
+}
+
+struct System {
+    kind: Kind,
+    kinesis: String,
+    grpc: Option<String>,
+    pid: Option<u32>,
+}
+
+/// The cases, in running order.
+const CASES: &[&str] = &[
+    "put-1k",
+    "put-100b",
+    "put-record",
+    "get-records",
+    "subscribe",
+    "drain",
+    "grpc-put-1k",
+    "grpc-put-100b",
+    "grpc-drain",
+];
+
+type Results = BTreeMap<(&'static str, Kind), Result<Outcome, String>>;
+
+impl SuiteArgs {
+    fn timing(&self, pid: Option<u32>) -> Timing {
+        Timing {
+            seconds: self.seconds,
+            warmup_seconds: self.warmup_seconds,
+            server_pid: pid,
+        }
+    }
+
+    fn wants(&self, case: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|c| c == case)
+    }
+
+    fn drain_args(&self, endpoint: &str, pid: Option<u32>) -> DrainArgs {
+        DrainArgs {
+            endpoint: endpoint.to_string(),
+            preload_mb: self.drain_mb,
+            preload_max_seconds: self.preload_max_seconds,
+            record_bytes: 1024,
+            batch: 500,
+            concurrency: self.concurrency,
+            limit: 10_000,
+            server_pid: pid,
+        }
+    }
+
+    /// Runs `case` against `system`; `None` when it does not apply (kinesalite has no
+    /// SubscribeToShard and no gRPC API).
+    async fn run_case(&self, case: &str, system: &System) -> Option<Result<Outcome>> {
+        let url = system.kinesis.clone();
+        let timing = self.timing(system.pid);
+        let put = |record_bytes| PutRecordsThroughputArgs {
+            endpoint: url.clone(),
+            record_bytes,
+            batch: 500,
+            concurrency: self.concurrency,
+            timing: timing.clone(),
+        };
+        let grpc_put = |endpoint: &str, record_bytes| GrpcPutThroughputArgs {
+            endpoint: endpoint.to_string(),
+            record_bytes,
+            batch: 500,
+            concurrency: self.concurrency,
+            timing: timing.clone(),
+        };
+        let read = ReadLatencyArgs {
+            endpoint: url.clone(),
+            rate: self.read_rate,
+            record_bytes: 1024,
+            timing: timing.clone(),
+        };
+        let riffle = system.kind != Kind::Kinesalite;
+        Some(match case {
+            "put-1k" => put_records_throughput::run(&put(1024)).await,
+            "put-100b" => put_records_throughput::run(&put(100)).await,
+            "put-record" => {
+                put_record_latency::run(&PutRecordLatencyArgs {
+                    endpoint: url.clone(),
+                    rate_bytes: self.put_rate_bytes,
+                    record_bytes: 1024,
+                    timing: timing.clone(),
+                })
+                .await
+            }
+            "get-records" => read_latency::run(&read, Reader::Poll).await,
+            "subscribe" if riffle => read_latency::run(&read, Reader::Subscribe).await,
+            "drain" => drain::run(&self.drain_args(&url, system.pid)).await,
+            "grpc-put-1k" if riffle => {
+                grpc::put_throughput(&grpc_put(system.grpc.as_deref()?, 1024)).await
+            }
+            "grpc-put-100b" if riffle => {
+                grpc::put_throughput(&grpc_put(system.grpc.as_deref()?, 100)).await
+            }
+            "grpc-drain" if riffle => {
+                grpc::drain(&self.drain_args(system.grpc.as_deref()?, system.pid)).await
+            }
+            _ => return None,
+        })
+    }
+
+    fn systems(&self) -> Vec<System> {
+        let mut systems = vec![System {
+            kind: Kind::Riffle,
+            kinesis: self.riffle.clone(),
+            grpc: self.riffle_grpc.clone(),
+            pid: self.riffle_pid,
+        }];
+        if let Some(url) = &self.kinesalite {
+            systems.push(System {
+                kind: Kind::Kinesalite,
+                kinesis: url.clone(),
+                grpc: None,
+                pid: self.kinesalite_pid,
+            });
+        }
+        if let Some(url) = &self.nosync {
+            systems.push(System {
+                kind: Kind::NoSync,
+                kinesis: url.clone(),
+                grpc: self.nosync_grpc.clone(),
+                pid: self.nosync_pid,
+            });
+        }
+        systems
+    }
+}
+
+/// Runs the suite and prints the tables.
+pub async fn run(args: &SuiteArgs) -> Result<()> {
+    let systems = self_check(args).await?;
+    let mut results: Results = BTreeMap::new();
+    let mut log = match &args.results {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        ),
+        None => None,
+    };
+    for &case in CASES {
+        if !args.wants(case) {
+            continue;
+        }
+        for system in &systems {
+            let Some(result) = args.run_case(case, system).await else {
+                continue;
+            };
+            eprintln!("== {case} on {}", system.kind.label());
+            match &result {
+                Ok(o) => eprint!("{}", o.to_text()),
+                Err(e) => eprintln!("  FAILED: {e:#}"),
+            }
+            if let (Some(log), Ok(o)) = (log.as_mut(), &result) {
+                let mut line = o.to_json();
+                line["case"] = case.into();
+                line["system"] = system.kind.label().into();
+                writeln!(log, "{line}")?;
+            }
+            results.insert((case, system.kind), result.map_err(|e| format!("{e:#}")));
+        }
+    }
+    let disk = match (&args.disk_dir, args.wants("disk")) {
+        (Some(dir), true) => {
+            let disk_args = DiskCeilingArgs {
+                dir: dir.clone(),
+                seconds: args.disk_seconds,
+                max_mib: 4096,
+            };
+            let outcome = tokio::task::spawn_blocking(move || disk_ceiling::run(&disk_args))
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|r| r);
+            match &outcome {
+                Ok(o) => eprint!("== disk\n{}", o.to_text()),
+                Err(e) => eprintln!("== disk FAILED: {e:#}"),
+            }
+            if let (Some(log), Ok(o)) = (log.as_mut(), &outcome) {
+                let mut line = o.to_json();
+                line["case"] = "disk".into();
+                writeln!(log, "{line}")?;
+            }
+            Some(outcome.map_err(|e| format!("{e:#}")))
+        }
+        _ => None,
+    };
+    let has_nosync = systems.iter().any(|s| s.kind == Kind::NoSync);
+    println!("{}", table(&results, disk.as_ref(), has_nosync));
+    let broken: Vec<String> = results
+        .iter()
+        .filter(|((_, kind), r)| *kind == Kind::Riffle && r.is_err())
+        .map(|((case, _), _)| case.to_string())
+        .collect();
+    if !broken.is_empty() {
+        bail!("Riffle failed these workloads: {}", broken.join(", "));
+    }
+    Ok(())
+}
+
+/// The systems to run against, after checking that each answers.
+async fn self_check(args: &SuiteArgs) -> Result<Vec<System>> {
+    let systems = args.systems();
+    for s in &systems {
+        crate::kinesis::Kinesis::new(&s.kinesis)?
+            .ping()
+            .await
+            .with_context(|| format!("{} at {} does not answer", s.kind.label(), s.kinesis))?;
+    }
+    Ok(systems)
+}
+
+/// Which way a metric is better.
+#[derive(Clone, Copy)]
+enum Better {
+    Higher,
+    Lower,
+}
+
+/// A project target for a row.
+#[derive(Clone, Copy)]
+enum Target {
+    None,
+    AtLeast(f64),
+    AtMost(f64),
+    /// At least this value and at least this many times kinesalite.
+    AtLeastAndRatio(f64, f64),
+}
+
+struct Row {
+    label: &'static str,
+    case: &'static str,
+    metric: &'static str,
+    better: Better,
+    target: Target,
+}
+
+const fn row(
+    label: &'static str,
+    case: &'static str,
+    metric: &'static str,
+    better: Better,
+    target: Target,
+) -> Row {
+    Row {
+        label,
+        case,
+        metric,
+        better,
+        target,
+    }
+}
+
+const ROWS: &[Row] = &[
+    row(
+        "PutRecords 500 x 1 KiB, MiB/s",
+        "put-1k",
+        "mib_per_s",
+        Better::Higher,
+        Target::AtLeastAndRatio(150.0, 15.0),
+    ),
+    row(
+        "PutRecords 500 x 1 KiB, records/s",
+        "put-1k",
+        "records_per_s",
+        Better::Higher,
+        Target::None,
+    ),
+    row(
+        "PutRecords 500 x 100 B, records/s",
+        "put-100b",
+        "records_per_s",
+        Better::Higher,
+        Target::AtLeast(300_000.0),
+    ),
+    row(
+        "PutRecords 500 x 100 B, MiB/s",
+        "put-100b",
+        "mib_per_s",
+        Better::Higher,
+        Target::None,
+    ),
+    row(
+        "PutRecord 1 KiB at 1 MiB/s, ack p50 ms",
+        "put-record",
+        "p50_ms",
+        Better::Lower,
+        Target::None,
+    ),
+    row(
+        "PutRecord 1 KiB at 1 MiB/s, ack p99 ms",
+        "put-record",
+        "p99_ms",
+        Better::Lower,
+        Target::AtMost(1.5),
+    ),
+    row(
+        "PutRecord 1 KiB at 1 MiB/s, ack p99.9 ms",
+        "put-record",
+        "p999_ms",
+        Better::Lower,
+        Target::None,
+    ),
+    row(
+        "put -> GetRecords poll, p50 ms",
+        "get-records",
+        "p50_ms",
+        Better::Lower,
+        Target::None,
+    ),
+    row(
+        "put -> GetRecords poll, p99 ms",
+        "get-records",
+        "p99_ms",
+        Better::Lower,
+        Target::None,
+    ),
+    row(
+        "put -> GetRecords poll, p99.9 ms",
+        "get-records",
+        "p999_ms",
+        Better::Lower,
+        Target::None,
+    ),
+    row(
+        "put -> SubscribeToShard, p50 ms",
+        "subscribe",
+        "p50_ms",
+        Better::Lower,
+        Target::None,
+    ),
+    row(
+        "put -> SubscribeToShard, p99 ms",
+        "subscribe",
+        "p99_ms",
+        Better::Lower,
+        Target::AtMost(3.0),
+    ),
+    row(
+        "put -> SubscribeToShard, p99.9 ms",
+        "subscribe",
+        "p999_ms",
+        Better::Lower,
+        Target::None,
+    ),
+    row(
+        "GetRecords drain (Limit 10000), MiB/s",
+        "drain",
+        "mib_per_s",
+        Better::Higher,
+        Target::AtLeast(500.0),
+    ),
+    row(
+        "gRPC Put 500 x 1 KiB, MiB/s",
+        "grpc-put-1k",
+        "mib_per_s",
+        Better::Higher,
+        Target::None,
+    ),
+    row(
+        "gRPC Put 500 x 100 B, records/s",
+        "grpc-put-100b",
+        "records_per_s",
+        Better::Higher,
+        Target::None,
+    ),
+    row(
+        "gRPC GetRecords drain, MiB/s",
+        "grpc-drain",
+        "mib_per_s",
+        Better::Higher,
+        Target::None,
+    ),
+];
+
+fn cell(result: Option<&Result<Outcome, String>>, metric: &str) -> (String, Option<f64>) {
+    match result {
+        None => ("n/a".into(), None),
+        Some(Err(_)) => ("failed".into(), None),
+        Some(Ok(o)) => match o.get(metric) {
+            Some(v) => (format_value(v), Some(v)),
+            None => ("n/a".into(), None),
+        },
+    }
+}
+
+/// A target as people write it: `150`, `300,000`, `1.5`.
+fn format_target(t: f64) -> String {
+    if t.fract() == 0.0 && t.abs() >= 10_000.0 {
+        format_value(t)
+    } else {
+        format!("{t}")
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
+
+/// Renders the tables as Markdown.
+fn table(results: &Results, disk: Option<&Result<Outcome, String>>, has_nosync: bool) -> String {
+    let mut out = String::new();
+    out.push_str("| workload | riffle | kinesalite | ratio (Riffle advantage) |");
+    if has_nosync {
+        out.push_str(" riffle --sync none (NOT durable) |");
+    }
+    out.push_str(" target |\n|---|---:|---:|---:|");
+    if has_nosync {
+        out.push_str("---:|");
+    }
+    out.push_str("---|\n");
+    for r in ROWS {
+        let riffle_result = results.get(&(r.case, Kind::Riffle));
+        if riffle_result.is_none() && results.get(&(r.case, Kind::Kinesalite)).is_none() {
+            continue;
+        }
+        let (riffle, rv) = cell(riffle_result, r.metric);
+        let (peer, pv) = cell(results.get(&(r.case, Kind::Kinesalite)), r.metric);
+        let ratio = match (rv, pv) {
+            (Some(a), Some(b)) if a > 0.0 && b > 0.0 => Some(match r.better {
+                Better::Higher => a / b,
+                Better::Lower => b / a,
+            }),
+            _ => None,
+        };
+        let ratio_text = ratio.map_or("n/a".into(), |x| format!("{}x", format_value(x)));
+        let target = match (r.target, rv) {
+            (Target::None, _) => String::new(),
+            (Target::AtLeast(t), v) => format!(
+                ">= {}: {}",
+                format_target(t),
+                verdict(v.is_some_and(|v| v >= t))
+            ),
+            (Target::AtMost(t), v) => format!(
+                "<= {}: {}",
+                format_target(t),
+                verdict(v.is_some_and(|v| v <= t))
+            ),
+            (Target::AtLeastAndRatio(t, x), v) => format!(
+                ">= {}: {}; >= {}x kinesalite: {}",
+                format_target(t),
+                verdict(v.is_some_and(|v| v >= t)),
+                format_target(x),
+                ratio.map_or("n/a", |q| verdict(q >= x))
+            ),
+        };
+        out.push_str(&format!(
+            "| {} | {riffle} | {peer} | {ratio_text} |",
+            r.label
+        ));
+        if has_nosync {
+            let (nosync, _) = cell(results.get(&(r.case, Kind::NoSync)), r.metric);
+            out.push_str(&format!(" {nosync} |"));
+        }
+        out.push_str(&format!(" {target} |\n"));
+    }
+
+    if let Some(Ok(d)) = disk {
+        out.push_str("\n| disk ceiling (append + fdatasync) | value | Riffle's figure | as % of ceiling |\n|---|---:|---|---:|\n");
+        let riffle = |case: &'static str, metric: &str| {
+            results
+                .get(&(case, Kind::Riffle))
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|o| o.get(metric))
+        };
+        let pct = |part: Option<f64>, whole: Option<f64>| match (part, whole) {
+            (Some(p), Some(w)) if w > 0.0 => format!("{:.0} %", p / w * 100.0),
+            _ => "n/a".into(),
+        };
+        let seq = d.get("seq_1mib_mib_per_s");
+        let seq_mid = d.get("seq_64kib_mib_per_s");
+        let put = riffle("put-1k", "mib_per_s");
+        let grpc_put = riffle("grpc-put-1k", "mib_per_s");
+        let fmt = |v: Option<f64>| v.map_or("n/a".into(), format_value);
+        out.push_str(&format!(
+            "| 1 MiB writes, MiB/s | {} | PutRecords 1 KiB {} MiB/s | {} |\n",
+            fmt(seq),
+            fmt(put),
+            pct(put, seq)
+        ));
+        out.push_str(&format!(
+            "| 1 MiB writes, MiB/s | {} | gRPC Put 1 KiB {} MiB/s | {} |\n",
+            fmt(seq),
+            fmt(grpc_put),
+            pct(grpc_put, seq)
+        ));
+        out.push_str(&format!(
+            "| 64 KiB writes, MiB/s | {} | | |\n",
+            fmt(seq_mid)
+        ));
+        let ack_p50 = riffle("put-record", "p50_ms");
+        let ack_p99 = riffle("put-record", "p99_ms");
+        // For latency the ceiling is a floor: the share of Riffle's ack time the disk needs.
+        for (size, prefix) in [("4 KiB", "sync_4kib_"), ("1 KiB", "sync_1kib_")] {
+            for (q, ack) in [("p50", ack_p50), ("p99", ack_p99)] {
+                let sync = d.get(&format!("{prefix}{q}_ms"));
+                out.push_str(&format!(
+                    "| {size} append + fdatasync {q}, ms | {} | PutRecord ack {q} {} ms | disk is {} of it |\n",
+                    fmt(sync),
+                    fmt(ack),
+                    pct(sync, ack)
+                ));
+            }
+        }
+    } else if let Some(Err(e)) = disk {
+        out.push_str(&format!("\ndisk ceiling failed: {e}\n"));
+    }
+
+    // CPU and anything unusual, so that each number can be judged.
+    out.push_str(
+        "\n| workload | system | server CPU (% of a core) | generator CPU (% of a core) | notes |\n|---|---|---:|---:|---|\n",
+    );
+    for ((case, kind), result) in results {
+        let (server, client, notes) = match result {
+            Ok(o) => {
+                let mut notes = o.notes.clone();
+                for (metric, what) in [
+                    ("failed_records", "failed records"),
+                    ("errors", "failed calls"),
+                    ("put_errors", "failed puts"),
+                    ("records_missing", "records never read"),
+                    ("duplicates", "duplicate reads"),
+                ] {
+                    if let Some(v) = o.get(metric).filter(|v| *v > 0.0) {
+                        notes.push(format!("{} {what}", format_value(v)));
+                    }
+                }
+                (
+                    o.get("server_cpu_pct")
+                        .map_or("n/a".into(), |v| format!("{v:.0}")),
+                    o.get("client_cpu_pct")
+                        .map_or("n/a".into(), |v| format!("{v:.0}")),
+                    notes.join("; "),
+                )
+            }
+            Err(e) => ("".into(), "".into(), format!("FAILED: {e}")),
+        };
+        out.push_str(&format!(
+            "| {case} | {} | {server} | {client} | {} |\n",
+            kind.label(),
+            notes.replace('|', "/").replace('\n', " ")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(metrics: &[(&str, f64)]) -> Result<Outcome, String> {
+        let mut o = Outcome::new("w");
+        for (name, value) in metrics {
+            o.metric(name, *value, "");
+        }
+        Ok(o)
+    }
+
+    #[test]
+    fn ratios_favour_riffle_in_both_directions_and_targets_are_judged() {
+        let mut results: Results = BTreeMap::new();
+        results.insert(("put-1k", Kind::Riffle), outcome(&[("mib_per_s", 160.0)]));
+        results.insert(("put-1k", Kind::Kinesalite), outcome(&[("mib_per_s", 8.0)]));
+        results.insert(("put-record", Kind::Riffle), outcome(&[("p99_ms", 2.0)]));
+        results.insert(
+            ("put-record", Kind::Kinesalite),
+            outcome(&[("p99_ms", 10.0)]),
+        );
+        results.insert(("subscribe", Kind::Riffle), Err("boom".into()));
+        let t = table(&results, None, false);
+        assert!(
+            t.contains("| PutRecords 500 x 1 KiB, MiB/s | 160 | 8.00 | 20.0x | >= 150: met; >= 15x kinesalite: met |"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "| PutRecord 1 KiB at 1 MiB/s, ack p99 ms | 2.00 | 10.0 | 5.00x | <= 1.5: MISSED |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("| put -> SubscribeToShard, p99 ms | failed | n/a | n/a | <= 3: MISSED |"),
+            "{t}"
+        );
+        assert!(t.contains("FAILED: boom"), "{t}");
+        assert!(!t.contains("drain"), "{t}");
+    }
+}
