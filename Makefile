@@ -34,8 +34,9 @@ lint: ## Formatting and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit: ## Rust unit and integration tests
-	$(CARGO) test --workspace
+unit: ## Rust unit and integration tests (the SDK tests start the riffle binary)
+	$(CARGO) build -p riffle
+	RIFFLE_BIN=$(CURDIR)/$(RIFFLE_DEBUG) $(CARGO) test --workspace
 
 $(VENV)/.installed: dataplane/tests/requirements.txt
 	python3 -m venv $(VENV)
