@@ -56,6 +56,14 @@ async fn put(client: &Client, stream: &str, data: &str) -> String {
         .to_string()
 }
 
+fn after(sequence_number: &str) -> StartingPosition {
+    StartingPosition::builder()
+        .r#type(ShardIteratorType::AfterSequenceNumber)
+        .sequence_number(sequence_number)
+        .build()
+        .expect("a complete starting position")
+}
+
 fn from_trim_horizon() -> StartingPosition {
     StartingPosition::builder()
         .r#type(ShardIteratorType::TrimHorizon)
@@ -64,17 +72,49 @@ fn from_trim_horizon() -> StartingPosition {
 }
 
 async fn subscribe(client: &Client, consumer: &str, shard: &str) -> SubscribeToShardOutput {
+    subscribe_at(client, consumer, shard, from_trim_horizon()).await
+}
+
+async fn subscribe_at(
+    client: &Client,
+    consumer: &str,
+    shard: &str,
+    position: StartingPosition,
+) -> SubscribeToShardOutput {
     within(
         "SubscribeToShard to answer",
         client
             .subscribe_to_shard()
             .consumer_arn(consumer)
             .shard_id(shard)
-            .starting_position(from_trim_horizon())
+            .starting_position(position)
             .send(),
     )
     .await
     .expect("SubscribeToShard")
+}
+
+/// Receives events until `count` records arrived (bounded); checks each event's continuation
+/// sequence number is its last record's.
+async fn receive(subscription: &mut SubscribeToShardOutput, count: usize) -> Vec<Record> {
+    let mut received: Vec<Record> = Vec::new();
+    while received.len() < count {
+        let event = next_event(subscription).await;
+        received.extend(event.records().iter().cloned());
+        if let Some(last) = event.records().last() {
+            // The continuation point is the last record delivered.
+            assert_eq!(
+                event.continuation_sequence_number(),
+                last.sequence_number(),
+                "{event:?}"
+            );
+        } else {
+            big(event.continuation_sequence_number());
+        }
+        assert!(event.millis_behind_latest() >= 0, "{event:?}");
+        assert!(event.child_shards().is_empty(), "{event:?}");
+    }
+    received
 }
 
 /// The next SubscribeToShardEvent (bounded); panics on anything else, including the end.
@@ -217,22 +257,7 @@ async fn subscribe_to_shard_delivers_old_and_new_records_in_order() {
         sequences.push(put(&client, "live", &expected[5 + i]).await);
     }
 
-    let mut received: Vec<Record> = Vec::new();
-    while received.len() < expected.len() {
-        let event = next_event(&mut subscription).await;
-        received.extend(event.records().iter().cloned());
-        if let Some(last) = event.records().last() {
-            // The continuation point is the last record delivered.
-            assert_eq!(
-                event.continuation_sequence_number(),
-                last.sequence_number(),
-                "{event:?}"
-            );
-        } else {
-            big(event.continuation_sequence_number());
-        }
-        assert!(event.child_shards().is_empty(), "{event:?}");
-    }
+    let received = receive(&mut subscription, expected.len()).await;
     assert_eq!(payloads(&received), expected);
     let received_sequences: Vec<&str> = received.iter().map(|r| r.sequence_number()).collect();
     assert_eq!(received_sequences, sequences);
@@ -240,6 +265,30 @@ async fn subscribe_to_shard_delivers_old_and_new_records_in_order() {
         assert_eq!(record.partition_key(), Some("p"));
         assert!(record.approximate_arrival_timestamp().is_some());
     }
+}
+
+#[tokio::test]
+async fn a_subscription_resumes_after_a_continuation_sequence_number() {
+    let server = ServerProcess::start(Throttle::Off).await;
+    let client = server.client().await;
+    create_stream(&client, "resume", 1).await;
+    let first = register_active(&client, "resume", "first").await;
+    let second = register_active(&client, "resume", "second").await;
+    let shard = "shardId-000000000000";
+    let mut expected = Vec::new();
+    for i in 0..6 {
+        expected.push(format!("r{i}"));
+        put(&client, "resume", &expected[i]).await;
+    }
+
+    let mut subscription = subscribe(&client, &first, shard).await;
+    let received = receive(&mut subscription, 6).await;
+    assert_eq!(payloads(&received), expected);
+    let resume_point = received[2].sequence_number();
+
+    // Another consumer picks up after the third record, as a worker taking over a lease does.
+    let mut resumed = subscribe_at(&client, &second, shard, after(resume_point)).await;
+    assert_eq!(payloads(&receive(&mut resumed, 3).await), expected[3..]);
 }
 
 #[tokio::test]

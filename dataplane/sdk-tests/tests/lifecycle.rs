@@ -3,6 +3,7 @@
 
 mod common;
 
+use aws_sdk_kinesis::operation::RequestId;
 use aws_sdk_kinesis::types::{StreamMode, StreamStatus};
 use common::{ServerProcess, Throttle, big, create_stream, list_all_shards, stream_arn, wait_for};
 
@@ -12,14 +13,18 @@ async fn create_describe_list_shards_and_delete() {
     let client = server.client().await;
     create_stream(&client, "orders", 2).await;
 
-    let description = client
+    let answer = client
         .describe_stream()
         .stream_name("orders")
         .send()
         .await
-        .expect("DescribeStream")
-        .stream_description
-        .expect("a stream description");
+        .expect("DescribeStream");
+    // Every answer carries x-amzn-RequestId, which the SDK surfaces for support cases.
+    assert!(
+        answer.request_id().is_some_and(|id| !id.is_empty()),
+        "{answer:?}"
+    );
+    let description = answer.stream_description.expect("a stream description");
     assert_eq!(description.stream_name(), "orders");
     assert_eq!(description.stream_arn(), stream_arn("orders"));
     assert_eq!(description.stream_status(), &StreamStatus::Active);
@@ -48,6 +53,32 @@ async fn create_describe_list_shards_and_delete() {
         assert_eq!(range.ending_sequence_number(), None);
         assert_eq!(shard.parent_shard_id(), None);
     }
+
+    // DescribeStream pages shards with Limit and ExclusiveStartShardId.
+    let page = client
+        .describe_stream()
+        .stream_name("orders")
+        .limit(1)
+        .send()
+        .await
+        .expect("DescribeStream with a limit")
+        .stream_description
+        .expect("a stream description");
+    assert!(page.has_more_shards());
+    assert_eq!(page.shards().len(), 1);
+    assert_eq!(page.shards()[0].shard_id(), "shardId-000000000000");
+    let page = client
+        .describe_stream()
+        .stream_name("orders")
+        .exclusive_start_shard_id("shardId-000000000000")
+        .send()
+        .await
+        .expect("DescribeStream after the first shard")
+        .stream_description
+        .expect("a stream description");
+    assert!(!page.has_more_shards());
+    let ids: Vec<&str> = page.shards().iter().map(|s| s.shard_id()).collect();
+    assert_eq!(ids, ["shardId-000000000001"]);
 
     let summary = client
         .describe_stream_summary()
@@ -193,6 +224,11 @@ async fn missing_stream_is_resource_not_found() {
         .expect_err("DescribeStream of a missing stream fails")
         .into_service_error();
     assert!(err.is_resource_not_found_exception(), "{err:?}");
+    assert!(err.request_id().is_some(), "{err:?}");
+    assert!(
+        err.meta().message().is_some_and(|m| m.contains("nowhere")),
+        "the message should name the stream: {err:?}"
+    );
 
     let err = client
         .describe_stream_summary()
