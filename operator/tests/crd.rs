@@ -1,0 +1,461 @@
+//! The generated `Stream` CRD against a real API server: the committed YAML installs and becomes
+//! Established, the server applies the schema defaults, the CEL rules refuse bad objects with a
+//! message naming the field, the scale subresource drives `spec.shardCount`, and a status the
+//! operator computes round-trips through the schema unchanged.
+//!
+//! Needs `KUBECONFIG` pointing at a cluster (`make cluster-up` writes `e2e/.cluster/kubeconfig`)
+//! and fails, rather than skipping, without it. The tests are marked ignored so that a plain
+//! `cargo test` (no cluster) lists them as such; run them with
+//! `KUBECONFIG=e2e/.cluster/kubeconfig cargo test -p riffle-operator --test crd -- --include-ignored`.
+//! Each test works in a namespace of its own.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{
+    Api, Client,
+    api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
+    runtime::wait::{await_condition, conditions},
+};
+use riffle_operator::{
+    crd::{ConditionType, Stream, StreamMode},
+    settings::Settings,
+    stream::{
+        build::plan,
+        status::{self, GroupState, Outcome},
+        validate::validate,
+    },
+};
+use serde_json::{Value, json};
+
+const CRD_NAME: &str = "streams.riffle.dev";
+const MANAGER: &str = "riffle-operator-crd-test";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("operator/ has a parent")
+        .to_path_buf()
+}
+
+/// A client for the cluster in `KUBECONFIG`, with the committed CRD installed and Established.
+async fn setup() -> Client {
+    let Ok(path) = std::env::var("KUBECONFIG") else {
+        panic!(
+            "KUBECONFIG is not set: these tests need a real API server. Start one with \
+             `make cluster-up` and run them with KUBECONFIG=e2e/.cluster/kubeconfig"
+        );
+    };
+    let client = Client::try_default()
+        .await
+        .unwrap_or_else(|e| panic!("cannot build a client from KUBECONFIG={path}: {e}"));
+    let yaml = std::fs::read_to_string(repo_root().join("crds/riffle.dev_streams.yaml"))
+        .expect("read crds/riffle.dev_streams.yaml");
+    let crds: Vec<CustomResourceDefinition> = yaml
+        .split("\n---\n")
+        .map(|doc| doc.trim_start_matches("---\n"))
+        .filter(|doc| !doc.trim().is_empty())
+        .map(|doc| serde_norway::from_str(doc).expect("CRD YAML parses"))
+        .collect();
+    assert_eq!(crds.len(), 1, "one CRD in crds/riffle.dev_streams.yaml");
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    api.patch(
+        CRD_NAME,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&crds[0]),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the API server refused the generated CRD: {e}"));
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(api, CRD_NAME, conditions::is_crd_established()),
+    )
+    .await
+    .expect("CRD Established within 30 s")
+    .expect("watching the CRD");
+    client
+}
+
+/// A fresh namespace for one test; deleted by [`TestNamespace::finish`].
+struct TestNamespace {
+    client: Client,
+    name: String,
+}
+
+impl TestNamespace {
+    async fn new(client: &Client, test: &str) -> Self {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let name = format!(
+            "crd-{test}-{}-{nanos:x}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let api: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace object");
+        api.create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+        TestNamespace {
+            client: client.clone(),
+            name,
+        }
+    }
+
+    fn raw(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.client.clone(),
+            &self.name,
+            &ApiResource::erase::<Stream>(&()),
+        )
+    }
+
+    fn typed(&self) -> Api<Stream> {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Creates a stream from raw JSON, so that defaults come from the server, not from serde.
+    async fn create(&self, name: &str, spec: Value) -> Result<DynamicObject, kube::Error> {
+        let object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "riffle.dev/v1alpha1",
+            "kind": "Stream",
+            "metadata": {"name": name},
+            "spec": spec,
+        }))
+        .expect("stream object");
+        self.raw().create(&PostParams::default(), &object).await
+    }
+
+    async fn finish(self) {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let _ = api.delete(&self.name, &DeleteParams::background()).await;
+    }
+}
+
+#[track_caller]
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, kube::Error>, needle: &str) {
+    match result {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "expected 422 Invalid, got {status:?}");
+            assert!(
+                status.message.contains(needle),
+                "refusal should mention {needle:?}: {}",
+                status.message
+            );
+        }
+        other => panic!("expected the API server to refuse with {needle:?}, got {other:?}"),
+    }
+}
+
+fn kubectl() -> PathBuf {
+    if let Some(path) = std::env::var_os("KUBECTL") {
+        return PathBuf::from(path);
+    }
+    let bundled = repo_root().join("e2e/.cluster/bin/kubectl");
+    if bundled.exists() {
+        return bundled;
+    }
+    PathBuf::from("kubectl")
+}
+
+fn run_kubectl(args: &[&str]) -> String {
+    let output = Command::new(kubectl())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "running {:?}: {e}; set KUBECTL to a kubectl binary",
+                kubectl()
+            )
+        });
+    assert!(
+        output.status.success(),
+        "kubectl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+#[ignore = "needs a real API server (KUBECONFIG); run with --include-ignored"]
+async fn a_valid_stream_is_stored_with_the_schema_defaults() {
+    let client = setup().await;
+    let ns = TestNamespace::new(&client, "defaults").await;
+    ns.create("orders", json!({"shardCount": 4}))
+        .await
+        .expect("a minimal provisioned stream is accepted");
+    let stream = ns
+        .typed()
+        .get("orders")
+        .await
+        .expect("reads back as a Stream");
+    let spec = &stream.spec;
+    assert_eq!(spec.stream_mode, StreamMode::Provisioned);
+    assert_eq!(spec.shard_count, Some(4));
+    assert_eq!(spec.retention_period_hours, 24);
+    assert_eq!(spec.replication_factor, 3);
+    assert_eq!(spec.max_record_size_kib, 1024);
+    assert_eq!(spec.shards_per_group, 8);
+    assert_eq!(spec.storage.size, "10Gi");
+    assert_eq!(spec.storage.storage_class_name, None);
+
+    ns.create("clicks", json!({"streamMode": "OnDemand"}))
+        .await
+        .expect("an on-demand stream needs no shardCount");
+    ns.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a real API server (KUBECONFIG); run with --include-ignored"]
+async fn out_of_range_values_are_refused_with_the_field_named() {
+    let client = setup().await;
+    let ns = TestNamespace::new(&client, "ranges").await;
+    assert_refused(
+        ns.create("r1", json!({"shardCount": 1, "retentionPeriodHours": 10}))
+            .await,
+        "retentionPeriodHours must be between 24 and 8760",
+    );
+    assert_refused(
+        ns.create("r2", json!({"shardCount": 1, "retentionPeriodHours": 9000}))
+            .await,
+        "retentionPeriodHours",
+    );
+    assert_refused(
+        ns.create("r3", json!({"shardCount": 1, "replicationFactor": 2}))
+            .await,
+        "replicationFactor must be 1 or 3",
+    );
+    assert_refused(
+        ns.create("r4", json!({"shardCount": 1, "maxRecordSizeKiB": 512}))
+            .await,
+        "maxRecordSizeKiB",
+    );
+    assert_refused(
+        ns.create("r5", json!({"shardCount": 0})).await,
+        "shardCount must be at least 1",
+    );
+    assert_refused(
+        ns.create("r6", json!({"shardCount": 1, "storage": {"size": "lots"}}))
+            .await,
+        "storage.size",
+    );
+    assert_refused(
+        ns.create("r7", json!({"shardCount": 1, "streamMode": "Sometimes"}))
+            .await,
+        "streamMode",
+    );
+    assert_refused(
+        ns.create(&"x".repeat(41), json!({"shardCount": 1})).await,
+        "at most 40 characters",
+    );
+    ns.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a real API server (KUBECONFIG); run with --include-ignored"]
+async fn a_provisioned_stream_without_shard_count_is_refused() {
+    let client = setup().await;
+    let ns = TestNamespace::new(&client, "noshards").await;
+    assert_refused(
+        ns.create("orders", json!({"streamMode": "Provisioned"}))
+            .await,
+        "shardCount is required when streamMode is Provisioned",
+    );
+    assert_refused(
+        ns.create("orders", json!({})).await,
+        "shardCount is required",
+    );
+    ns.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a real API server (KUBECONFIG); run with --include-ignored"]
+async fn replication_factor_and_storage_are_immutable() {
+    let client = setup().await;
+    let ns = TestNamespace::new(&client, "immutable").await;
+    ns.create("orders", json!({"shardCount": 2}))
+        .await
+        .expect("created");
+    let merge = |spec: Value| Patch::Merge(json!({"spec": spec}));
+    let params = PatchParams::default();
+    assert_refused(
+        ns.raw()
+            .patch("orders", &params, &merge(json!({"replicationFactor": 1})))
+            .await,
+        "replicationFactor is immutable",
+    );
+    assert_refused(
+        ns.raw()
+            .patch(
+                "orders",
+                &params,
+                &merge(json!({"storage": {"storageClassName": "fast"}})),
+            )
+            .await,
+        "storage.storageClassName is immutable",
+    );
+    assert_refused(
+        ns.raw()
+            .patch(
+                "orders",
+                &params,
+                &merge(json!({"storage": {"size": "20Gi"}})),
+            )
+            .await,
+        "storage.size is immutable",
+    );
+    ns.raw()
+        .patch(
+            "orders",
+            &params,
+            &merge(json!({"retentionPeriodHours": 48, "shardCount": 3})),
+        )
+        .await
+        .expect("mutable fields still change");
+    let stream = ns.typed().get("orders").await.expect("get");
+    assert_eq!(
+        (stream.spec.retention_period_hours, stream.spec.shard_count),
+        (48, Some(3))
+    );
+    ns.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a real API server (KUBECONFIG); run with --include-ignored"]
+async fn kubectl_scale_sets_the_shard_count_and_get_shows_the_columns() {
+    let client = setup().await;
+    let ns = TestNamespace::new(&client, "scale").await;
+    ns.create("orders", json!({"shardCount": 4}))
+        .await
+        .expect("created");
+    let kubeconfig = std::env::var("KUBECONFIG").unwrap_or_default();
+    run_kubectl(&[
+        "--kubeconfig",
+        &kubeconfig,
+        "-n",
+        &ns.name,
+        "scale",
+        "stream",
+        "orders",
+        "--replicas",
+        "6",
+    ]);
+    let stream = ns.typed().get("orders").await.expect("get");
+    assert_eq!(stream.spec.shard_count, Some(6));
+
+    let table = run_kubectl(&[
+        "--kubeconfig",
+        &kubeconfig,
+        "-n",
+        &ns.name,
+        "get",
+        "rstream",
+    ]);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "MODE",
+            "SHARDS",
+            "OPEN",
+            "READY",
+            "RETENTION",
+            "AGE"
+        ]
+    );
+    assert!(table.contains("orders"), "{table}");
+    ns.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a real API server (KUBECONFIG); run with --include-ignored"]
+async fn a_computed_status_round_trips_through_the_schema() {
+    let client = setup().await;
+    let ns = TestNamespace::new(&client, "status").await;
+    ns.create("orders", json!({"shardCount": 10}))
+        .await
+        .expect("created");
+    let stream = ns.typed().get("orders").await.expect("get");
+    let valid = validate(&stream, &[]).expect("valid");
+    let planned = plan(&stream, &valid, None);
+    let groups = [
+        GroupState {
+            name: "orders-g0".into(),
+            replicas: 3,
+            ready: 3,
+            updated: 3,
+            observed: true,
+        },
+        GroupState {
+            name: "orders-g1".into(),
+            replicas: 3,
+            ready: 1,
+            updated: 3,
+            observed: true,
+        },
+    ];
+    let settings = Settings {
+        image: "riffle:test".into(),
+        image_pull_policy: "IfNotPresent".into(),
+        namespace: "riffle-system".into(),
+        region: "us-east-1".into(),
+        account: "000000000000".into(),
+    };
+    let computed = status::compute(
+        &stream,
+        &settings,
+        Outcome::Applied {
+            plan: &planned,
+            groups: &groups,
+        },
+        "2026-01-01T00:00:00Z",
+    );
+    let patch = json!({"apiVersion": "riffle.dev/v1alpha1", "kind": "Stream", "status": computed});
+    let written = ns
+        .typed()
+        .patch_status(
+            "orders",
+            &PatchParams::apply("riffle-operator").force(),
+            &Patch::Apply(patch),
+        )
+        .await
+        .expect("status accepted by the schema");
+    assert_eq!(
+        written.status.as_ref(),
+        Some(&computed),
+        "nothing pruned or changed"
+    );
+    let ready = computed
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ConditionType::Ready)
+        .expect("Ready condition");
+    assert_eq!(
+        ready.message,
+        "waiting for shard groups: orders-g1 (1/3 ready)"
+    );
+
+    let scale = ns
+        .typed()
+        .get_scale("orders")
+        .await
+        .expect("scale subresource");
+    assert_eq!(scale.spec.and_then(|s| s.replicas), Some(10));
+    assert_eq!(scale.status.map(|s| s.replicas), Some(10));
+    ns.finish().await;
+}
