@@ -238,6 +238,11 @@ impl Catalog {
             });
         }
         state.rebuild_routes();
+        for index in parents {
+            if let Some(parent) = state.shards.get(index) {
+                parent.wake_readers();
+            }
+        }
         Ok(())
     }
 

@@ -92,6 +92,12 @@ impl Shard {
         }
     }
 
+    /// Wakes every reader waiting on [`Shard::watch_tip`] without new records, e.g. because
+    /// the shard was closed and readers should move on to its children.
+    pub fn wake_readers(&self) {
+        self.tip.send_modify(|_| {});
+    }
+
     /// A receiver that changes whenever new records become durable.
     pub fn watch_tip(&self) -> watch::Receiver<u64> {
         self.tip.subscribe()
