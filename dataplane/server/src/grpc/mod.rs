@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use riffle_proto::v1;
 use riffle_proto::v1::streams_server::{Streams, StreamsServer};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
@@ -50,12 +51,19 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    // The builder's TCP settings apply only to listeners it binds itself. Without TCP_NODELAY
+    // a response's trailers wait for the client's delayed ACK, about 40 ms per call.
+    let incoming = TcpListenerStream::new(listener).map(|accepted| {
+        if let Ok(stream) = &accepted {
+            let _ = stream.set_nodelay(true);
+        }
+        accepted
+    });
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         // Subscriptions can be quiet for long; keepalives find clients that vanished.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(StreamsService::new(catalog).into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
 
