@@ -34,7 +34,7 @@ const BATCH_RECORDS: usize = 10_000;
 /// Batches waiting for the client before readers pause.
 const QUEUED_BATCHES: usize = 16;
 /// How long a caught-up reader waits on its shard's tip before looking again anyway. Closing a
-/// shard or deleting the stream need not move the tip; this bounds how late a reader notices.
+/// shard wakes its readers; deleting the stream does not, and this bounds how late they notice.
 const RECHECK: Duration = Duration::from_secs(1);
 
 /// Subscribe: checks the request, takes the stream's shards as they are now and starts
