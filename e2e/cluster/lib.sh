@@ -25,6 +25,11 @@ KUBERNETES_SVC_IP=10.96.0.1
 DNS_IP=$NODE_IP
 CLUSTER_DOMAIN=cluster.local
 
+# A proxy configured in the environment must never see cluster traffic: every component and
+# probe inherits this.
+_no_proxy="127.0.0.1,localhost,$NODE_IP,$POD_CIDR,$SERVICE_CIDR,.svc,.$CLUSTER_DOMAIN"
+export NO_PROXY="${NO_PROXY:+$NO_PROXY,}$_no_proxy" no_proxy="${no_proxy:+$no_proxy,}$_no_proxy"
+
 ETCD_CLIENT=127.0.0.1:22379  # off the default ports so a stray etcd on the machine can't collide
 ETCD_PEER=127.0.0.1:22380
 APISERVER_PORT=6443
