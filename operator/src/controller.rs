@@ -297,12 +297,10 @@ async fn write_status(
     ctx.metrics.status_written();
     let reference = stream.object_ref(&());
     for change in status::transitions(stream.status.as_ref(), &new) {
-        let note = format!(
-            "{} is {}: {}",
-            change.type_.as_str(),
-            change.status.as_str(),
-            change.message
-        );
+        let mut note = format!("{} is {}", change.type_.as_str(), change.status.as_str());
+        if !change.message.is_empty() {
+            note = format!("{note}: {}", change.message);
+        }
         let event = Event {
             type_: if change.is_warning() {
                 EventType::Warning
@@ -400,21 +398,40 @@ async fn unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Er
     Ok(Action::await_change())
 }
 
-/// Runs the `Stream` controller until SIGINT or SIGTERM.
+/// Runs the `Stream` controller until `shutdown` resolves. `watch_namespace` limits it to one
+/// namespace (then the cluster-wide name check sees only that namespace); `None` watches all.
 pub async fn run(
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
     instance: Option<String>,
+    watch_namespace: Option<&str>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let streams: Api<DeserializeGuard<Stream>> = Api::all(client.clone());
+    fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let streams: Api<DeserializeGuard<Stream>> = scoped(&client, watch_namespace);
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
     let controller = Controller::new(streams, watcher::Config::default().any_semantic())
-        .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
-        .owns(Api::<Service>::all(client.clone()), owned.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned)
-        .shutdown_on_signal();
+        .owns(
+            scoped::<StatefulSet>(&client, watch_namespace),
+            owned.clone(),
+        )
+        .owns(scoped::<Service>(&client, watch_namespace), owned.clone())
+        .owns(scoped::<ConfigMap>(&client, watch_namespace), owned.clone())
+        .owns(
+            scoped::<PodDisruptionBudget>(&client, watch_namespace),
+            owned,
+        )
+        .graceful_shutdown_on(shutdown);
     let recorder = Recorder::new(
         client.clone(),
         Reporter {

@@ -29,6 +29,9 @@ struct Args {
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, env = "RIFFLE_OPS_LISTEN", default_value = "0.0.0.0:8080")]
     ops_listen: SocketAddr,
+    /// Watch only this namespace instead of the whole cluster.
+    #[arg(long, env = "RIFFLE_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
     /// Name of this operator instance in Events (the pod name).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
@@ -62,9 +65,41 @@ async fn main() -> anyhow::Result<()> {
     let ops = tokio::spawn(ops::serve(listener, metrics.clone(), async {
         let _ = stop_rx.await;
     }));
-    controller::run(client, settings, metrics, args.instance).await;
+    controller::run(
+        client,
+        settings,
+        metrics,
+        args.instance,
+        args.watch_namespace.as_deref(),
+        shutdown_signal(),
+    )
+    .await;
     let _ = stop_tx.send(());
     let _ = ops.await;
     tracing::info!("riffle-operator stopped");
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
 }

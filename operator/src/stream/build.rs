@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::{
     api::{
         apps::v1::{
-            RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec,
+            RollingUpdateStatefulSetStrategy, StatefulSet,
+            StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
             StatefulSetUpdateStrategy,
         },
         core::v1::{
@@ -315,6 +316,15 @@ impl BuildContext<'_> {
                 }),
                 template,
                 volume_claim_templates: Some(vec![claim]),
+                // A group's volumes go with its StatefulSet: a group leaves the plan only when it
+                // hosts no shard any more, and this closes the window in which a pod recreated
+                // during the finalizer's cleanup could bring back a volume after it was released.
+                persistent_volume_claim_retention_policy: Some(
+                    StatefulSetPersistentVolumeClaimRetentionPolicy {
+                        when_deleted: Some("Delete".into()),
+                        when_scaled: Some("Retain".into()),
+                    },
+                ),
                 ..StatefulSetSpec::default()
             }),
             status: None,
@@ -644,6 +654,12 @@ mod tests {
         assert_eq!(spec.replicas, Some(1));
         assert_eq!(spec.service_name.as_deref(), Some("orders-g0-headless"));
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        let retention = spec
+            .persistent_volume_claim_retention_policy
+            .as_ref()
+            .expect("claim retention policy");
+        assert_eq!(retention.when_deleted.as_deref(), Some("Delete"));
+        assert_eq!(retention.when_scaled.as_deref(), Some("Retain"));
         let claim = &spec.volume_claim_templates.as_ref().expect("claims")[0];
         assert_eq!(claim.metadata.name.as_deref(), Some("data"));
         let claim_spec = claim.spec.as_ref().expect("claim spec");

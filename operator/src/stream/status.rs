@@ -230,13 +230,17 @@ impl Transition {
     }
 }
 
-/// The conditions of `new` whose status or reason differ from `old`, in condition order.
+/// The conditions of `new` whose status or reason differ from `old`, in condition order. A
+/// first `Degraded=False` is not news and is left out.
 pub fn transitions(old: Option<&StreamStatus>, new: &StreamStatus) -> Vec<Transition> {
     new.conditions
         .iter()
         .filter(|c| {
             let before = old.and_then(|o| o.conditions.iter().find(|p| p.type_ == c.type_));
-            before.is_none_or(|p| p.status != c.status || p.reason != c.reason)
+            match before {
+                Some(p) => p.status != c.status || p.reason != c.reason,
+                None => !(c.type_ == ConditionType::Degraded && c.status == ConditionStatus::False),
+            }
         })
         .map(|c| Transition {
             type_: c.type_,
@@ -406,6 +410,27 @@ mod tests {
             .collect();
         assert_eq!(moved, [ConditionType::Ready, ConditionType::Progressing]);
         assert!(transitions(Some(&second), &second).is_empty());
+    }
+
+    #[test]
+    fn a_first_status_announces_readiness_but_not_the_absence_of_problems() {
+        let stream = Stream::test();
+        let p = planned(&stream);
+        let groups = [group("orders-g0", 0)];
+        let first = compute(
+            &stream,
+            &Settings::test(),
+            Outcome::Applied {
+                plan: &p,
+                groups: &groups,
+            },
+            T1,
+        );
+        let types: Vec<_> = transitions(None, &first)
+            .into_iter()
+            .map(|t| t.type_)
+            .collect();
+        assert_eq!(types, [ConditionType::Ready, ConditionType::Progressing]);
     }
 
     #[test]
