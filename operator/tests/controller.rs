@@ -1,0 +1,188 @@
+//! The controller against a real API server, scoped to a namespace of its own: a stream gets its
+//! shard groups, shard map and status; an unchanged stream is not rewritten; a labelled object
+//! that is not planned is deleted; deleting the stream releases its volumes.
+//!
+//! The data-plane image is deliberately unpullable, so pods never become ready and the status
+//! stays put while the test looks at it. Needs `KUBECONFIG`, like `tests/crd.rs`; run with
+//! `KUBECONFIG=e2e/.cluster/kubeconfig cargo test -p riffle-operator --test controller -- --include-ignored`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestNamespace, setup, wait_for};
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    core::v1::{ConfigMap, PersistentVolumeClaim, Service},
+    policy::v1::PodDisruptionBudget,
+};
+use kube::{
+    Api, ResourceExt,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
+use riffle_operator::{
+    controller::{self, FINALIZER},
+    crd::{ConditionStatus, ConditionType},
+    metrics::Metrics,
+    settings::Settings,
+};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn settings() -> Settings {
+    Settings {
+        image: "riffle.invalid/never-pulled:0".into(),
+        image_pull_policy: "IfNotPresent".into(),
+        namespace: "riffle-system".into(),
+        region: "us-east-1".into(),
+        account: "000000000000".into(),
+    }
+}
+
+/// Counts `riffle_operator_<name>` in the rendered metrics.
+fn counter(metrics: &Metrics, name: &str) -> u64 {
+    let prefix = format!("riffle_operator_{name} ");
+    metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+#[ignore = "needs a real API server (KUBECONFIG); run with --include-ignored"]
+async fn a_stream_is_reconciled_kept_stable_pruned_and_released() {
+    let client = setup().await;
+    let ns = TestNamespace::new(&client, "controller").await;
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn({
+        let (client, metrics, namespace) = (client.clone(), metrics.clone(), ns.name.clone());
+        async move {
+            controller::run(
+                client,
+                settings(),
+                metrics,
+                Some("crd-test".into()),
+                Some(&namespace),
+                async {
+                    let _ = stop_rx.await;
+                },
+            )
+            .await;
+        }
+    });
+
+    ns.create(
+        "orders",
+        json!({"shardCount": 10, "replicationFactor": 1, "storage": {"size": "64Mi"}}),
+    )
+    .await
+    .expect("created");
+    let streams = ns.typed();
+    let stream = wait_for("a status with 10 open shards", WAIT, || async {
+        let s = streams.get("orders").await.ok()?;
+        (s.status.as_ref()?.open_shard_count == Some(10)).then_some(s)
+    })
+    .await;
+    assert_eq!(stream.finalizers(), [FINALIZER]);
+    let status = stream.status.clone().expect("status");
+    assert_eq!(status.observed_generation, stream.metadata.generation);
+    assert_eq!(status.shards.len(), 10);
+    assert_eq!(status.shards[9].group, 1);
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ConditionType::Ready)
+        .expect("Ready");
+    assert_eq!(
+        ready.status,
+        ConditionStatus::False,
+        "the image cannot be pulled"
+    );
+
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    let svc: Api<Service> = Api::namespaced(client.clone(), &ns.name);
+    let pdb: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns.name);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    for group in ["orders-g0", "orders-g1"] {
+        let set = sts.get(group).await.expect("StatefulSet per group");
+        assert_eq!(set.spec.as_ref().and_then(|s| s.replicas), Some(1));
+        assert_eq!(set.labels()["riffle.dev/stream"], "orders");
+        assert_eq!(
+            set.owner_references()[0].uid,
+            stream.uid().unwrap_or_default()
+        );
+        svc.get(&format!("{group}-headless"))
+            .await
+            .expect("headless Service");
+        pdb.get(group).await.expect("PodDisruptionBudget");
+    }
+    let map = cms.get("orders-shard-map").await.expect("shard map");
+    assert_eq!(
+        map.data.as_ref().map(|d| d["group-1"].as_str()),
+        Some("shardId-000000000008,shardId-000000000009")
+    );
+
+    // A reconcile with nothing new must not rewrite the status.
+    let writes = counter(&metrics, "status_writes_total");
+    let before = counter(&metrics, "reconciliations_total");
+    let stale: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "orders-stale", "labels": {
+            "app.kubernetes.io/managed-by": "riffle-operator", "riffle.dev/stream": "orders"}},
+        "data": {"left": "behind"}
+    }))
+    .expect("config map");
+    cms.create(&PostParams::default(), &stale)
+        .await
+        .expect("stale object");
+    streams
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"poke": "1"}}})),
+        )
+        .await
+        .expect("poke");
+    wait_for("the unplanned ConfigMap to be deleted", WAIT, || async {
+        cms.get_opt("orders-stale")
+            .await
+            .ok()
+            .and_then(|found| found.is_none().then_some(()))
+    })
+    .await;
+    assert!(counter(&metrics, "reconciliations_total") > before);
+    assert_eq!(
+        counter(&metrics, "status_writes_total"),
+        writes,
+        "an unchanged stream had its status rewritten"
+    );
+
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns.name);
+    let claims = ListParams::default().labels("riffle.dev/stream=orders");
+    streams
+        .delete("orders", &Default::default())
+        .await
+        .expect("delete");
+    wait_for("the stream to go away", WAIT, || async {
+        streams
+            .get_opt("orders")
+            .await
+            .ok()
+            .and_then(|s| s.is_none().then_some(()))
+    })
+    .await;
+    let left = pvcs.list(&claims).await.expect("list claims");
+    assert!(
+        left.items
+            .iter()
+            .all(|c| c.metadata.deletion_timestamp.is_some()),
+        "every volume of the stream is released"
+    );
+
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+    ns.finish().await;
+}
