@@ -12,7 +12,7 @@ RIFFLE_DEBUG := target/debug/riffle
 RIFFLE_RELEASE := target/release/riffle
 FUZZ_SECONDS ?= 20
 
-.PHONY: help run build release test lint unit client-tests fuzz bench \
+.PHONY: help run build release test lint unit client-tests fuzz e2e bench \
         cluster-up cluster-down cluster-load cluster-test clean
 
 help: ## List the targets
@@ -27,7 +27,7 @@ build: ## Build the debug binaries
 release: ## Build the optimized riffle binary
 	$(CARGO) build --release -p riffle
 
-test: lint unit client-tests fuzz ## Everything CI checks
+test: lint unit client-tests fuzz e2e ## Everything CI checks
 	@echo "make test: all checks passed"
 
 lint: ## Formatting and clippy, warnings are errors
@@ -52,6 +52,9 @@ fuzz: ## Run each fuzz target briefly (FUZZ_SECONDS each)
 
 bench: ## Measure Riffle against kinesalite on this machine; prints a table of ratios
 	./scripts/bench.sh
+
+e2e: ## End-to-end suites on the real one-node cluster (started and stopped around them)
+	e2e/run.sh
 
 cluster-up: ## Start the one-node Kubernetes test cluster (builds it on first use)
 	e2e/cluster/up.sh
