@@ -80,7 +80,7 @@ async fn out_of_range_values_are_refused_with_the_field_named() {
     );
     assert_refused(
         ns.create("r5", json!({"shardCount": 0})).await,
-        "shardCount must be at least 1",
+        "shardCount must be between 1 and 100000",
     );
     assert_refused(
         ns.create("r6", json!({"shardCount": 1, "storage": {"size": "lots"}}))
@@ -91,6 +91,16 @@ async fn out_of_range_values_are_refused_with_the_field_named() {
         ns.create("r7", json!({"shardCount": 1, "streamMode": "Sometimes"}))
             .await,
         "streamMode",
+    );
+    assert_refused(
+        ns.create("r8", json!({"shardCount": 5_000_000_000u64}))
+            .await,
+        "shardCount must be between 1 and 100000",
+    );
+    assert_refused(
+        ns.create("r9", json!({"shardCount": 1, "shardsPerGroup": 0}))
+            .await,
+        "shardsPerGroup",
     );
     assert_refused(
         ns.create(&"x".repeat(41), json!({"shardCount": 1})).await,

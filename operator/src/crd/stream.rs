@@ -18,6 +18,10 @@ pub const MIN_RECORD_SIZE_KIB: i32 = 1024;
 pub const MAX_RECORD_SIZE_KIB: i32 = 10240;
 /// Replicas per shard group unless the spec says otherwise.
 pub const DEFAULT_REPLICATION_FACTOR: i32 = 3;
+/// Largest shard count a spec may ask for; also keeps every count inside `i32`.
+pub const MAX_SHARD_COUNT: i32 = 100_000;
+/// Largest shard group a spec may ask for.
+pub const MAX_SHARDS_PER_GROUP: i32 = 10_000;
 /// Shards packed into one shard group unless the spec says otherwise.
 pub const DEFAULT_SHARDS_PER_GROUP: i32 = 8;
 /// Volume size per replica unless the spec says otherwise.
@@ -86,7 +90,10 @@ pub struct StreamSpec {
 
     /// Number of open shards (Provisioned mode). Also the target of `kubectl scale`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 1").message("shardCount must be at least 1"))]
+    #[x_kube(
+        validation = Rule::new("self >= 1 && self <= 100000")
+            .message("shardCount must be between 1 and 100000")
+    )]
     pub shard_count: Option<i32>,
 
     /// How long records stay readable, in hours (24..8760).
@@ -115,7 +122,10 @@ pub struct StreamSpec {
 
     /// How many shards one shard group (one StatefulSet) hosts.
     #[serde(default = "default_shards_per_group")]
-    #[x_kube(validation = Rule::new("self >= 1").message("shardsPerGroup must be at least 1"))]
+    #[x_kube(
+        validation = Rule::new("self >= 1 && self <= 10000")
+            .message("shardsPerGroup must be between 1 and 10000")
+    )]
     pub shards_per_group: i32,
 
     /// Persistent volume of every replica.

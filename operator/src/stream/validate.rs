@@ -9,8 +9,8 @@ use std::fmt;
 use kube::ResourceExt;
 
 use crate::crd::{
-    MAX_RECORD_SIZE_KIB, MAX_RETENTION_HOURS, MIN_RECORD_SIZE_KIB, MIN_RETENTION_HOURS, Stream,
-    StreamMode,
+    MAX_RECORD_SIZE_KIB, MAX_RETENTION_HOURS, MAX_SHARD_COUNT, MAX_SHARDS_PER_GROUP,
+    MIN_RECORD_SIZE_KIB, MIN_RETENTION_HOURS, Stream, StreamMode,
 };
 use crate::stream::naming::{MAX_STREAM_NAME_LEN, is_valid_stream_name};
 
@@ -29,16 +29,16 @@ pub enum Problem {
     },
     /// A provisioned stream without `shardCount`.
     ShardCountMissing,
-    /// `shardCount` below 1.
-    ShardCountTooSmall(i32),
+    /// `shardCount` outside 1..100000.
+    ShardCountOutOfRange(i32),
     /// `retentionPeriodHours` outside 24..8760.
     RetentionOutOfRange(i32),
     /// `replicationFactor` other than 1 or 3.
     ReplicationFactor(i32),
     /// `maxRecordSizeKiB` outside 1024..10240.
     MaxRecordSizeOutOfRange(i32),
-    /// `shardsPerGroup` below 1.
-    ShardsPerGroupTooSmall(i32),
+    /// `shardsPerGroup` outside 1..10000.
+    ShardsPerGroupOutOfRange(i32),
     /// `storage.size` is not a quantity.
     StorageSize(String),
 }
@@ -57,7 +57,10 @@ impl fmt::Display for Problem {
             Problem::ShardCountMissing => {
                 write!(f, "shardCount is required when streamMode is Provisioned")
             }
-            Problem::ShardCountTooSmall(n) => write!(f, "shardCount must be at least 1, not {n}"),
+            Problem::ShardCountOutOfRange(n) => write!(
+                f,
+                "shardCount must be between 1 and {MAX_SHARD_COUNT}, not {n}"
+            ),
             Problem::RetentionOutOfRange(h) => write!(
                 f,
                 "retentionPeriodHours must be between {MIN_RETENTION_HOURS} and {MAX_RETENTION_HOURS}, not {h}"
@@ -67,9 +70,10 @@ impl fmt::Display for Problem {
                 f,
                 "maxRecordSizeKiB must be between {MIN_RECORD_SIZE_KIB} and {MAX_RECORD_SIZE_KIB}, not {n}"
             ),
-            Problem::ShardsPerGroupTooSmall(n) => {
-                write!(f, "shardsPerGroup must be at least 1, not {n}")
-            }
+            Problem::ShardsPerGroupOutOfRange(n) => write!(
+                f,
+                "shardsPerGroup must be between 1 and {MAX_SHARDS_PER_GROUP}, not {n}"
+            ),
             Problem::StorageSize(s) => {
                 write!(
                     f,
@@ -121,8 +125,8 @@ pub fn validate(stream: &Stream, same_name: &[&Stream]) -> Result<ValidStream, P
             problems.push(Problem::ShardCountMissing);
             0
         }
-        (StreamMode::Provisioned, Some(n)) if n < 1 => {
-            problems.push(Problem::ShardCountTooSmall(n));
+        (StreamMode::Provisioned, Some(n)) if !(1..=MAX_SHARD_COUNT).contains(&n) => {
+            problems.push(Problem::ShardCountOutOfRange(n));
             0
         }
         (StreamMode::Provisioned, Some(n)) => n.unsigned_abs(),
@@ -137,8 +141,8 @@ pub fn validate(stream: &Stream, same_name: &[&Stream]) -> Result<ValidStream, P
     if !(MIN_RECORD_SIZE_KIB..=MAX_RECORD_SIZE_KIB).contains(&spec.max_record_size_kib) {
         problems.push(Problem::MaxRecordSizeOutOfRange(spec.max_record_size_kib));
     }
-    if spec.shards_per_group < 1 {
-        problems.push(Problem::ShardsPerGroupTooSmall(spec.shards_per_group));
+    if !(1..=MAX_SHARDS_PER_GROUP).contains(&spec.shards_per_group) {
+        problems.push(Problem::ShardsPerGroupOutOfRange(spec.shards_per_group));
     }
     if !is_quantity(&spec.storage.size) {
         problems.push(Problem::StorageSize(spec.storage.size.clone()));
@@ -251,6 +255,20 @@ mod tests {
         assert_eq!(
             text,
             validate(&stream, &[]).expect_err("invalid").to_string()
+        );
+    }
+
+    #[test]
+    fn counts_are_bounded() {
+        let stream = Stream::test()
+            .with_shards(MAX_SHARD_COUNT + 1)
+            .with_shards_per_group(0);
+        assert_eq!(
+            validate(&stream, &[]).expect_err("out of range").0,
+            [
+                Problem::ShardCountOutOfRange(MAX_SHARD_COUNT + 1),
+                Problem::ShardsPerGroupOutOfRange(0),
+            ]
         );
     }
 
