@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Measures Riffle against kinesalite on this machine, in one run, with the same parameters,
+# and prints one table: workload | riffle | kinesalite | ratio | target, the disk ceiling and
+# the CPU each side used. See BENCHMARKS.md for what each workload measures.
+#
+# Fails only on a broken setup (a build, install or server that does not come up, or a
+# workload Riffle cannot complete), never on a number.
+#
+# Overridable by environment:
+#   BENCH_SECONDS (10)          measured seconds per workload, after BENCH_WARMUP_SECONDS (1)
+#   BENCH_CONCURRENCY (8)       calls in flight in the throughput workloads
+#   BENCH_DRAIN_MB (512)        MiB preloaded before each drain
+#   BENCH_PRELOAD_MAX_SECONDS (60)  stop a (slow) preload early
+#   BENCH_DISK_SECONDS (5)      seconds per disk-ceiling test
+#   BENCH_PUT_RATE_BYTES (1048576), BENCH_READ_RATE (100)
+#   BENCH_ONLY                  comma-separated cases, e.g. put-1k,drain
+#   BENCH_NOSYNC=1              also run a Riffle with --sync none (NOT durable), own column
+#   BENCH_DIR                   parent of the servers' temporary data directories ($TMPDIR)
+#   RIFFLE_CACHE                where kinesalite is installed (~/.cache/riffle)
+#   KINESALITE_VERSION (3.3.3)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CARGO=${CARGO:-cargo}
+KINESALITE_VERSION=${KINESALITE_VERSION:-3.3.3}
+CACHE=${RIFFLE_CACHE:-$HOME/.cache/riffle}
+KINESALITE_PREFIX=$CACHE/kinesalite
+KINESALITE_DIR=$KINESALITE_PREFIX/node_modules/kinesalite
+BENCH=$ROOT/target/release/riffle-bench
+RIFFLE=$ROOT/target/release/riffle
+OUT=$ROOT/target/bench
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+# --- build ------------------------------------------------------------------------------------
+log "building riffle and riffle-bench (release)"
+$CARGO build --release -p riffle -p riffle-bench
+
+# --- kinesalite -------------------------------------------------------------------------------
+command -v node >/dev/null || die "node is required for kinesalite (install Node.js 18 or newer)"
+installed=$(node -p "try { require('$KINESALITE_DIR/package.json').version } catch (e) { '' }")
+if [[ $installed != "$KINESALITE_VERSION" ]]; then
+    command -v npm >/dev/null || die "npm is required to install kinesalite"
+    log "installing kinesalite@$KINESALITE_VERSION into $KINESALITE_PREFIX"
+    mkdir -p "$KINESALITE_PREFIX"
+    npm install --prefix "$KINESALITE_PREFIX" --no-audit --no-fund --loglevel=error \
+        "kinesalite@$KINESALITE_VERSION" >&2
+fi
+
+# --- servers ----------------------------------------------------------------------------------
+WORK=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/riffle-bench.XXXXXX")
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A loopback port nothing listens on (the window until the server binds it is tiny).
+free_port() {
+    local port
+    for _ in $(seq 200); do
+        port=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+    die "no free loopback port found"
+}
+
+# start_riffle NAME SYNC: starts a Riffle, sets RIFFLE_URL, GRPC_URL and SERVER_PID.
+start_riffle() {
+    local name=$1 sync=$2 http grpc
+    http=$(free_port)
+    grpc=$(free_port)
+    while [[ $grpc == "$http" ]]; do grpc=$(free_port); done
+    mkdir -p "$WORK/$name"
+    RIFFLE_LOG=warn "$RIFFLE" server --listen "127.0.0.1:$http" --grpc-listen "127.0.0.1:$grpc" \
+        --data-dir "$WORK/$name" --throttle off --sync "$sync" >"$WORK/$name.log" 2>&1 &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    RIFFLE_URL=http://127.0.0.1:$http
+    GRPC_URL=http://127.0.0.1:$grpc
+}
+
+start_riffle riffle fdatasync
+RIFFLE_PID=$SERVER_PID R_URL=$RIFFLE_URL R_GRPC=$GRPC_URL
+
+# cli.js listens on every interface and has no host option: start the same server on loopback.
+KPORT=$(free_port)
+mkdir -p "$WORK/kinesalite"
+node -e '
+const [dir, path, port] = process.argv.slice(1);
+const server = require(dir + "/index.js")({
+  path, createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0,
+});
+server.listen(Number(port), "127.0.0.1");
+' "$KINESALITE_DIR" "$WORK/kinesalite" "$KPORT" >"$WORK/kinesalite.log" 2>&1 &
+KINESALITE_PID=$!
+PIDS+=("$KINESALITE_PID")
+K_URL=http://127.0.0.1:$KPORT
+
+NOSYNC_ARGS=()
+if [[ ${BENCH_NOSYNC:-0} == 1 ]]; then
+    start_riffle riffle-nosync none
+    NOSYNC_ARGS=(--nosync "$RIFFLE_URL" --nosync-grpc "$GRPC_URL" --nosync-pid "$SERVER_PID")
+    "$BENCH" wait --endpoint "$RIFFLE_URL" --pid "$SERVER_PID" ||
+        { cat "$WORK/riffle-nosync.log" >&2; die "the --sync none Riffle did not start"; }
+fi
+
+"$BENCH" wait --endpoint "$R_URL" --pid "$RIFFLE_PID" ||
+    { cat "$WORK/riffle.log" >&2; die "Riffle did not start"; }
+"$BENCH" wait --endpoint "$K_URL" --pid "$KINESALITE_PID" ||
+    { cat "$WORK/kinesalite.log" >&2; die "kinesalite did not start"; }
+
+# --- run --------------------------------------------------------------------------------------
+mkdir -p "$OUT"
+RESULTS=$OUT/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl
+{
+    echo "date:        $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "commit:      $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "cpus:        $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'))"
+    echo "memory:      $(free -h | awk '/^Mem:/ {print $2}')"
+    echo "disk:        $(df -h "$WORK" | awk 'NR == 2 {print $1 ", " $2 " total, " $4 " free"}')"
+    echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    if awk -v n="$(nproc)" '{exit !($1 > n / 2)}' /proc/loadavg; then
+        echo "WARNING: the machine is busy with other work; expect noisy, pessimistic figures."
+    fi
+    echo "kinesalite:  $KINESALITE_VERSION on node $(node --version)"
+    echo
+} | tee "$OUT/last-table.md"
+
+status=0
+"$BENCH" suite \
+    --riffle "$R_URL" --riffle-grpc "$R_GRPC" --riffle-pid "$RIFFLE_PID" \
+    --kinesalite "$K_URL" --kinesalite-pid "$KINESALITE_PID" \
+    "${NOSYNC_ARGS[@]}" \
+    --disk-dir "$WORK" --results "$RESULTS" | tee -a "$OUT/last-table.md" || status=$?
+
+echo "load after:  $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/last-table.md"
+log "table in $OUT/last-table.md, every metric in $RESULTS"
+if [[ $status != 0 ]]; then
+    tail -n 20 "$WORK/riffle.log" >&2 || true
+fi
+exit "$status"
