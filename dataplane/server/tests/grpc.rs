@@ -429,11 +429,8 @@ async fn subscriptions_start_at_latest_stop_when_caught_up_and_end_with_their_st
     // Stopping when caught up: everything, then the end of the call.
     let mut catch_up = subscribe(client, "events", Type::TrimHorizon, true).await;
     let mut everything = Received::default();
-    loop {
-        match within(catch_up.message()).await.expect("healthy") {
-            Some(batch) => everything.take(batch),
-            None => break,
-        }
+    while let Some(batch) = within(catch_up.message()).await.expect("healthy") {
+        everything.take(batch);
     }
     assert_eq!(everything.records.len(), 360);
 

@@ -143,10 +143,7 @@ pub async fn put_records(catalog: &Arc<Catalog>, doc: &Doc<'_>) -> Result<Value,
                 .build(),
             Err(error) => {
                 failed += 1;
-                let code = match error.kind.aws_type() {
-                    "InternalFailure" => "InternalFailure",
-                    other => other,
-                };
+                let code = error.kind.aws_type();
                 Value::map()
                     .with("ErrorCode", code)
                     .with("ErrorMessage", error.message)

@@ -41,7 +41,7 @@ impl Catalog {
                 let log_dir = store::shard_dir(&dir, shard.index);
                 shards.insert(
                     shard.index,
-                    Shard::open(shard.index, &log_dir, config.log.clone(), config.limits)?,
+                    Shard::open(shard.index, &log_dir, config.log, config.limits)?,
                 );
             }
             tracing::info!(stream = %meta.name, shards = meta.shards.len(), "stream recovered");
@@ -175,12 +175,7 @@ impl Catalog {
             let log_dir = store::shard_dir(dir, shard.index);
             shards.insert(
                 shard.index,
-                Shard::open(
-                    shard.index,
-                    &log_dir,
-                    self.config.log.clone(),
-                    self.config.limits,
-                )?,
+                Shard::open(shard.index, &log_dir, self.config.log, self.config.limits)?,
             );
         }
         store::save(dir, meta).map_err(ApiError::internal)?;
@@ -295,7 +290,7 @@ impl Catalog {
         Shard::open(
             index,
             &store::shard_dir(&stream.dir, index),
-            self.config.log.clone(),
+            self.config.log,
             self.config.limits,
         )
     }
