@@ -13,7 +13,11 @@ use riffle_server::server::{ServerOptions, load_data_key, run};
 use riffle_server::streams::StreamsConfig;
 
 #[derive(Parser)]
-#[command(name = "riffle", version, about = "Kinesis-compatible streams: server and client")]
+#[command(
+    name = "riffle",
+    version,
+    about = "Kinesis-compatible streams: server and client"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -125,7 +129,9 @@ fn run_command(args: Args) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match args.command {
         Command::Server(server) => {
             let options = server.into_options()?;
