@@ -16,6 +16,7 @@
 #   BENCH_ONLY                  comma-separated cases, e.g. put-1k,drain
 #   BENCH_NOSYNC=1              also run a Riffle with --sync none (NOT durable), own column
 #   BENCH_DIR                   parent of the servers' temporary data directories ($TMPDIR)
+#   BENCH_WAIT_QUIET (0)        wait up to this many seconds for the CPUs to be 80 % idle first
 #   RIFFLE_CACHE                where kinesalite is installed (~/.cache/riffle)
 #   KINESALITE_VERSION (3.3.3)
 set -euo pipefail
@@ -124,6 +125,20 @@ fi
     { cat "$WORK/kinesalite.log" >&2; die "kinesalite did not start"; }
 
 # --- run --------------------------------------------------------------------------------------
+# Percent of CPU time idle over the next two seconds.
+idle_pct() {
+    local a b
+    read -ra a < <(grep '^cpu ' /proc/stat)
+    sleep 2
+    read -ra b < <(grep '^cpu ' /proc/stat)
+    local total=0 i
+    for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+    echo $(((b[4] - a[4] + b[5] - a[5]) * 100 / (total > 0 ? total : 1)))
+}
+if ((${BENCH_WAIT_QUIET:-0} > 0)); then
+    deadline=$((SECONDS + BENCH_WAIT_QUIET))
+    until (($(idle_pct) >= 80)) || ((SECONDS >= deadline)); do :; done
+fi
 mkdir -p "$OUT"
 RESULTS=$OUT/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl
 {
@@ -132,7 +147,7 @@ RESULTS=$OUT/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl
     echo "cpus:        $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'))"
     echo "memory:      $(free -h | awk '/^Mem:/ {print $2}')"
     echo "disk:        $(df -h "$WORK" | awk 'NR == 2 {print $1 ", " $2 " total, " $4 " free"}')"
-    echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) (CPU idle $(idle_pct) %)"
     if awk -v n="$(nproc)" '{exit !($1 > n / 2)}' /proc/loadavg; then
         echo "WARNING: the machine is busy with other work; expect noisy, pessimistic figures."
     fi

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
+use http_body_util::BodyExt;
 use hyper::StatusCode;
 use serde_json::json;
 
@@ -112,6 +113,10 @@ pub struct Drained {
     pub elapsed: Duration,
     /// Per-call latency.
     pub calls: Histogram,
+    /// From sending a call to its response head (Kinesis only): the server's read and encode.
+    pub first_byte: Histogram,
+    /// From the response head to the end of its body (Kinesis only): transfer and receipt.
+    pub body: Histogram,
 }
 
 /// The outcome of a drain, shared by the Kinesis and gRPC variants.
@@ -142,6 +147,18 @@ pub fn outcome(
     o.metric("drained_mib", mib(drained.bytes), "MiB");
     o.metric("seconds", drained.elapsed.as_secs_f64(), "s");
     o.latency("call_", &drained.calls);
+    if drained.first_byte.count() > 0 {
+        o.metric(
+            "call_head_p50_ms",
+            drained.first_byte.quantile(0.5) as f64 / 1e6,
+            "ms",
+        );
+        o.metric(
+            "call_body_p50_ms",
+            drained.body.quantile(0.5) as f64 / 1e6,
+            "ms",
+        );
+    }
     o.metric(
         "preload_mib_per_s",
         mib(loaded.bytes) / loaded.elapsed.as_secs_f64(),
@@ -203,20 +220,28 @@ async fn load_and_drain(
         bytes: 0,
         elapsed: Duration::ZERO,
         calls: Histogram::new(),
+        first_byte: Histogram::new(),
+        body: Histogram::new(),
     };
     while drained.records < loaded.records {
         let call = Instant::now();
         let body = json!({"ShardIterator": iterator, "Limit": args.limit}).to_string();
-        let reply = kinesis.call_raw("GetRecords", body.into()).await?;
-        drained.calls.record_duration(call.elapsed());
-        if reply.status != StatusCode::OK {
+        let response = kinesis.send("GetRecords", body.into()).await?;
+        // The server sends the head with the first body bytes, once the page is encoded.
+        let head = call.elapsed();
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        let whole = call.elapsed();
+        drained.calls.record_duration(whole);
+        drained.first_byte.record_duration(head);
+        drained.body.record_duration(whole - head);
+        if status != StatusCode::OK {
             bail!(
-                "GetRecords: HTTP {} {}",
-                reply.status,
-                String::from_utf8_lossy(&reply.body[..reply.body.len().min(300)])
+                "GetRecords: HTTP {status} {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
             );
         }
-        let page = scan_get_records(&reply.body)?;
+        let page = scan_get_records(&body)?;
         drained.records += page.records;
         drained.bytes += page.data_bytes;
         if page.records == 0 && page.millis_behind_latest == Some(0) {

@@ -221,6 +221,8 @@ async fn load_and_drain(
         bytes: 0,
         elapsed: Duration::ZERO,
         calls: Histogram::new(),
+        first_byte: Histogram::new(),
+        body: Histogram::new(),
     };
     let mut position = StartingPosition {
         r#type: starting_position::Type::TrimHorizon.into(),
