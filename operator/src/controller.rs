@@ -199,6 +199,17 @@ async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Error> {
     let namespace = stream.namespace().ok_or(Error::MissingNamespace)?;
     let names = StreamNames::new(&stream.name_any());
     let result = converge(stream, ctx, &namespace, &names).await;
+    // The cached object can predate this controller's last status write (an owned object's event
+    // may arrive first); computing from it would rewrite the status with fresh timestamps. The
+    // status is therefore computed against what the API server holds now.
+    let api: Api<Stream> = Api::namespaced(ctx.client.clone(), &namespace);
+    let current = api
+        .get_status(&stream.name_any())
+        .await
+        .map_err(Error::Status)?;
+    let mut stream = stream.clone();
+    stream.status = current.status;
+    let stream = &stream;
     let now = now_rfc3339();
     let new_status = match &result {
         Ok((plan, groups)) => status::compute(

@@ -162,6 +162,11 @@ async fn a_stream_is_reconciled_kept_stable_pruned_and_released() {
 
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns.name);
     let claims = ListParams::default().labels("riffle.dev/stream=orders");
+    wait_for("a volume per group", WAIT, || async {
+        let listed = pvcs.list(&claims).await.ok()?;
+        (listed.items.len() == 2).then_some(())
+    })
+    .await;
     streams
         .delete("orders", &Default::default())
         .await
@@ -174,13 +179,19 @@ async fn a_stream_is_reconciled_kept_stable_pruned_and_released() {
             .and_then(|s| s.is_none().then_some(()))
     })
     .await;
-    let left = pvcs.list(&claims).await.expect("list claims");
-    assert!(
-        left.items
-            .iter()
-            .all(|c| c.metadata.deletion_timestamp.is_some()),
-        "every volume of the stream is released"
-    );
+    // Volumes in use finish terminating with their pods; none may be left without a deletion.
+    wait_for(
+        "every volume of the stream to be released",
+        WAIT,
+        || async {
+            let left = pvcs.list(&claims).await.ok()?;
+            left.items
+                .iter()
+                .all(|c| c.metadata.deletion_timestamp.is_some())
+                .then_some(())
+        },
+    )
+    .await;
 
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;

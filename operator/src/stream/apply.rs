@@ -176,20 +176,32 @@ pub async fn delete_orphans(
     Ok(deleted)
 }
 
-/// Deletes the volumes of the stream `names` in `namespace`. Succeeds when they are already gone,
-/// so a finalizer calling it can never block deletion on its own earlier success. The other
-/// objects go with the stream through their owner references.
+/// Deletes the StatefulSets and then the volumes of the stream `names` in `namespace`. Succeeds
+/// when they are already gone, so a finalizer calling it can never block deletion on its own
+/// earlier success, and waits for nothing (pods and volumes finish terminating on their own).
+/// The StatefulSets go first: while one exists, its controller recreates a deleted volume for a
+/// pod that needs it. The other objects go with the stream through their owner references.
 pub async fn release_volumes(
     client: &Client,
     namespace: &str,
     names: &StreamNames,
 ) -> Result<(), ApplyError> {
-    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
-    let selector = names.volume_selector();
+    delete_all::<StatefulSet>(client, namespace, &names.owned_selector()).await?;
+    delete_all::<PersistentVolumeClaim>(client, namespace, &names.volume_selector()).await
+}
+
+async fn delete_all<K>(client: &Client, namespace: &str, selector: &str) -> Result<(), ApplyError>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
     match api
         .delete_collection(
             &DeleteParams::background(),
-            &ListParams::default().labels(&selector),
+            &ListParams::default().labels(selector),
         )
         .await
     {
@@ -197,8 +209,8 @@ pub async fn release_volumes(
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(source) => Err(ApplyError {
             action: "deleting",
-            kind: "PersistentVolumeClaim".into(),
-            name: selector,
+            kind: K::kind(&()).into_owned(),
+            name: selector.to_owned(),
             source,
         }),
     }
