@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use riffle_log::{LogConfig, SyncMode};
-use riffle_server::server::{ServerOptions, load_data_key, run};
+use riffle_server::gateway::GatewayOptions;
+use riffle_server::server::{ServerOptions, load_data_key, run, shutdown_signal};
 use riffle_server::streams::StreamsConfig;
 
 #[derive(Parser)]
@@ -27,6 +28,9 @@ struct Args {
 enum Command {
     /// Runs the standalone data plane: Kinesis API, gRPC API and metrics.
     Server(ServerArgs),
+    /// Runs the gateway: one Kinesis endpoint relaying to the data-plane endpoints of its
+    /// route file.
+    Gateway(GatewayArgs),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -85,6 +89,20 @@ struct ServerArgs {
     sync: Sync,
 }
 
+#[derive(clap::Args)]
+struct GatewayArgs {
+    /// Address of the Kinesis API, /healthz and /readyz.
+    #[arg(long, env = "RIFFLE_LISTEN", default_value = "127.0.0.1:4567")]
+    listen: SocketAddr,
+    /// JSON route file: {"streams": {"<name>": "http://host:4567"}, "admin": "http://operator:4570"};
+    /// re-read when it changes.
+    #[arg(long, env = "RIFFLE_ROUTES")]
+    routes: PathBuf,
+    /// Account id named in error messages.
+    #[arg(long, env = "RIFFLE_ACCOUNT", default_value = "000000000000")]
+    account: String,
+}
+
 impl ServerArgs {
     fn into_options(self) -> anyhow::Result<ServerOptions> {
         let key = load_data_key(self.encryption_key_file.as_deref(), &self.data_dir)?;
@@ -136,6 +154,14 @@ fn run_command(args: Args) -> anyhow::Result<()> {
         Command::Server(server) => {
             let options = server.into_options()?;
             runtime.block_on(run(options))?;
+        }
+        Command::Gateway(gateway) => {
+            let options = GatewayOptions {
+                listen: gateway.listen,
+                routes: gateway.routes,
+                account: gateway.account,
+            };
+            runtime.block_on(riffle_server::gateway::run(options, shutdown_signal()))?;
         }
         Command::Client(command) => runtime.block_on(cli::run(command))?,
     }

@@ -20,21 +20,42 @@ use crate::kinesis;
 use crate::metrics;
 use crate::streams::Catalog;
 
-/// A response body: whole, or streamed (SubscribeToShard).
-pub type Body = BoxBody<Bytes, Infallible>;
+/// Errors a streamed response body can end with.
+pub type BodyFailure = Box<dyn std::error::Error + Send + Sync>;
+
+/// A response body: whole, or streamed (SubscribeToShard, or a response the gateway relays).
+pub type Body = BoxBody<Bytes, BodyFailure>;
 
 /// A whole response body.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
-/// Serves connections from `listener` until `shutdown` resolves, then lets open requests
-/// finish.
+/// Serves the Kinesis API and the ops endpoints of `catalog` until `shutdown` resolves.
 pub async fn serve(
     catalog: Arc<Catalog>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, shutdown, move |request| {
+        route(catalog.clone(), request)
+    })
+    .await
+}
+
+/// Serves connections from `listener` with `handler` until `shutdown` resolves, then lets open
+/// requests finish.
+pub async fn serve_with<H, F>(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    handler: H,
+) -> std::io::Result<()>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -53,12 +74,12 @@ pub async fn serve(
             _ = stopping.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let catalog = catalog.clone();
+        let handler = handler.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let catalog = catalog.clone();
-                async move { Ok::<_, Infallible>(route(catalog, request).await) }
+                let response = handler(request);
+                async move { Ok::<_, Infallible>(response.await) }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection(TokioIo::new(stream), service);
@@ -94,7 +115,8 @@ async fn route(catalog: Arc<Catalog>, request: Request<Incoming>) -> Response<Bo
     }
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+/// A plain-text response.
+pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response

@@ -4,6 +4,7 @@
 //! serves them over the Kinesis Data Streams API, [`grpc`] over Riffle's native gRPC API,
 //! and [`server`] binds the listeners of the standalone process.
 
+pub mod gateway;
 pub mod grpc;
 pub mod http;
 pub mod kinesis;

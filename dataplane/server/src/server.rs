@@ -151,7 +151,8 @@ pub async fn run(options: ServerOptions) -> Result<(), ServeError> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on the first SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let wait_for = |kind: SignalKind, name: &'static str| async move {
         match signal(kind) {

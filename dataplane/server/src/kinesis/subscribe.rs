@@ -62,7 +62,8 @@ pub async fn subscribe_to_shard(catalog: &Arc<Catalog>, doc: &Doc<'_>) -> Result
         sender,
     };
     tokio::spawn(subscription.run(offset));
-    let frames = ReceiverStream::new(receiver).map(|bytes| Ok(Frame::data(bytes)));
+    let frames = ReceiverStream::new(receiver)
+        .map(|bytes| Ok::<_, crate::http::BodyFailure>(Frame::data(bytes)));
     Ok(Reply::EventStream(BodyExt::boxed(StreamBody::new(frames))))
 }
 
