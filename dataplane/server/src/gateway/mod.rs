@@ -224,7 +224,6 @@ impl Gateway {
                     {
                         summaries.push((name.to_string(), item.clone()));
                     }
-                    }
                 }
             }
         }
