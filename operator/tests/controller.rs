@@ -5,6 +5,8 @@
 //! The data-plane image is deliberately unpullable, so pods never become ready and the status
 //! stays put while the test looks at it. Needs `KUBECONFIG`, like `tests/crd.rs`; run with
 //! `KUBECONFIG=e2e/.cluster/kubeconfig cargo test -p riffle-operator --test controller -- --include-ignored`.
+//! A failing run leaves its `crd-controller-*` namespace behind with a finalized stream in it
+//! (no operator is left to release it): clear `metadata.finalizers` of the stream to let it go.
 
 mod common;
 
