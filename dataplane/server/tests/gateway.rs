@@ -1,8 +1,8 @@
 //! The gateway in front of two data-plane endpoints: requests reach the endpoint hosting their
 //! stream, answers (including errors) come back unchanged, ListStreams is the union.
 
-
 #![allow(clippy::unwrap_used)] // test fixtures fail loudly by design
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
