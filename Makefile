@@ -12,7 +12,7 @@ RIFFLE_DEBUG := target/debug/riffle
 RIFFLE_RELEASE := target/release/riffle
 FUZZ_SECONDS ?= 20
 
-.PHONY: help run build release test lint unit client-tests fuzz e2e bench \
+.PHONY: help run build release test lint crds crds-check unit client-tests fuzz e2e bench \
         cluster-up cluster-down cluster-load cluster-test clean
 
 help: ## List the targets
@@ -30,9 +30,16 @@ release: ## Build the optimized riffle binary
 test: lint unit client-tests fuzz e2e ## Everything CI checks
 	@echo "make test: all checks passed"
 
-lint: ## Formatting and clippy, warnings are errors
+lint: crds-check ## Formatting, clippy (warnings are errors) and generated files
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+crds: ## Regenerate the CRD YAML in crds/ from the operator's types
+	$(CARGO) run --quiet -p riffle-operator --bin crdgen > crds/.riffle.dev_streams.yaml.tmp
+	mv crds/.riffle.dev_streams.yaml.tmp crds/riffle.dev_streams.yaml
+
+crds-check: crds ## Fail when the committed CRDs differ from the operator's types
+	@git diff --exit-code -- crds/ || { echo "crds/ is stale: run make crds and commit the result" >&2; exit 1; }
 
 unit: ## Rust unit and integration tests (the SDK tests start the riffle binary)
 	$(CARGO) build -p riffle
