@@ -69,19 +69,24 @@ pub async fn add_tags_to_stream(catalog: &Arc<Catalog>, doc: &Doc<'_>) -> Result
     Ok(empty())
 }
 
+/// Removes the tags listed in `TagKeys` from stream `name`.
+async fn remove_tags(catalog: &Catalog, doc: &Doc<'_>, name: &str) -> Result<Value, AwsError> {
+    let keys: Vec<String> = doc
+        .str_list_required("TagKeys")?
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    catalog.remove_tags(name, &keys).await?;
+    Ok(empty())
+}
+
 /// RemoveTagsFromStream.
 pub async fn remove_tags_from_stream(
     catalog: &Arc<Catalog>,
     doc: &Doc<'_>,
 ) -> Result<Value, AwsError> {
     let name = stream_name(catalog, doc)?;
-    let keys: Vec<String> = doc
-        .str_list_required("TagKeys")?
-        .into_iter()
-        .map(str::to_string)
-        .collect();
-    catalog.remove_tags(&name, &keys).await?;
-    Ok(empty())
+    remove_tags(catalog, doc, &name).await
 }
 
 /// ListTagsForStream.
@@ -121,13 +126,7 @@ pub async fn tag_resource(catalog: &Arc<Catalog>, doc: &Doc<'_>) -> Result<Value
 /// UntagResource.
 pub async fn untag_resource(catalog: &Arc<Catalog>, doc: &Doc<'_>) -> Result<Value, AwsError> {
     let name = resource_stream(catalog, doc)?;
-    let keys: Vec<String> = doc
-        .str_list_required("TagKeys")?
-        .into_iter()
-        .map(str::to_string)
-        .collect();
-    catalog.remove_tags(&name, &keys).await?;
-    Ok(empty())
+    remove_tags(catalog, doc, &name).await
 }
 
 /// ListTagsForResource.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use riffle_wire::validation::Violations;
-use riffle_wire::{AwsError, Doc, Value};
+use riffle_wire::{AwsError, Doc, MapBuilder, Value};
 
 use super::empty;
 use super::input::{
@@ -128,6 +128,23 @@ fn encryption_type(meta: &StreamMeta) -> &'static str {
     }
 }
 
+/// The members DescribeStream and DescribeStreamSummary share.
+fn stream_fields(meta: &StreamMeta, arn: String) -> MapBuilder {
+    Value::map()
+        .with("StreamName", meta.name.as_str())
+        .with("StreamARN", arn)
+        .with("StreamStatus", "ACTIVE")
+        .with("StreamModeDetails", mode_details(meta.mode))
+        .with("RetentionPeriodHours", i64::from(meta.retention_hours))
+        .with(
+            "StreamCreationTimestamp",
+            Value::timestamp_millis(meta.created_ms),
+        )
+        .with("EnhancedMonitoring", enhanced_monitoring(meta))
+        .with("EncryptionType", encryption_type(meta))
+        .with_opt("KeyId", meta.encryption_key_id.clone())
+}
+
 /// DescribeStream.
 pub async fn describe_stream(catalog: &Arc<Catalog>, doc: &Doc<'_>) -> Result<Value, AwsError> {
     let name = stream_name(catalog, doc)?;
@@ -148,21 +165,9 @@ pub async fn describe_stream(catalog: &Arc<Catalog>, doc: &Doc<'_>) -> Result<Va
                 .take(limit)
                 .map(|s| shard_value(meta, s))
                 .collect();
-            let description = Value::map()
-                .with("StreamName", meta.name.as_str())
-                .with("StreamARN", arn)
-                .with("StreamStatus", "ACTIVE")
-                .with("StreamModeDetails", mode_details(meta.mode))
+            let description = stream_fields(meta, arn)
                 .with("Shards", Value::List(shards))
                 .with("HasMoreShards", remaining.len() > limit)
-                .with("RetentionPeriodHours", i64::from(meta.retention_hours))
-                .with(
-                    "StreamCreationTimestamp",
-                    Value::timestamp_millis(meta.created_ms),
-                )
-                .with("EnhancedMonitoring", enhanced_monitoring(meta))
-                .with("EncryptionType", encryption_type(meta))
-                .with_opt("KeyId", meta.encryption_key_id.clone())
                 .build();
             Value::map().with("StreamDescription", description).build()
         })
@@ -178,19 +183,7 @@ pub async fn describe_stream_summary(
     let arn = catalog.stream_arn(&name);
     Ok(catalog
         .describe(&name, |meta, _| {
-            let summary = Value::map()
-                .with("StreamName", meta.name.as_str())
-                .with("StreamARN", arn)
-                .with("StreamStatus", "ACTIVE")
-                .with("StreamModeDetails", mode_details(meta.mode))
-                .with("RetentionPeriodHours", i64::from(meta.retention_hours))
-                .with(
-                    "StreamCreationTimestamp",
-                    Value::timestamp_millis(meta.created_ms),
-                )
-                .with("EnhancedMonitoring", enhanced_monitoring(meta))
-                .with("EncryptionType", encryption_type(meta))
-                .with_opt("KeyId", meta.encryption_key_id.clone())
+            let summary = stream_fields(meta, arn)
                 .with("OpenShardCount", meta.open_shards().len() as i64)
                 .with("ConsumerCount", meta.consumers.len() as i64)
                 .with("MaxRecordSizeInKiB", i64::from(meta.max_record_size_kib))

@@ -44,24 +44,7 @@ impl Catalog {
         }
         self.check_shard_limit(1, state.meta.open_shards().len() as u32)
             .await?;
-        let left = HashRange {
-            start: parent.range.start,
-            end: split_at - 1,
-        };
-        let right = HashRange {
-            start: split_at,
-            end: parent.range.end,
-        };
-        self.reshape(
-            &stream,
-            &mut state,
-            &[parent.index],
-            &[
-                (left, Some(parent.index), None),
-                (right, Some(parent.index), None),
-            ],
-        )
-        .await?;
+        self.split(&stream, &mut state, &parent, split_at).await?;
         self.save(&stream, &state.meta)
     }
 
@@ -140,24 +123,7 @@ impl Catalog {
                 .find(|s| s.range.start < boundary && boundary <= s.range.end)
                 .cloned();
             if let Some(parent) = container {
-                let left = HashRange {
-                    start: parent.range.start,
-                    end: boundary - 1,
-                };
-                let right = HashRange {
-                    start: boundary,
-                    end: parent.range.end,
-                };
-                self.reshape(
-                    &stream,
-                    &mut state,
-                    &[parent.index],
-                    &[
-                        (left, Some(parent.index), None),
-                        (right, Some(parent.index), None),
-                    ],
-                )
-                .await?;
+                self.split(&stream, &mut state, &parent, boundary).await?;
             }
         }
         // Merge, left to right, the aligned pieces inside each target range.
@@ -189,6 +155,30 @@ impl Catalog {
         state.meta.shard_count_updates.push(now);
         self.save(&stream, &state.meta)?;
         Ok(ShardCountChange { current, target })
+    }
+
+    /// Splits open shard `parent` into `[start, split_at)` and `[split_at, end]`.
+    async fn split(
+        &self,
+        stream: &Stream,
+        state: &mut StreamState,
+        parent: &ShardMeta,
+        split_at: u128,
+    ) -> ApiResult<()> {
+        let left = HashRange {
+            start: parent.range.start,
+            end: split_at - 1,
+        };
+        let right = HashRange {
+            start: split_at,
+            end: parent.range.end,
+        };
+        let children = [
+            (left, Some(parent.index), None),
+            (right, Some(parent.index), None),
+        ];
+        self.reshape(stream, state, &[parent.index], &children)
+            .await
     }
 
     /// Closes `parents` once every write routed to them is durable, and opens `children`
