@@ -565,3 +565,63 @@ async fn errors_map_onto_grpc_codes_with_the_kinesis_type() {
 
     server.stop().await;
 }
+
+#[tokio::test]
+async fn retention_moves_both_ways_within_the_kinesis_bounds() {
+    let mut server = Server::start().await;
+    create(&mut server.client, "kept", 1).await;
+    let client = server.client.clone();
+    let retention = || {
+        let mut client = client.clone();
+        async move {
+            client
+                .describe_stream(v1::DescribeStreamRequest {
+                    name: "kept".into(),
+                })
+                .await
+                .expect("described")
+                .into_inner()
+                .stream
+                .expect("description")
+                .retention_hours
+        }
+    };
+    let update = |hours: u32| {
+        let mut client = client.clone();
+        async move {
+            client
+                .update_retention(v1::UpdateRetentionRequest {
+                    name: "kept".into(),
+                    retention_hours: hours,
+                })
+                .await
+        }
+    };
+    let longer = update(168).await.expect("increase").into_inner();
+    assert_eq!(longer.previous_retention_hours, 24);
+    assert_eq!(retention().await, 168);
+    let shorter = update(48).await.expect("decrease").into_inner();
+    assert_eq!(shorter.previous_retention_hours, 168);
+    assert_eq!(retention().await, 48);
+    update(48).await.expect("unchanged is fine");
+
+    let too_short = update(10).await.expect_err("below 24 hours");
+    assert_eq!(too_short.code(), Code::InvalidArgument);
+    assert!(
+        too_short
+            .message()
+            .contains("Minimum allowed retention period is 24 hours"),
+        "{}",
+        too_short.message()
+    );
+    let missing = server
+        .client
+        .update_retention(v1::UpdateRetentionRequest {
+            name: "missing".into(),
+            retention_hours: 48,
+        })
+        .await
+        .expect_err("no such stream");
+    assert_eq!(missing.code(), Code::NotFound);
+    server.stop().await;
+}

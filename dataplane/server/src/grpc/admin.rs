@@ -1,4 +1,4 @@
-//! Stream administration: create, delete, list, describe, scale.
+//! Stream administration: create, delete, list, describe, scale, retention.
 
 use std::collections::BTreeMap;
 
@@ -138,6 +138,27 @@ pub async fn update_shard_count(
     Ok(v1::UpdateShardCountResponse {
         current_shard_count: change.current,
         target_shard_count: change.target,
+    })
+}
+
+/// UpdateRetention: one call for both directions, so that a caller holding a desired retention
+/// (the operator) need not know the current one.
+pub async fn update_retention(
+    catalog: &Catalog,
+    request: v1::UpdateRetentionRequest,
+) -> Result<v1::UpdateRetentionResponse, Status> {
+    check_stream_name(&request.name)?;
+    let previous = catalog
+        .describe(&request.name, |meta, _| meta.retention_hours)
+        .await
+        .map_err(status)?;
+    let increase = request.retention_hours >= previous;
+    catalog
+        .set_retention(&request.name, request.retention_hours, increase)
+        .await
+        .map_err(status)?;
+    Ok(v1::UpdateRetentionResponse {
+        previous_retention_hours: previous,
     })
 }
 

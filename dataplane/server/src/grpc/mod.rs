@@ -112,6 +112,15 @@ impl Streams for StreamsService {
             .map(Response::new)
     }
 
+    async fn update_retention(
+        &self,
+        request: Request<v1::UpdateRetentionRequest>,
+    ) -> Result<Response<v1::UpdateRetentionResponse>, Status> {
+        admin::update_retention(&self.catalog, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn put(
         &self,
         request: Request<v1::PutRequest>,
