@@ -13,7 +13,8 @@ RIFFLE_RELEASE := target/release/riffle
 FUZZ_SECONDS ?= 20
 
 .PHONY: help run build release test lint crds crds-check unit client-tests fuzz e2e bench \
-        cluster-up cluster-down cluster-load cluster-test clean
+        cluster-up cluster-down cluster-load cluster-test clean \
+        images deploy undeploy chart-lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -78,3 +79,28 @@ cluster-test: ## Run a workload nobody in the project wrote on the test cluster
 clean: ## Remove build outputs and local data
 	$(CARGO) clean
 	rm -rf data $(VENV)
+
+# Where `make deploy` installs: the e2e cluster by default. On kind:
+#   make deploy DEPLOY_LOAD=e2e/kind/load.sh DEPLOY_KUBECONFIG=$PWD/e2e/.cluster/kind/kubeconfig
+DEPLOY_KUBECONFIG ?= $(CURDIR)/e2e/.cluster/kubeconfig
+DEPLOY_LOAD ?= e2e/cluster/load.sh
+DEPLOY_NAMESPACE ?= riffle-system
+KUBECTL ?= $(if $(wildcard e2e/.cluster/bin/kubectl),$(CURDIR)/e2e/.cluster/bin/kubectl,kubectl)
+
+images: ## Build static riffle and riffle-operator images as OCI archives in target/images
+	images/build.sh
+
+deploy: images ## Import the images into the test cluster and install the chart (waits for Ready)
+	$(DEPLOY_LOAD) target/images/riffle.tar target/images/riffle-operator.tar
+	KUBECONFIG=$(DEPLOY_KUBECONFIG) scripts/helm.sh upgrade --install riffle charts/riffle \
+	    --namespace $(DEPLOY_NAMESPACE) --create-namespace \
+	    --set image.tag=$$(cat target/images/TAG) --wait --timeout 5m
+
+undeploy: ## Uninstall the chart and delete its namespace (the Stream CRD and Streams stay)
+	@if KUBECONFIG=$(DEPLOY_KUBECONFIG) $(KUBECTL) get streams.riffle.dev -A --no-headers 2>/dev/null | grep -q .; then \
+	    echo "undeploy: Streams still exist; without the operator their deletion will wait for it"; fi
+	KUBECONFIG=$(DEPLOY_KUBECONFIG) scripts/helm.sh uninstall riffle --namespace $(DEPLOY_NAMESPACE) --ignore-not-found --wait
+	KUBECONFIG=$(DEPLOY_KUBECONFIG) $(KUBECTL) delete namespace $(DEPLOY_NAMESPACE) --ignore-not-found --wait
+
+chart-lint: ## helm lint and strict kubeconform validation of the chart, offline
+	charts/riffle/tests/lint.sh
