@@ -8,8 +8,9 @@
 #   target/images/TAG                  <tag>
 #
 # <tag> is <workspace version>-<short git sha>; when the build inputs have uncommitted
-# changes, -dirty-<hash of the binaries> is appended so a rebuilt image never reuses the tag
-# of different content. IMAGE_TAG overrides it.
+# changes, -dirty-<hash of those changes> is appended, so an image of different sources never
+# reuses a tag, and both images built from the same sources share one (the chart takes one
+# tag for both). IMAGE_TAG overrides it.
 #
 # Static linking uses glibc's libc.a (the musl target is not required): the binaries need
 # nothing from the image, which holds only them. A separate target directory keeps these
@@ -51,8 +52,17 @@ version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Ca
 sha=$(git rev-parse --short=7 HEAD)
 revision=$(git rev-parse HEAD)
 inputs=(Cargo.toml Cargo.lock dataplane operator)
-dirty=
-if [[ -n $(git status --porcelain -- "${inputs[@]}") ]]; then dirty=1; fi
+if [[ -n ${IMAGE_TAG:-} ]]; then
+    tag=$IMAGE_TAG
+elif [[ -n $(git status --porcelain -- "${inputs[@]}") ]]; then
+    changes=$({ git diff HEAD -- "${inputs[@]}"
+                git ls-files --others --exclude-standard -z -- "${inputs[@]}" | xargs -0r sha256sum
+              } | sha256sum | cut -c1-8)
+    tag=$version-$sha-dirty-$changes
+else
+    tag=$version-$sha
+fi
+[[ $tag != latest ]] || die "refusing the tag 'latest': kubelet would always try to pull it"
 
 mkdir -p "$OUT/bin"
 built=()
@@ -89,16 +99,6 @@ for image in "${built[@]}"; do
 done
 
 if (( ${#built[@]} )); then
-    if [[ -n ${IMAGE_TAG:-} ]]; then
-        tag=$IMAGE_TAG
-    elif [[ -n $dirty ]]; then
-        content=$(cd "$OUT/bin" && sha256sum "${built[@]}" | sha256sum | cut -c1-8)
-        tag=$version-$sha-dirty-$content
-    else
-        tag=$version-$sha
-    fi
-    [[ $tag != latest ]] || die "refusing the tag 'latest': kubelet would always try to pull it"
-
     for image in "${built[@]}"; do
         name=$REPO_PREFIX/$image:$tag
         archive=$OUT/$image.tar
@@ -115,5 +115,7 @@ if (( ${#built[@]} )); then
 fi
 
 if (( ${#failed[@]} )); then
+    # An archive left from an earlier build must not pass for this one.
+    for image in "${failed[@]}"; do rm -f "$OUT/$image.tar"; done
     die "not built: ${failed[*]} (see the cargo errors above)"
 fi
