@@ -1,8 +1,10 @@
 //! The `Stream` controller: a thin `reconcile` around the finalizer helper, with the pipeline
-//! validate → dereference → build → apply → status behind it, per-object error backoff, and
-//! Kubernetes Events when a condition changes.
+//! validate → dereference → data plane → build → apply → status behind it, per-object error
+//! backoff, Kubernetes Events when a condition changes, and the gateway's route table kept in step
+//! with every stream's readiness.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,16 +30,18 @@ use kube::{
 };
 use serde_json::json;
 
-use crate::crd::{Stream, StreamStatus};
+use crate::crd::{Stream, StreamMode, StreamStatus};
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::stream::{
     apply::{self, ApplyError},
     build::{BuildError, StreamPlan, build, plan},
+    data_plane::{Change, DataPlane, DataPlaneError, Observed, Wanted, next_change},
     dereference::{self, DereferenceError},
-    naming::{LABEL_MANAGED_BY, MANAGER, StreamNames},
-    status::{self, GroupState, Outcome},
-    validate::{Problems, validate},
+    naming::{GatewayNames, LABEL_MANAGED_BY, MANAGER, StreamNames},
+    routes::{self, RouteTable},
+    status::{self, DataPlaneView, GroupState, Outcome},
+    validate::{Problems, ValidStream, validate},
 };
 
 /// Finalizer the operator puts on every stream; removed once the stream's volumes are released.
@@ -46,6 +50,14 @@ pub const FINALIZER: &str = "riffle.dev/cleanup";
 pub const RESYNC: Duration = Duration::from_secs(300);
 /// Longest wait between retries of a failing stream.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How soon a stream is looked at again while it waits for its shard group's pod (readiness
+/// changes also wake it through its StatefulSet; this is the safety net).
+pub const WAITING_RECHECK: Duration = Duration::from_secs(10);
+/// How soon the next step of a reshard that needs several is taken.
+pub const RESHARD_STEP: Duration = Duration::from_secs(1);
+/// How often the gateway's route table is recomputed from every stream even without a change
+/// (it also catches an edit of the ConfigMap by someone else).
+pub const ROUTES_RESYNC: Duration = Duration::from_secs(15);
 
 /// A failed reconciliation, one variant per pipeline step.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +74,9 @@ pub enum Error {
     /// An API call of the apply step failed.
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// The shard group could not be asked about the stream or could not change it.
+    #[error(transparent)]
+    DataPlane(#[from] DataPlaneError),
     /// The status could not be written.
     #[error("writing status: {0}")]
     Status(#[source] kube::Error),
@@ -84,6 +99,7 @@ impl Error {
             Error::Dereference(_) => "dereference",
             Error::Build(_) => "build",
             Error::Apply(_) => "apply",
+            Error::DataPlane(_) => "data_plane",
             Error::Status(_) => "status",
             Error::RemoveFinalizer(_) => "finalizer",
             Error::Finalizer(inner) => match inner.as_ref() {
@@ -102,6 +118,7 @@ impl Error {
             Error::Dereference(_) => "ReadFailed",
             Error::Build(_) => "BuildFailed",
             Error::Apply(_) => "ApplyFailed",
+            Error::DataPlane(_) => "DataPlaneUnavailable",
             Error::Status(_) => "StatusFailed",
             Error::RemoveFinalizer(_) | Error::Finalizer(_) => "FinalizerFailed",
             Error::MissingNamespace => "BuildFailed",
@@ -123,6 +140,8 @@ pub struct Context {
     streams: Store<DeserializeGuard<Stream>>,
     /// Consecutive failures per `namespace/name`, for backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Serializes writes of the gateway's route table.
+    routes: tokio::sync::Mutex<()>,
 }
 
 fn object_key(obj: &DeserializeGuard<Stream>) -> String {
@@ -194,11 +213,38 @@ fn now_rfc3339() -> String {
     Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// What one pass did to a valid stream.
+struct Converged {
+    plan: StreamPlan,
+    groups: Vec<GroupState>,
+    data_plane: DataPlaneResult,
+}
+
+/// What the pass learnt from the data plane.
+enum DataPlaneResult {
+    /// The shard group has no ready pod yet.
+    Waiting,
+    /// The stream as the data plane described it last.
+    Serving(Observed),
+    /// A call failed; reported in the status, then retried with backoff.
+    Failed(DataPlaneError),
+}
+
+impl DataPlaneResult {
+    /// The result as the status sees it; `failure` is the rendered error of a failed call.
+    fn view<'a>(&'a self, failure: &'a str) -> DataPlaneView<'a> {
+        match self {
+            DataPlaneResult::Waiting => DataPlaneView::Waiting,
+            DataPlaneResult::Serving(observed) => DataPlaneView::Serving(observed),
+            DataPlaneResult::Failed(_) => DataPlaneView::Failed(failure),
+        }
+    }
+}
+
 /// The Apply branch: converge, then write the status that describes the result.
 async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Error> {
     let namespace = stream.namespace().ok_or(Error::MissingNamespace)?;
     let names = StreamNames::new(&stream.name_any());
-    let result = converge(stream, ctx, &namespace, &names).await;
     // The cached object can predate this controller's last status write (an owned object's event
     // may arrive first); computing from it would rewrite the status with fresh timestamps. The
     // status is therefore computed against what the API server holds now.
@@ -209,15 +255,22 @@ async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Error> {
         .map_err(Error::Status)?;
     let mut stream = stream.clone();
     stream.status = current.status;
+    let result = converge(&mut stream, ctx, &namespace, &names).await;
     let stream = &stream;
     let now = now_rfc3339();
     let new_status = match &result {
-        Ok((plan, groups)) => status::compute(
-            stream,
-            &ctx.settings,
-            Outcome::Applied { plan, groups },
-            &now,
-        ),
+        Ok(converged) => {
+            let failure = match &converged.data_plane {
+                DataPlaneResult::Failed(error) => error.to_string(),
+                _ => String::new(),
+            };
+            let outcome = Outcome::Applied {
+                plan: &converged.plan,
+                groups: &converged.groups,
+                data_plane: converged.data_plane.view(&failure),
+            };
+            status::compute(stream, &ctx.settings, outcome, &now)
+        }
         Err(Error::Invalid(problems)) => {
             status::compute(stream, &ctx.settings, Outcome::Invalid(problems), &now)
         }
@@ -231,19 +284,30 @@ async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Error> {
         }
     };
     write_status(stream, &namespace, new_status, ctx).await?;
+    publish_routes(ctx).await;
     match result {
+        Ok(converged) => match converged.data_plane {
+            DataPlaneResult::Failed(error) => Err(Error::DataPlane(error)),
+            DataPlaneResult::Waiting => Ok(Action::requeue(WAITING_RECHECK)),
+            DataPlaneResult::Serving(observed)
+                if converged.plan.requested_shards != observed.open_shards() =>
+            {
+                Ok(Action::requeue(RESHARD_STEP))
+            }
+            DataPlaneResult::Serving(_) => Ok(Action::requeue(RESYNC)),
+        },
         // An invalid spec is waiting for the user; the resync notices a freed-up name.
-        Ok(_) | Err(Error::Invalid(_)) => Ok(Action::requeue(RESYNC)),
+        Err(Error::Invalid(_)) => Ok(Action::requeue(RESYNC)),
         Err(error) => Err(error),
     }
 }
 
 async fn converge(
-    stream: &Stream,
+    stream: &mut Stream,
     ctx: &Context,
     namespace: &str,
     names: &StreamNames,
-) -> Result<(StreamPlan, Vec<GroupState>), Error> {
+) -> Result<Converged, Error> {
     let cached = ctx.streams.state();
     let namesakes: Vec<&Stream> = cached
         .iter()
@@ -255,7 +319,17 @@ async fn converge(
     let valid = validate(stream, &namesakes).map_err(Error::Invalid)?;
     let uid = stream.uid().unwrap_or_default();
     let recorded = dereference::recorded_layout(&ctx.client, namespace, names, &uid).await?;
-    let plan = plan(stream, &valid, recorded);
+    // The objects exist before their pod does, so on a first pass this finds nothing and the
+    // stream is created in the data plane on the pass its pod's readiness triggers.
+    let data_plane = match dereference::serving_pod_ip(&ctx.client, namespace, names).await? {
+        Some(ip) => sync_data_plane(stream, &valid, ip, ctx, namespace).await?,
+        None => DataPlaneResult::Waiting,
+    };
+    let known = match &data_plane {
+        DataPlaneResult::Serving(observed) => Some(observed.layout.clone()),
+        _ => recorded,
+    };
+    let plan = plan(stream, &valid, known);
     let desired = build(stream, &plan, &ctx.settings)?;
     let groups = apply::apply(&ctx.client, namespace, &desired).await?;
     let deleted = apply::delete_orphans(&ctx.client, namespace, names, &desired).await?;
@@ -268,17 +342,123 @@ async fn converge(
         publish(
             ctx,
             &stream.object_ref(&()),
-            Event {
-                type_: EventType::Normal,
-                reason: "OrphansDeleted".into(),
-                note: Some(truncate(&format!("deleted {}", deleted.join(", ")))),
-                action: "Reconcile".into(),
-                secondary: None,
-            },
+            normal("OrphansDeleted", format!("deleted {}", deleted.join(", "))),
         )
         .await;
     }
-    Ok((plan, groups))
+    Ok(Converged {
+        plan,
+        groups,
+        data_plane,
+    })
+}
+
+/// Brings the stream inside the shard group at `ip` towards the spec, one change at a time
+/// (create, retention, one reshard step), describing it after each change: the data plane, not
+/// this operator, says what the stream is. Only a failed status write is an error here; a failed
+/// call is a result the status reports.
+async fn sync_data_plane(
+    stream: &mut Stream,
+    valid: &ValidStream,
+    ip: IpAddr,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<DataPlaneResult, Error> {
+    let name = stream.name_any();
+    let wanted = Wanted {
+        initial_shards: valid.requested_shards,
+        shards: match stream.spec.stream_mode {
+            StreamMode::Provisioned => Some(valid.requested_shards),
+            // The operator does not size on-demand streams yet: they keep their shards.
+            StreamMode::OnDemand => None,
+        },
+        retention_hours: stream.spec.retention_period_hours.unsigned_abs(),
+    };
+    let mut data_plane = match DataPlane::connect(ip).await {
+        Ok(data_plane) => data_plane,
+        Err(error) => return Ok(DataPlaneResult::Failed(error)),
+    };
+    let mut observed = match data_plane.describe(&name).await {
+        Ok(observed) => observed,
+        Err(error) => return Ok(DataPlaneResult::Failed(error)),
+    };
+    // Create, set the retention, reshard: at most these three changes, in this order.
+    for _ in 0..3 {
+        let Some(change) = next_change(&wanted, observed.as_ref()) else {
+            break;
+        };
+        if let Change::Reshard { from, to, .. } = change {
+            let during = status::resharding_status(stream, from, to, &now_rfc3339());
+            write_status(stream, namespace, during.clone(), ctx).await?;
+            stream.status = Some(during);
+        }
+        tracing::info!(stream = %name, namespace, ?change, "changing the stream in its shard group");
+        if let Err(error) = data_plane.apply(&name, change).await {
+            return Ok(DataPlaneResult::Failed(error));
+        }
+        publish(ctx, &stream.object_ref(&()), change_event(change)).await;
+        observed = match data_plane.describe(&name).await {
+            Ok(observed) => observed,
+            Err(error) => return Ok(DataPlaneResult::Failed(error)),
+        };
+        // One reshard step per pass: the status records each step before the next.
+        if matches!(change, Change::Reshard { .. }) {
+            break;
+        }
+    }
+    Ok(match observed {
+        Some(observed) => DataPlaneResult::Serving(observed),
+        None => DataPlaneResult::Failed(data_plane.missing(&name)),
+    })
+}
+
+fn change_event(change: Change) -> Event {
+    match change {
+        Change::Create { shards } => normal(
+            "StreamCreated",
+            format!("created the stream in its shard group with {shards} shards"),
+        ),
+        Change::SetRetention { hours } => normal(
+            "RetentionChanged",
+            format!("retention set to {hours} hours"),
+        ),
+        Change::Reshard { from, to, target } => normal(
+            "Resharded",
+            format!("UpdateShardCount {from} \u{2192} {target} shards (towards {to})"),
+        ),
+    }
+}
+
+fn normal(reason: &str, note: String) -> Event {
+    Event {
+        type_: EventType::Normal,
+        reason: reason.into(),
+        note: Some(truncate(&note)),
+        action: "Reconcile".into(),
+        secondary: None,
+    }
+}
+
+/// Recomputes the gateway's route table from every cached stream and publishes it if it changed.
+/// Failures are logged and left to the next pass or the periodic resync: a stale route table
+/// delays a new stream's endpoint but harms no stream.
+async fn publish_routes(ctx: &Context) {
+    let _writer = ctx.routes.lock().await;
+    let cached = ctx.streams.state();
+    let streams = cached.iter().filter_map(|guard| guard.0.as_ref().ok());
+    let gateway = GatewayNames::new(&ctx.settings.namespace);
+    let table = RouteTable::compute(streams, &gateway);
+    match routes::publish(&ctx.client, &gateway, &table).await {
+        Ok(true) => {
+            tracing::info!(
+                streams = table.streams.len(),
+                "published the gateway's routes"
+            );
+            ctx.metrics.routes_published();
+        }
+        Ok(false) => {}
+        Err(error) => tracing::warn!(%error, "publishing the gateway's routes failed"),
+    }
 }
 
 /// Writes `new` if it differs from the stored status, then publishes an Event per condition
@@ -353,10 +533,12 @@ fn truncate(text: &str) -> String {
     format!("{}...", &text[..end])
 }
 
-/// The Cleanup branch: release the volumes; everything else goes through owner references.
+/// The Cleanup branch: release the volumes and drop the gateway's route (the cached stream is
+/// being deleted, so the table leaves it out); everything else goes through owner references.
 async fn cleanup(namespace: &str, name: &str, ctx: &Context) -> Result<Action, Error> {
     apply::release_volumes(&ctx.client, namespace, &StreamNames::new(name)).await?;
     tracing::info!(stream = name, namespace, "released volumes");
+    publish_routes(ctx).await;
     Ok(Action::await_change())
 }
 
@@ -457,6 +639,21 @@ pub async fn run(
         metrics,
         streams: controller.store(),
         failures: Mutex::new(HashMap::new()),
+        routes: tokio::sync::Mutex::new(()),
+    });
+    // The route table must name the operator even before any stream exists, and must converge
+    // when nothing reconciles (a stream deleted while the operator was down, an edited ConfigMap).
+    let routes_loop = tokio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            if ctx.streams.wait_until_ready().await.is_err() {
+                return;
+            }
+            loop {
+                publish_routes(&ctx).await;
+                tokio::time::sleep(ROUTES_RESYNC).await;
+            }
+        }
     });
     controller
         .run(reconcile, error_policy, ctx)
@@ -467,6 +664,7 @@ pub async fn run(
             }
         })
         .await;
+    routes_loop.abort();
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use riffle_operator::{controller, metrics::Metrics, ops, settings::Settings};
+use riffle_operator::{api, controller, metrics::Metrics, ops, settings::Settings};
 
 /// The Riffle Kubernetes operator.
 #[derive(Debug, Parser)]
@@ -17,9 +17,13 @@ struct Args {
     /// Pull policy of the data-plane image.
     #[arg(long, env = "RIFFLE_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
     image_pull_policy: String,
-    /// Namespace of the installation (the operator's own, where the gateway runs).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "riffle-system")]
+    /// Namespace of the installation (the operator's own, where the gateway and its route
+    /// ConfigMap live).
+    #[arg(long, env = "RIFFLE_NAMESPACE", default_value = "riffle-system")]
     namespace: String,
+    /// Namespace of the streams created through the Kinesis API (CreateStream).
+    #[arg(long, env = "RIFFLE_API_NAMESPACE", default_value = "default")]
+    api_namespace: String,
     /// AWS region reported in stream ARNs.
     #[arg(long, env = "RIFFLE_REGION", default_value = "us-east-1")]
     region: String,
@@ -29,6 +33,10 @@ struct Args {
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, env = "RIFFLE_OPS_LISTEN", default_value = "0.0.0.0:8080")]
     ops_listen: SocketAddr,
+    /// Address of the Kinesis API for CreateStream, DeleteStream and UpdateShardCount (the
+    /// gateway relays them here).
+    #[arg(long, env = "RIFFLE_API_LISTEN", default_value = "0.0.0.0:4570")]
+    api_listen: SocketAddr,
     /// Watch only this namespace instead of the whole cluster.
     #[arg(long, env = "RIFFLE_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
@@ -50,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         image: args.image,
         image_pull_policy: args.image_pull_policy,
         namespace: args.namespace,
+        api_namespace: args.api_namespace,
         region: args.region,
         account: args.account,
     };
@@ -60,11 +69,31 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.ops_listen)
         .await
         .with_context(|| format!("binding {}", args.ops_listen))?;
-    tracing::info!(ops = %args.ops_listen, image = %settings.image, "riffle-operator starting");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let ops = tokio::spawn(ops::serve(listener, metrics.clone(), async {
-        let _ = stop_rx.await;
-    }));
+    let api_listener = tokio::net::TcpListener::bind(args.api_listen)
+        .await
+        .with_context(|| format!("binding {}", args.api_listen))?;
+    tracing::info!(
+        ops = %args.ops_listen,
+        api = %args.api_listen,
+        image = %settings.image,
+        namespace = %settings.namespace,
+        "riffle-operator starting"
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let ops = tokio::spawn(ops::serve(
+        listener,
+        metrics.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let api_state = Arc::new(api::ApiState {
+        client: client.clone(),
+        settings: settings.clone(),
+        metrics: metrics.clone(),
+    });
+    let api = tokio::spawn(api::serve(api_listener, api_state, stopped(stop_rx)));
     controller::run(
         client,
         settings,
@@ -74,8 +103,9 @@ async fn main() -> anyhow::Result<()> {
         shutdown_signal(),
     )
     .await;
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(true);
     let _ = ops.await;
+    let _ = api.await;
     tracing::info!("riffle-operator stopped");
     Ok(())
 }

@@ -22,6 +22,8 @@ pub struct Metrics {
     duration_sum_micros: AtomicU64,
     status_writes: AtomicU64,
     events: AtomicU64,
+    routes_writes: AtomicU64,
+    api_requests: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 /// Records a reconciliation's duration when dropped.
@@ -60,6 +62,17 @@ impl Metrics {
     /// Counts a published Kubernetes Event.
     pub fn event_published(&self) {
         self.events.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a write of the gateway's route table.
+    pub fn routes_published(&self) {
+        self.routes_writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request to the Kinesis API by operation and outcome (`ok` or the error type).
+    pub fn api_request(&self, operation: &str, outcome: &'static str) {
+        let mut requests = self.api_requests.lock().unwrap_or_else(|e| e.into_inner());
+        *requests.entry((operation.to_owned(), outcome)).or_default() += 1;
     }
 
     fn observe(&self, elapsed: Duration) {
@@ -150,6 +163,32 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE riffle_operator_events_total counter");
         let _ = writeln!(out, "riffle_operator_events_total {}", load(&self.events));
+        let _ = writeln!(
+            out,
+            "# HELP riffle_operator_routes_writes_total Writes of the gateway's route table."
+        );
+        let _ = writeln!(out, "# TYPE riffle_operator_routes_writes_total counter");
+        let _ = writeln!(
+            out,
+            "riffle_operator_routes_writes_total {}",
+            load(&self.routes_writes)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP riffle_operator_api_requests_total Kinesis API requests, by operation and outcome."
+        );
+        let _ = writeln!(out, "# TYPE riffle_operator_api_requests_total counter");
+        for ((operation, outcome), n) in self
+            .api_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "riffle_operator_api_requests_total{{operation=\"{operation}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
         out
     }
 }
@@ -174,5 +213,13 @@ mod tests {
             text.contains("riffle_operator_reconcile_duration_seconds_bucket{le=\"+Inf\"} 2\n")
         );
         assert!(text.contains("riffle_operator_reconcile_duration_seconds_count 2\n"));
+        metrics.routes_published();
+        metrics.api_request("CreateStream", "ok");
+        metrics.api_request("CreateStream", "ok");
+        let text = metrics.render();
+        assert!(text.contains("riffle_operator_routes_writes_total 1\n"));
+        assert!(text.contains(
+            "riffle_operator_api_requests_total{operation=\"CreateStream\",outcome=\"ok\"} 2\n"
+        ));
     }
 }

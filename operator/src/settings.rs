@@ -7,8 +7,10 @@ pub struct Settings {
     pub image: String,
     /// Pull policy of the data-plane image.
     pub image_pull_policy: String,
-    /// Namespace the operator and the gateway are installed in.
+    /// Namespace the operator and the gateway are installed in (where the gateway's routes live).
     pub namespace: String,
+    /// Namespace of the `Stream` objects created through the Kinesis API (CreateStream).
+    pub api_namespace: String,
     /// AWS region reported in ARNs.
     pub region: String,
     /// AWS account id reported in ARNs.
@@ -33,6 +35,7 @@ impl Settings {
             image: "riffle:test".into(),
             image_pull_policy: "IfNotPresent".into(),
             namespace: "riffle-system".into(),
+            api_namespace: "default".into(),
             region: "us-east-1".into(),
             account: "000000000000".into(),
         }

@@ -1,9 +1,11 @@
 //! The controller against a real API server, scoped to a namespace of its own: a stream gets its
-//! shard groups, shard map and status; an unchanged stream is not rewritten; a labelled object
-//! that is not planned is deleted; deleting the stream releases its volumes.
+//! shard group, shard map and status; a stream needing two groups is refused before anything is
+//! created; the gateway's route table names the operator; an unchanged stream is not rewritten; a
+//! labelled object that is not planned is deleted; deleting the stream releases its volumes.
 //!
-//! The data-plane image is deliberately unpullable, so pods never become ready and the status
-//! stays put while the test looks at it. Needs `KUBECONFIG`, like `tests/crd.rs`; run with
+//! The data-plane image is deliberately unpullable, so pods never become ready, the data plane is
+//! never called, and the status stays put while the test looks at it. (The data-plane steps run
+//! in the end-to-end suite, `e2e/suites/streams.sh`.) Needs `KUBECONFIG`, like `tests/crd.rs`; run with
 //! `KUBECONFIG=e2e/.cluster/kubeconfig cargo test -p riffle-operator --test controller -- --include-ignored`.
 //! A failing run leaves its `crd-controller-*` namespace behind with a finalized stream in it
 //! (no operator is left to release it): clear `metadata.finalizers` of the stream to let it go.
@@ -33,11 +35,14 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn settings() -> Settings {
+/// The test namespace doubles as the installation namespace, so the route table the controller
+/// writes stays inside it.
+fn settings(namespace: &str) -> Settings {
     Settings {
         image: "riffle.invalid/never-pulled:0".into(),
         image_pull_policy: "IfNotPresent".into(),
-        namespace: "riffle-system".into(),
+        namespace: namespace.into(),
+        api_namespace: namespace.into(),
         region: "us-east-1".into(),
         account: "000000000000".into(),
     }
@@ -65,7 +70,7 @@ async fn a_stream_is_reconciled_kept_stable_pruned_and_released() {
         async move {
             controller::run(
                 client,
-                settings(),
+                settings(&namespace),
                 metrics,
                 Some("crd-test".into()),
                 Some(&namespace),
@@ -79,53 +84,118 @@ async fn a_stream_is_reconciled_kept_stable_pruned_and_released() {
 
     ns.create(
         "orders",
-        json!({"shardCount": 10, "replicationFactor": 1, "storage": {"size": "64Mi"}}),
+        json!({"shardCount": 4, "storage": {"size": "64Mi"}}),
+    )
+    .await
+    .expect("created");
+    ns.create(
+        "wide",
+        json!({"shardCount": 10, "storage": {"size": "64Mi"}}),
     )
     .await
     .expect("created");
     let streams = ns.typed();
-    let stream = wait_for("a status with 10 open shards", WAIT, || async {
+    let condition = |stream: &riffle_operator::crd::Stream, type_: ConditionType| {
+        stream
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_).cloned())
+    };
+    let stream = wait_for("a status waiting for the shard group", WAIT, || async {
         let s = streams.get("orders").await.ok()?;
-        (s.status.as_ref()?.open_shard_count == Some(10)).then_some(s)
+        let ready = condition(&s, ConditionType::Ready)?;
+        (ready.reason == "GroupsNotReady").then_some(s)
     })
     .await;
     assert_eq!(stream.finalizers(), [FINALIZER]);
     let status = stream.status.clone().expect("status");
     assert_eq!(status.observed_generation, stream.metadata.generation);
-    assert_eq!(status.shards.len(), 10);
-    assert_eq!(status.shards[9].group, 1);
-    let ready = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == ConditionType::Ready)
-        .expect("Ready");
+    assert_eq!(
+        status.open_shard_count, None,
+        "no shard is reported before the data plane describes the stream"
+    );
+    let ready = condition(&stream, ConditionType::Ready).expect("Ready");
     assert_eq!(
         ready.status,
         ConditionStatus::False,
         "the image cannot be pulled"
+    );
+    let degraded = condition(&stream, ConditionType::Degraded).expect("Degraded");
+    assert_eq!(degraded.reason, "ReplicationUnavailable");
+    assert_eq!(
+        degraded.message,
+        "replicationFactor 3 requested; replication is not available yet, running 1 replica"
     );
 
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
     let svc: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     let pdb: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns.name);
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
-    for group in ["orders-g0", "orders-g1"] {
-        let set = sts.get(group).await.expect("StatefulSet per group");
-        assert_eq!(set.spec.as_ref().and_then(|s| s.replicas), Some(1));
-        assert_eq!(set.labels()["riffle.dev/stream"], "orders");
-        assert_eq!(
-            set.owner_references()[0].uid,
-            stream.uid().unwrap_or_default()
-        );
-        svc.get(&format!("{group}-headless"))
-            .await
-            .expect("headless Service");
-        pdb.get(group).await.expect("PodDisruptionBudget");
-    }
+    let set = sts.get("orders-g0").await.expect("StatefulSet of group 0");
+    assert_eq!(
+        set.spec.as_ref().and_then(|s| s.replicas),
+        Some(1),
+        "one serving replica whatever replicationFactor says"
+    );
+    assert_eq!(set.labels()["riffle.dev/stream"], "orders");
+    assert_eq!(
+        set.owner_references()[0].uid,
+        stream.uid().unwrap_or_default()
+    );
+    svc.get("orders-g0-headless")
+        .await
+        .expect("headless Service");
+    pdb.get("orders-g0").await.expect("PodDisruptionBudget");
     let map = cms.get("orders-shard-map").await.expect("shard map");
     assert_eq!(
-        map.data.as_ref().map(|d| d["group-1"].as_str()),
-        Some("shardId-000000000008,shardId-000000000009")
+        map.data.as_ref().map(|d| d["group-0"].as_str()),
+        Some("shardId-000000000000,shardId-000000000001,shardId-000000000002,shardId-000000000003")
+    );
+
+    let wide = wait_for("the two-group stream to be refused", WAIT, || async {
+        let s = streams.get("wide").await.ok()?;
+        condition(&s, ConditionType::Degraded).filter(|c| c.reason == "MultipleGroupsUnsupported")
+    })
+    .await;
+    assert_eq!(wide.status, ConditionStatus::True);
+    assert!(
+        wide.message.contains("not supported yet"),
+        "{}",
+        wide.message
+    );
+    let wide_stream = streams.get("wide").await.expect("wide");
+    assert_eq!(
+        condition(&wide_stream, ConditionType::Ready).map(|c| (c.status, c.reason)),
+        Some((ConditionStatus::False, "MultipleGroupsUnsupported".into()))
+    );
+    let wide_objects = ListParams::default().labels("riffle.dev/stream=wide");
+    assert!(
+        sts.list(&wide_objects)
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    assert!(
+        cms.list(&wide_objects)
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+
+    let routes = wait_for("the gateway's route table", WAIT, || async {
+        let cm = cms.get_opt("riffle-gateway-routes").await.ok()??;
+        cm.data?.get("routes.json").cloned()
+    })
+    .await;
+    assert_eq!(
+        routes,
+        format!(
+            r#"{{"streams":{{}},"admin":"http://riffle-operator.{}.svc:4570"}}"#,
+            ns.name
+        ),
+        "no stream is Ready, so none is routed"
     );
 
     // A reconcile with nothing new must not rewrite the status.
@@ -164,9 +234,9 @@ async fn a_stream_is_reconciled_kept_stable_pruned_and_released() {
 
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns.name);
     let claims = ListParams::default().labels("riffle.dev/stream=orders");
-    wait_for("a volume per group", WAIT, || async {
+    wait_for("the group's volume", WAIT, || async {
         let listed = pvcs.list(&claims).await.ok()?;
-        (listed.items.len() == 2).then_some(())
+        (listed.items.len() == 1).then_some(())
     })
     .await;
     streams

@@ -14,11 +14,13 @@ mod common;
 use common::{TestNamespace, assert_refused, run_kubectl, setup};
 use kube::api::{Patch, PatchParams};
 use riffle_operator::{
-    crd::{ConditionType, StreamMode},
+    crd::{ConditionType, ShardState, StreamMode},
     settings::Settings,
     stream::{
         build::plan,
-        status::{self, GroupState, Outcome},
+        data_plane::Observed,
+        shards::{Shard, ShardLayout},
+        status::{self, DataPlaneView, GroupState, Outcome},
         validate::validate,
     },
 };
@@ -236,32 +238,48 @@ async fn kubectl_scale_sets_the_shard_count_and_get_shows_the_columns() {
 async fn a_computed_status_round_trips_through_the_schema() {
     let client = setup().await;
     let ns = TestNamespace::new(&client, "status").await;
-    ns.create("orders", json!({"shardCount": 10}))
+    ns.create("orders", json!({"shardCount": 3}))
         .await
         .expect("created");
     let stream = ns.typed().get("orders").await.expect("get");
     let valid = validate(&stream, &[]).expect("valid");
-    let planned = plan(&stream, &valid, None);
-    let groups = [
-        GroupState {
-            name: "orders-g0".into(),
-            replicas: 3,
-            ready: 3,
-            updated: 3,
-            observed: true,
-        },
-        GroupState {
-            name: "orders-g1".into(),
-            replicas: 3,
-            ready: 1,
-            updated: 3,
-            observed: true,
-        },
-    ];
+    // As the data plane describes a stream after splitting one of two shards: a closed parent
+    // and two children with lineage.
+    let half = 1u128 << 127;
+    let quarter = 1u128 << 126;
+    let shard =
+        |index: u32, start: u128, end: u128, parent: Option<u32>, state: ShardState| Shard {
+            index,
+            start,
+            end,
+            parent,
+            adjacent_parent: None,
+            state,
+            group: 0,
+        };
+    let observed = Observed {
+        layout: ShardLayout::new(vec![
+            shard(0, 0, half - 1, None, ShardState::Closed),
+            shard(1, half, u128::MAX, None, ShardState::Open),
+            shard(2, 0, quarter - 1, Some(0), ShardState::Open),
+            shard(3, quarter, half - 1, Some(0), ShardState::Open),
+        ])
+        .expect("a partition"),
+        retention_hours: 24,
+    };
+    let planned = plan(&stream, &valid, Some(observed.layout.clone()));
+    let groups = [GroupState {
+        name: "orders-g0".into(),
+        replicas: 1,
+        ready: 1,
+        updated: 1,
+        observed: true,
+    }];
     let settings = Settings {
         image: "riffle:test".into(),
         image_pull_policy: "IfNotPresent".into(),
         namespace: "riffle-system".into(),
+        api_namespace: "default".into(),
         region: "us-east-1".into(),
         account: "000000000000".into(),
     };
@@ -271,6 +289,7 @@ async fn a_computed_status_round_trips_through_the_schema() {
         Outcome::Applied {
             plan: &planned,
             groups: &groups,
+            data_plane: DataPlaneView::Serving(&observed),
         },
         "2026-01-01T00:00:00Z",
     );
@@ -289,14 +308,18 @@ async fn a_computed_status_round_trips_through_the_schema() {
         Some(&computed),
         "nothing pruned or changed"
     );
-    let ready = computed
+    let degraded = computed
         .conditions
         .iter()
-        .find(|c| c.type_ == ConditionType::Ready)
-        .expect("Ready condition");
+        .find(|c| c.type_ == ConditionType::Degraded)
+        .expect("Degraded condition");
+    assert_eq!(degraded.reason, "ReplicationUnavailable");
     assert_eq!(
-        ready.message,
-        "waiting for shard groups: orders-g1 (1/3 ready)"
+        written
+            .status
+            .as_ref()
+            .map(|s| s.shards[2].parent_shard_id.as_deref()),
+        Some(Some("shardId-000000000000"))
     );
 
     let scale = ns
@@ -304,7 +327,7 @@ async fn a_computed_status_round_trips_through_the_schema() {
         .get_scale("orders")
         .await
         .expect("scale subresource");
-    assert_eq!(scale.spec.and_then(|s| s.replicas), Some(10));
-    assert_eq!(scale.status.map(|s| s.replicas), Some(10));
+    assert_eq!(scale.spec.and_then(|s| s.replicas), Some(3));
+    assert_eq!(scale.status.map(|s| s.replicas), Some(3));
     ns.finish().await;
 }

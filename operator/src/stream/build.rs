@@ -12,12 +12,12 @@ use k8s_openapi::{
             StatefulSetUpdateStrategy,
         },
         core::v1::{
-            Capabilities, ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, Container,
-            ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
-            ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-            SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
-            TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+            Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
+            EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+            PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
+            PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service,
+            ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
+            VolumeResourceRequirements,
         },
         policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
     },
@@ -43,9 +43,10 @@ pub const DATA_DIR: &str = "/var/lib/riffle";
 pub const CONFIG_DIR: &str = "/etc/riffle";
 /// Name of the volume claim template of every shard group.
 pub const DATA_VOLUME: &str = "data";
-/// Pod-template annotation holding a checksum of the group's shard assignment, so that a changed
-/// assignment rolls the group's pods (environment variables are read only at start).
-pub const ASSIGNMENT_CHECKSUM_ANNOTATION: &str = "riffle.dev/assignment-checksum";
+/// Pods serving each shard group. Replicas of a group would each hold an independent copy of its
+/// shards and diverge, so until replication exists a group runs one pod whatever
+/// `replicationFactor` asks for, and the status says so.
+pub const SERVING_REPLICAS: u32 = 1;
 /// Unprivileged user and group the data plane runs as.
 pub const RUN_AS_USER: i64 = 65532;
 
@@ -67,7 +68,7 @@ pub struct StreamPlan {
     pub layout: ShardLayout,
     /// Open shards the spec asks for.
     pub requested_shards: u32,
-    /// Replicas per shard group.
+    /// Pods per shard group ([`SERVING_REPLICAS`]).
     pub replicas: u32,
 }
 
@@ -78,11 +79,11 @@ impl StreamPlan {
     }
 }
 
-/// Plans the layout of `stream`. `recorded` is the layout read back from the stream's shard-map
-/// ConfigMap, if one exists: shards never move between groups once placed, because their data
-/// lives on the group's volumes.
-pub fn plan(stream: &Stream, valid: &ValidStream, recorded: Option<ShardLayout>) -> StreamPlan {
-    match recorded {
+/// Plans the layout of `stream`. `known` is the layout the data plane reports, or else the one
+/// read back from the stream's shard-map ConfigMap, if either exists: shards never move between
+/// groups once placed, because their data lives on the group's volumes.
+pub fn plan(stream: &Stream, valid: &ValidStream, known: Option<ShardLayout>) -> StreamPlan {
+    match known {
         Some(layout) => {
             let requested_shards = match stream.spec.stream_mode {
                 StreamMode::Provisioned => valid.requested_shards,
@@ -92,13 +93,13 @@ pub fn plan(stream: &Stream, valid: &ValidStream, recorded: Option<ShardLayout>)
             StreamPlan {
                 layout,
                 requested_shards,
-                replicas: valid.replicas,
+                replicas: SERVING_REPLICAS,
             }
         }
         None => StreamPlan {
             layout: ShardLayout::initial(valid.requested_shards, valid.shards_per_group),
             requested_shards: valid.requested_shards,
-            replicas: valid.replicas,
+            replicas: SERVING_REPLICAS,
         },
     }
 }
@@ -262,14 +263,11 @@ impl BuildContext<'_> {
     fn stateful_set(&self, group: u32) -> StatefulSet {
         let spec = &self.stream.spec;
         let labels = self.names.group_labels(group);
-        let assignment = group_assignment(&self.plan.layout, group);
+        // Nothing derived from the shard layout goes into the pod template: a reshard happens
+        // inside the running data plane and must not restart its pods.
         let template = PodTemplateSpec {
             metadata: Some(ObjectMeta {
                 labels: Some(labels.clone()),
-                annotations: Some(BTreeMap::from([(
-                    ASSIGNMENT_CHECKSUM_ANNOTATION.to_owned(),
-                    checksum(&assignment),
-                )])),
                 ..ObjectMeta::default()
             }),
             spec: Some(self.pod_spec(group)),
@@ -455,24 +453,10 @@ impl BuildContext<'_> {
             field_env("POD_NAMESPACE", "metadata.namespace"),
             value_env("RIFFLE_STREAM", self.names.stream()),
             value_env("RIFFLE_SHARD_GROUP", &group.to_string()),
-            EnvVar {
-                name: "RIFFLE_GROUP_SHARDS".into(),
-                value_from: Some(EnvVarSource {
-                    config_map_key_ref: Some(ConfigMapKeySelector {
-                        name: self.names.shard_map(),
-                        key: StreamNames::group_assignment_key(group),
-                        optional: Some(false),
-                    }),
-                    ..EnvVarSource::default()
-                }),
-                ..EnvVar::default()
-            },
+            // A file, not an environment variable: kubelet updates it in place after a reshard.
             value_env("RIFFLE_SHARD_MAP", &format!("{CONFIG_DIR}/{SHARD_MAP_KEY}")),
             value_env("RIFFLE_GROUP_PEERS", &peers),
-            value_env(
-                "RIFFLE_REPLICATION_FACTOR",
-                &self.stream.spec.replication_factor.to_string(),
-            ),
+            value_env("RIFFLE_REPLICATION_FACTOR", &self.plan.replicas.to_string()),
             value_env("RIFFLE_REGION", &self.settings.region),
             value_env("RIFFLE_ACCOUNT", &self.settings.account),
         ]
@@ -529,16 +513,6 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
-/// FNV-1a (64 bit) of `text` in hex: stable across builds and platforms, unlike `std`'s hasher.
-pub fn checksum(text: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{hash:016x}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,9 +521,18 @@ mod tests {
     };
     use crate::stream::validate::validate;
 
+    /// The spec's numbers without validation: the build still lays out several groups, which
+    /// validation refuses for now.
+    fn unchecked(stream: &Stream) -> ValidStream {
+        ValidStream {
+            requested_shards: stream.spec.shard_count.unwrap_or(4).unsigned_abs(),
+            shards_per_group: stream.spec.shards_per_group.unsigned_abs(),
+            replication_factor: stream.spec.replication_factor.unsigned_abs(),
+        }
+    }
+
     fn desired(stream: &Stream) -> (StreamPlan, Desired) {
-        let valid = validate(stream, &[]).expect("valid");
-        let plan = plan(stream, &valid, None);
+        let plan = plan(stream, &unchecked(stream), None);
         let desired = build(stream, &plan, &Settings::test()).expect("builds");
         (plan, desired)
     }
@@ -747,43 +730,49 @@ mod tests {
     }
 
     #[test]
-    fn group_env_comes_from_the_shard_map() {
+    fn group_env_names_the_group_its_peers_and_the_shard_map_file() {
         let (_, d) = desired(&Stream::test().with_shards(10));
         let c = container(&d.groups[1].stateful_set);
         assert_eq!(env(c, "RIFFLE_SHARD_GROUP").value.as_deref(), Some("1"));
-        let key = env(c, "RIFFLE_GROUP_SHARDS")
-            .value_from
-            .as_ref()
-            .and_then(|v| v.config_map_key_ref.as_ref())
-            .expect("config map ref");
-        assert_eq!(key.name, "orders-shard-map");
-        assert_eq!(key.key, "group-1");
+        assert_eq!(
+            env(c, "RIFFLE_SHARD_MAP").value.as_deref(),
+            Some("/etc/riffle/shard-map.json")
+        );
         assert_eq!(
             env(c, "RIFFLE_GROUP_PEERS").value.as_deref(),
-            Some(
-                "orders-g1-0.orders-g1-headless.shop.svc:4568,\
-                 orders-g1-1.orders-g1-headless.shop.svc:4568,\
-                 orders-g1-2.orders-g1-headless.shop.svc:4568"
-            )
+            Some("orders-g1-0.orders-g1-headless.shop.svc:4568")
+        );
+        assert_eq!(
+            env(c, "RIFFLE_REPLICATION_FACTOR").value.as_deref(),
+            Some("1")
         );
     }
 
     #[test]
-    fn a_changed_assignment_changes_the_pod_template() {
-        let annotation = |d: &Desired| {
-            d.groups[0]
-                .stateful_set
-                .spec
-                .as_ref()
-                .and_then(|s| s.template.metadata.as_ref())
-                .and_then(|m| m.annotations.as_ref())
-                .map(|a| a[ASSIGNMENT_CHECKSUM_ANNOTATION].clone())
-                .expect("annotation")
+    fn one_pod_serves_a_group_whatever_the_replication_factor() {
+        let (plan, d) = desired(&Stream::test().with_replication(3));
+        assert_eq!(plan.replicas, 1);
+        let spec = d.groups[0].stateful_set.spec.as_ref().expect("spec");
+        assert_eq!(spec.replicas, Some(1));
+    }
+
+    #[test]
+    fn a_reshard_does_not_change_the_pod_template() {
+        let template = |d: &Desired| {
+            serde_json::to_string(
+                &d.groups[0]
+                    .stateful_set
+                    .spec
+                    .as_ref()
+                    .expect("spec")
+                    .template,
+            )
+            .expect("json")
         };
         let (_, three) = desired(&Stream::test().with_shards(3));
         let (_, four) = desired(&Stream::test().with_shards(4));
-        assert_ne!(annotation(&three), annotation(&four));
-        assert_eq!(checksum(""), "cbf29ce484222325");
+        assert_eq!(template(&three), template(&four));
+        assert_ne!(three.config_map, four.config_map);
     }
 
     #[test]
@@ -802,8 +791,7 @@ mod tests {
         let stream = Stream::test().with_shards(10);
         let (first, _) = desired(&stream);
         let repacked = stream.clone().with_shards_per_group(2);
-        let valid = validate(&repacked, &[]).expect("valid");
-        let again = plan(&repacked, &valid, Some(first.layout.clone()));
+        let again = plan(&repacked, &unchecked(&repacked), Some(first.layout.clone()));
         assert_eq!(again.layout, first.layout);
     }
 

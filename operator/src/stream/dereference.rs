@@ -1,8 +1,10 @@
 //! Fetches what the build needs besides the stream itself: the shard layout recorded in the
-//! stream's shard-map ConfigMap. Placement is sticky, so the recorded layout, not the spec, says
-//! where existing shards live.
+//! stream's shard-map ConfigMap (placement is sticky, so the recorded layout, not the spec, says
+//! where existing shards live), and the address of the pod serving the stream's shard group.
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::{Api, Client};
 
 use crate::stream::naming::{SHARD_MAP_KEY, StreamNames};
@@ -15,6 +17,15 @@ pub enum DereferenceError {
     #[error("reading ConfigMap {name}: {source}")]
     Read {
         /// The ConfigMap.
+        name: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The serving pod could not be read.
+    #[error("reading Pod {name}: {source}")]
+    ReadPod {
+        /// The pod.
         name: String,
         /// The client error.
         #[source]
@@ -55,6 +66,43 @@ pub async fn recorded_layout(
         .map_err(|source| DereferenceError::Unreadable { name, source })
 }
 
+/// The IP of the pod serving shard group 0 of the stream (`{stream}-g0-0`), once it is Ready and
+/// not being deleted. The pod IP, rather than a Service name, works both in the cluster and
+/// from a host that routes the pod network (an operator run outside the cluster).
+pub async fn serving_pod_ip(
+    client: &Client,
+    namespace: &str,
+    names: &StreamNames,
+) -> Result<Option<IpAddr>, DereferenceError> {
+    let name = names.group_pod(0, 0);
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pod = api
+        .get_opt(&name)
+        .await
+        .map_err(|source| DereferenceError::ReadPod {
+            name: name.clone(),
+            source,
+        })?;
+    Ok(pod.as_ref().and_then(ready_ip))
+}
+
+/// The IP of `pod` if it is Ready and not terminating. Pure, for tests.
+pub fn ready_ip(pod: &Pod) -> Option<IpAddr> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let status = pod.status.as_ref()?;
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if !ready {
+        return None;
+    }
+    status.pod_ip.as_deref()?.parse().ok()
+}
+
 /// The layout in `config_map` if the stream with `uid` owns it. Pure, for tests.
 pub fn layout_from_config_map(
     config_map: &ConfigMap,
@@ -87,7 +135,7 @@ mod tests {
 
     #[test]
     fn the_built_config_map_reads_back_as_its_layout() {
-        let stream = Stream::test().with_shards(10);
+        let stream = Stream::test().with_shards(6);
         let valid = validate(&stream, &[]).expect("valid");
         let p = plan(&stream, &valid, None);
         let desired = build(&stream, &p, &Settings::test()).expect("builds");
@@ -100,6 +148,33 @@ mod tests {
             layout_from_config_map(&desired.config_map, "another-uid"),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn only_a_ready_running_pod_has_an_address() {
+        use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+        let pod = |ready: &str, ip: Option<&str>| Pod {
+            status: Some(PodStatus {
+                pod_ip: ip.map(String::from),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: ready.into(),
+                    ..PodCondition::default()
+                }]),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        };
+        assert_eq!(
+            ready_ip(&pod("True", Some("10.244.0.7"))),
+            Some(IpAddr::from([10, 244, 0, 7]))
+        );
+        assert_eq!(ready_ip(&pod("False", Some("10.244.0.7"))), None);
+        assert_eq!(ready_ip(&pod("True", None)), None);
+        let mut leaving = pod("True", Some("10.244.0.7"));
+        leaving.metadata.deletion_timestamp = Some(crate::stream::fixtures::ts(1));
+        assert_eq!(ready_ip(&leaving), None);
+        assert_eq!(ready_ip(&Pod::default()), None);
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! The `Stream` controller's pipeline, one module per step:
-//! [`validate`] → [`dereference`] → [`build`] → [`apply`] → [`status`].
+//! [`validate`] → [`dereference`] → [`data_plane`] → [`build`] → [`apply`] → [`status`], and the
+//! gateway's [`routes`] computed from every stream.
 //!
-//! `validate`, `build` and `status` are pure and unit-tested on fixtures; `dereference` and
-//! `apply` are the only steps that talk to the API server.
+//! `validate`, `build`, `status`, `routes` and the choice of the next data-plane change are pure
+//! and unit-tested on fixtures; `dereference` and `apply` are the only steps that talk to the API
+//! server, and `data_plane` the only one that talks to the shard groups.
 
 pub mod apply;
 pub mod build;
+pub mod data_plane;
 pub mod dereference;
 pub mod naming;
+pub mod routes;
 pub mod shards;
 pub mod status;
 pub mod validate;

@@ -31,6 +31,14 @@ pub const LABEL_GROUP: &str = "riffle.dev/group";
 pub const SHARD_MAP_KEY: &str = "shard-map.json";
 /// Name of the gateway Service and Deployment in the installation namespace.
 pub const GATEWAY_NAME: &str = "riffle-gateway";
+/// The gateway's route ConfigMap in the installation namespace, maintained by the operator.
+pub const ROUTES_CONFIG_MAP: &str = "riffle-gateway-routes";
+/// Key of the route file in [`ROUTES_CONFIG_MAP`]; the gateway reads it as `routes.json`.
+pub const ROUTES_KEY: &str = "routes.json";
+/// Name of the operator's Service in the installation namespace.
+pub const OPERATOR_NAME: &str = "riffle-operator";
+/// Port of the operator's Kinesis API (CreateStream, DeleteStream, UpdateShardCount).
+pub const API_PORT: u16 = 4570;
 /// Port of the Kinesis API, `/metrics`, `/healthz` and `/readyz` on every data-plane pod.
 pub const HTTP_PORT: i32 = 4567;
 /// Port of the native gRPC API on every data-plane pod.
@@ -63,6 +71,20 @@ impl StreamNames {
     /// StatefulSet (and PodDisruptionBudget) of shard group `group`: `{stream}-g{group}`.
     pub fn group(&self, group: u32) -> String {
         format!("{}-g{group}", self.stream)
+    }
+
+    /// Pod `ordinal` of shard group `group`: `{stream}-g{group}-{ordinal}`.
+    pub fn group_pod(&self, group: u32, ordinal: u32) -> String {
+        format!("{}-{ordinal}", self.group(group))
+    }
+
+    /// Base URL of the Kinesis API of shard group `group` in `namespace`, through its headless
+    /// Service: `http://{stream}-g{group}-headless.{namespace}.svc:4567`.
+    pub fn group_url(&self, group: u32, namespace: &str) -> String {
+        format!(
+            "http://{}.{namespace}.svc:{HTTP_PORT}",
+            self.group_headless(group)
+        )
     }
 
     /// Headless Service of shard group `group`: `{stream}-g{group}-headless`.
@@ -155,6 +177,16 @@ impl GatewayNames {
     pub fn endpoint(&self) -> String {
         format!("http://{GATEWAY_NAME}.{}.svc:{HTTP_PORT}", self.namespace)
     }
+
+    /// Where the gateway sends CreateStream, DeleteStream and UpdateShardCount: the operator.
+    pub fn admin_url(&self) -> String {
+        format!("http://{OPERATOR_NAME}.{}.svc:{API_PORT}", self.namespace)
+    }
+
+    /// Namespace of the installation.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
 }
 
 /// Whether `name` can name a stream: a DNS-1035 label of at most [`MAX_STREAM_NAME_LEN`]
@@ -181,6 +213,11 @@ mod tests {
         assert_eq!(names.group(12), "orders-g12");
         assert_eq!(names.group_headless(1), "orders-g1-headless");
         assert_eq!(names.shard_map(), "orders-shard-map");
+        assert_eq!(names.group_pod(0, 0), "orders-g0-0");
+        assert_eq!(
+            names.group_url(0, "shop"),
+            "http://orders-g0-headless.shop.svc:4567"
+        );
         assert_eq!(StreamNames::group_assignment_key(3), "group-3");
     }
 
@@ -217,6 +254,10 @@ mod tests {
         assert_eq!(
             gw.endpoint(),
             "http://riffle-gateway.riffle-system.svc:4567"
+        );
+        assert_eq!(
+            gw.admin_url(),
+            "http://riffle-operator.riffle-system.svc:4570"
         );
     }
 

@@ -55,7 +55,7 @@ pub fn parse_shard_id(id: &str) -> Option<u32> {
 }
 
 /// Why a recorded shard map could not be read back.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum LayoutError {
     /// The document is not the JSON this operator writes.
     #[error("shard map is not valid JSON of format {SHARD_MAP_FORMAT}: {0}")]
@@ -216,6 +216,12 @@ impl ShardLayout {
                 group: entry.group,
             });
         }
+        ShardLayout::new(shards)
+    }
+
+    /// A layout of `shards` in any order; refused unless the open ones cover the hash-key space
+    /// exactly once.
+    pub fn new(mut shards: Vec<Shard>) -> Result<Self, LayoutError> {
         shards.sort_by_key(|s| s.index);
         let layout = ShardLayout { shards };
         if !layout.open_shards_partition_the_space() {

@@ -9,7 +9,8 @@ use kube::ResourceExt;
 
 use crate::crd::{Condition, ConditionStatus, ConditionType, Stream, StreamStatus};
 use crate::settings::Settings;
-use crate::stream::build::StreamPlan;
+use crate::stream::build::{SERVING_REPLICAS, StreamPlan};
+use crate::stream::data_plane::Observed;
 use crate::stream::naming::GatewayNames;
 use crate::stream::validate::Problems;
 
@@ -34,6 +35,17 @@ impl GroupState {
     }
 }
 
+/// What the operator learnt of the stream inside its shard group.
+#[derive(Debug, Clone, Copy)]
+pub enum DataPlaneView<'a> {
+    /// The group has no ready pod to ask yet.
+    Waiting,
+    /// The group serves the stream as described (after this pass's changes).
+    Serving(&'a Observed),
+    /// Asking or changing the data plane failed; retried with backoff.
+    Failed(&'a str),
+}
+
 /// How the last reconciliation ended.
 #[derive(Debug, Clone, Copy)]
 pub enum Outcome<'a> {
@@ -43,6 +55,8 @@ pub enum Outcome<'a> {
         plan: &'a StreamPlan,
         /// Observed shard groups.
         groups: &'a [GroupState],
+        /// The stream as the data plane reports it.
+        data_plane: DataPlaneView<'a>,
     },
     /// The spec has problems; nothing was applied.
     Invalid(&'a Problems),
@@ -81,16 +95,18 @@ pub fn compute(
 ) -> StreamStatus {
     let previous = stream.status.clone().unwrap_or_default();
     let generation = stream.metadata.generation;
-    let [ready, progressing, degraded] = verdicts(&previous, outcome);
+    let [ready, progressing, degraded] = verdicts(stream, &previous, outcome);
     let (open_shard_count, shards) = match outcome {
-        Outcome::Applied { plan, .. } => (
-            Some(i32::try_from(plan.layout.open_count()).unwrap_or(i32::MAX)),
-            plan.layout.to_status(),
+        // Shards are what the data plane reports, never what the operator expects.
+        Outcome::Applied {
+            data_plane: DataPlaneView::Serving(observed),
+            ..
+        } => (
+            Some(i32::try_from(observed.open_shards()).unwrap_or(i32::MAX)),
+            observed.layout.to_status(),
         ),
-        // Nothing new was applied: the shards are still what was last published.
-        Outcome::Invalid(_) | Outcome::Failed { .. } => {
-            (previous.open_shard_count, previous.shards.clone())
-        }
+        // Nothing new was observed: the shards are still what was last reported.
+        _ => (previous.open_shard_count, previous.shards.clone()),
     };
     let conditions = ConditionType::ALL
         .into_iter()
@@ -107,9 +123,20 @@ pub fn compute(
     }
 }
 
-fn verdicts(previous: &StreamStatus, outcome: Outcome<'_>) -> [Verdict; 3] {
+/// The `Degraded` message of a stream asking for more replicas than a group runs.
+pub fn replication_message(replication_factor: i32) -> String {
+    format!(
+        "replicationFactor {replication_factor} requested; replication is not available yet, running {SERVING_REPLICAS} replica"
+    )
+}
+
+fn verdicts(stream: &Stream, previous: &StreamStatus, outcome: Outcome<'_>) -> [Verdict; 3] {
     match outcome {
-        Outcome::Applied { plan, groups } => {
+        Outcome::Applied {
+            plan,
+            groups,
+            data_plane,
+        } => {
             let mut waiting: Vec<&GroupState> = groups.iter().filter(|g| !g.is_ready()).collect();
             waiting.sort_by(|a, b| a.name.cmp(&b.name));
             let waiting_text = waiting
@@ -117,59 +144,131 @@ fn verdicts(previous: &StreamStatus, outcome: Outcome<'_>) -> [Verdict; 3] {
                 .map(|g| format!("{} ({}/{} ready)", g.name, g.ready.max(0), g.replicas))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let ready = if waiting.is_empty() {
-                verdict(
-                    ConditionStatus::True,
-                    "GroupsReady",
-                    format!("all {} shard groups are ready", groups.len()),
-                )
-            } else {
-                verdict(
+            let mut group_names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+            group_names.sort_unstable();
+            let ready = match data_plane {
+                DataPlaneView::Failed(message) => {
+                    verdict(ConditionStatus::False, "DataPlaneUnavailable", message)
+                }
+                _ if !waiting.is_empty() => verdict(
                     ConditionStatus::False,
                     "GroupsNotReady",
                     format!("waiting for shard groups: {waiting_text}"),
-                )
-            };
-            let progressing = if plan.reshard_pending() {
-                verdict(
+                ),
+                DataPlaneView::Waiting => verdict(
+                    ConditionStatus::False,
+                    "GroupsNotReady",
+                    "waiting for the shard group's pod to become ready",
+                ),
+                DataPlaneView::Serving(_) => verdict(
                     ConditionStatus::True,
-                    "ReshardPending",
-                    format!(
-                        "{} shards open, {} requested",
-                        plan.layout.open_count(),
-                        plan.requested_shards
-                    ),
-                )
-            } else if !waiting.is_empty() {
-                verdict(
+                    "Serving",
+                    format!("served by shard group {}", group_names.join(", ")),
+                ),
+            };
+            let progressing = match data_plane {
+                DataPlaneView::Failed(_) => {
+                    verdict(ConditionStatus::True, "DataPlaneUnavailable", "retrying")
+                }
+                _ if !waiting.is_empty() => verdict(
                     ConditionStatus::True,
                     "RollingOut",
                     format!("waiting for shard groups: {waiting_text}"),
-                )
-            } else {
-                verdict(
+                ),
+                DataPlaneView::Waiting => verdict(
+                    ConditionStatus::True,
+                    "RollingOut",
+                    "waiting for the shard group's pod to become ready",
+                ),
+                DataPlaneView::Serving(observed)
+                    if plan.requested_shards != observed.open_shards() =>
+                {
+                    resharding(observed.open_shards(), plan.requested_shards)
+                }
+                DataPlaneView::Serving(_) => verdict(
                     ConditionStatus::False,
                     "Reconciled",
                     "the stream matches its spec",
-                )
+                ),
             };
-            let degraded = verdict(ConditionStatus::False, "AsExpected", "");
+            let replication_factor = stream.spec.replication_factor;
+            let degraded = match data_plane {
+                DataPlaneView::Failed(message) => {
+                    verdict(ConditionStatus::True, "DataPlaneUnavailable", message)
+                }
+                _ if u32::try_from(replication_factor).unwrap_or(0) > SERVING_REPLICAS => verdict(
+                    ConditionStatus::True,
+                    "ReplicationUnavailable",
+                    replication_message(replication_factor),
+                ),
+                _ => verdict(ConditionStatus::False, "AsExpected", ""),
+            };
             [ready, progressing, degraded]
         }
-        Outcome::Invalid(problems) => [
-            carried_ready(previous),
-            verdict(
-                ConditionStatus::False,
-                "InvalidSpec",
-                "the spec must be fixed before the stream can change",
-            ),
-            verdict(ConditionStatus::True, "InvalidSpec", problems.to_string()),
-        ],
+        Outcome::Invalid(problems) => {
+            let reason = problems.reason();
+            let ready = if has_condition(previous, ConditionType::Ready) {
+                carried_ready(previous)
+            } else {
+                // Never created: say why, rather than that nothing was observed.
+                verdict(ConditionStatus::False, reason, problems.to_string())
+            };
+            [
+                ready,
+                verdict(
+                    ConditionStatus::False,
+                    reason,
+                    "the spec must be fixed before the stream can change",
+                ),
+                verdict(ConditionStatus::True, reason, problems.to_string()),
+            ]
+        }
         Outcome::Failed { reason, message } => [
             carried_ready(previous),
             verdict(ConditionStatus::True, reason, "retrying"),
             verdict(ConditionStatus::True, reason, message),
         ],
+    }
+}
+
+fn resharding(from: u32, to: u32) -> Verdict {
+    verdict(
+        ConditionStatus::True,
+        "Resharding",
+        format!("{from} \u{2192} {to} shards"),
+    )
+}
+
+fn has_condition(status: &StreamStatus, type_: ConditionType) -> bool {
+    status.conditions.iter().any(|c| c.type_ == type_)
+}
+
+/// The stored status with `Progressing` set to a reshard from `from` to `to` open shards, written
+/// before the data plane is asked to reshard, so the reshard in flight is visible (the data plane
+/// stays the source of truth: a restarted operator describes the stream again).
+pub fn resharding_status(stream: &Stream, from: u32, to: u32, now: &str) -> StreamStatus {
+    let previous = stream.status.clone().unwrap_or_default();
+    let generation = stream.metadata.generation;
+    let conditions = ConditionType::ALL
+        .into_iter()
+        .map(|type_| {
+            let v = if type_ == ConditionType::Progressing {
+                resharding(from, to)
+            } else {
+                previous
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == type_)
+                    .map(|c| verdict(c.status, &c.reason, c.message.clone()))
+                    .unwrap_or_else(|| verdict(ConditionStatus::Unknown, "NotObserved", ""))
+            };
+            settle(&previous, type_, v, generation, now)
+        })
+        .collect();
+    StreamStatus {
+        observed_generation: generation,
+        conditions,
+        ..previous
     }
 }
 
@@ -255,6 +354,7 @@ pub fn transitions(old: Option<&StreamStatus>, new: &StreamStatus) -> Vec<Transi
 mod tests {
     use super::*;
     use crate::stream::build::plan;
+    use crate::stream::shards::ShardLayout;
     use crate::stream::validate::{Problem, validate};
 
     const T1: &str = "2026-01-01T00:00:00Z";
@@ -268,10 +368,29 @@ mod tests {
     fn group(name: &str, ready: i32) -> GroupState {
         GroupState {
             name: name.into(),
-            replicas: 3,
+            replicas: 1,
             ready,
-            updated: 3,
+            updated: 1,
             observed: true,
+        }
+    }
+
+    fn serving(open: u32) -> Observed {
+        Observed {
+            layout: ShardLayout::initial(open, 8),
+            retention_hours: 24,
+        }
+    }
+
+    fn applied<'a>(
+        plan: &'a StreamPlan,
+        groups: &'a [GroupState],
+        data_plane: DataPlaneView<'a>,
+    ) -> Outcome<'a> {
+        Outcome::Applied {
+            plan,
+            groups,
+            data_plane,
         }
     }
 
@@ -284,22 +403,20 @@ mod tests {
     }
 
     #[test]
-    fn ready_stream_reports_every_field() {
-        let stream = Stream::test().with_shards(10);
+    fn a_served_stream_reports_every_field() {
+        let stream = Stream::test().with_replication(1);
         let p = planned(&stream);
-        let groups = [group("orders-g0", 3), group("orders-g1", 3)];
+        let groups = [group("orders-g0", 1)];
+        let observed = serving(4);
         let status = compute(
             &stream,
             &Settings::test(),
-            Outcome::Applied {
-                plan: &p,
-                groups: &groups,
-            },
+            applied(&p, &groups, DataPlaneView::Serving(&observed)),
             T1,
         );
         assert_eq!(status.observed_generation, Some(1));
-        assert_eq!(status.open_shard_count, Some(10));
-        assert_eq!(status.shards.len(), 10);
+        assert_eq!(status.open_shard_count, Some(4));
+        assert_eq!(status.shards.len(), 4);
         assert_eq!(
             status.endpoint.as_deref(),
             Some("http://riffle-gateway.riffle-system.svc:4567")
@@ -310,9 +427,14 @@ mod tests {
         );
         let types: Vec<_> = status.conditions.iter().map(|c| c.type_).collect();
         assert_eq!(types, ConditionType::ALL);
+        let ready = condition(&status, ConditionType::Ready);
         assert_eq!(
-            condition(&status, ConditionType::Ready).status,
-            ConditionStatus::True
+            (ready.status, ready.reason.as_str(), ready.message.as_str()),
+            (
+                ConditionStatus::True,
+                "Serving",
+                "served by shard group orders-g0"
+            )
         );
         assert_eq!(
             condition(&status, ConditionType::Progressing).status,
@@ -325,14 +447,69 @@ mod tests {
     }
 
     #[test]
-    fn status_is_idempotent_and_ignores_the_clock_without_transitions() {
-        let stream = Stream::test().with_shards(10);
+    fn shards_are_what_the_data_plane_reports() {
+        let stream = Stream::test().with_shards(4);
         let p = planned(&stream);
-        let groups = [group("orders-g1", 1), group("orders-g0", 2)];
-        let outcome = Outcome::Applied {
-            plan: &p,
-            groups: &groups,
-        };
+        let groups = [group("orders-g0", 1)];
+        let before = compute(
+            &stream,
+            &Settings::test(),
+            applied(&p, &groups, DataPlaneView::Waiting),
+            T1,
+        );
+        assert_eq!(before.open_shard_count, None, "nothing reported yet");
+        assert!(before.shards.is_empty());
+        let observed = serving(2);
+        let after = compute(
+            &stream,
+            &Settings::test(),
+            applied(&p, &groups, DataPlaneView::Serving(&observed)),
+            T1,
+        );
+        assert_eq!(after.open_shard_count, Some(2));
+        // A pass that cannot ask the data plane keeps what it last reported.
+        let again = compute(
+            &stream.clone().with_status(after.clone()),
+            &Settings::test(),
+            applied(&p, &[group("orders-g0", 0)], DataPlaneView::Waiting),
+            T2,
+        );
+        assert_eq!(again.open_shard_count, Some(2));
+        assert_eq!(again.shards, after.shards);
+    }
+
+    #[test]
+    fn replication_factor_three_is_reported_as_degraded() {
+        let stream = Stream::test().with_replication(3);
+        let p = planned(&stream);
+        let groups = [group("orders-g0", 1)];
+        let observed = serving(4);
+        let status = compute(
+            &stream,
+            &Settings::test(),
+            applied(&p, &groups, DataPlaneView::Serving(&observed)),
+            T1,
+        );
+        let degraded = condition(&status, ConditionType::Degraded);
+        assert_eq!(degraded.status, ConditionStatus::True);
+        assert_eq!(degraded.reason, "ReplicationUnavailable");
+        assert_eq!(
+            degraded.message,
+            "replicationFactor 3 requested; replication is not available yet, running 1 replica"
+        );
+        assert_eq!(
+            condition(&status, ConditionType::Ready).status,
+            ConditionStatus::True
+        );
+    }
+
+    #[test]
+    fn status_is_idempotent_and_ignores_the_clock_without_transitions() {
+        let stream = Stream::test();
+        let p = planned(&stream);
+        let groups = [group("orders-g0", 1)];
+        let observed = serving(4);
+        let outcome = applied(&p, &groups, DataPlaneView::Serving(&observed));
         let first = compute(&stream, &Settings::test(), outcome, T1);
         let again = compute(
             &stream.clone().with_status(first.clone()),
@@ -349,22 +526,24 @@ mod tests {
     #[test]
     fn waiting_groups_are_listed_in_name_order() {
         let stream = Stream::test().with_shards(10);
-        let p = planned(&stream);
-        let groups = [group("orders-g1", 0), group("orders-g0", 2)];
+        let valid = crate::stream::validate::ValidStream {
+            requested_shards: 10,
+            shards_per_group: 8,
+            replication_factor: 1,
+        };
+        let p = plan(&stream, &valid, None);
+        let groups = [group("orders-g1", 0), group("orders-g0", 0)];
         let status = compute(
             &stream,
             &Settings::test(),
-            Outcome::Applied {
-                plan: &p,
-                groups: &groups,
-            },
+            applied(&p, &groups, DataPlaneView::Waiting),
             T1,
         );
         let ready = condition(&status, ConditionType::Ready);
         assert_eq!(ready.status, ConditionStatus::False);
         assert_eq!(
             ready.message,
-            "waiting for shard groups: orders-g0 (2/3 ready), orders-g1 (0/3 ready)"
+            "waiting for shard groups: orders-g0 (0/1 ready), orders-g1 (0/1 ready)"
         );
         assert_eq!(
             condition(&status, ConditionType::Progressing).reason,
@@ -374,26 +553,21 @@ mod tests {
 
     #[test]
     fn transition_time_moves_only_when_status_changes() {
-        let stream = Stream::test();
+        let stream = Stream::test().with_replication(1);
         let p = planned(&stream);
-        let not_ready = [group("orders-g0", 1)];
+        let not_ready = [group("orders-g0", 0)];
         let first = compute(
             &stream,
             &Settings::test(),
-            Outcome::Applied {
-                plan: &p,
-                groups: &not_ready,
-            },
+            applied(&p, &not_ready, DataPlaneView::Waiting),
             T1,
         );
-        let ready = [group("orders-g0", 3)];
+        let ready = [group("orders-g0", 1)];
+        let observed = serving(4);
         let second = compute(
             &stream.clone().with_status(first.clone()),
             &Settings::test(),
-            Outcome::Applied {
-                plan: &p,
-                groups: &ready,
-            },
+            applied(&p, &ready, DataPlaneView::Serving(&observed)),
             T2,
         );
         assert_eq!(
@@ -414,16 +588,13 @@ mod tests {
 
     #[test]
     fn a_first_status_announces_readiness_but_not_the_absence_of_problems() {
-        let stream = Stream::test();
+        let stream = Stream::test().with_replication(1);
         let p = planned(&stream);
         let groups = [group("orders-g0", 0)];
         let first = compute(
             &stream,
             &Settings::test(),
-            Outcome::Applied {
-                plan: &p,
-                groups: &groups,
-            },
+            applied(&p, &groups, DataPlaneView::Waiting),
             T1,
         );
         let types: Vec<_> = transitions(None, &first)
@@ -437,58 +608,77 @@ mod tests {
     fn invalid_spec_is_degraded_and_keeps_the_published_shards() {
         let stream = Stream::test();
         let p = planned(&stream);
-        let groups = [group("orders-g0", 3)];
-        let applied = compute(
+        let groups = [group("orders-g0", 1)];
+        let observed = serving(4);
+        let applied_status = compute(
             &stream,
             &Settings::test(),
-            Outcome::Applied {
-                plan: &p,
-                groups: &groups,
-            },
+            applied(&p, &groups, DataPlaneView::Serving(&observed)),
             T1,
         );
         let broken = stream
             .with_retention(10)
             .at_generation(2)
-            .with_status(applied.clone());
+            .with_status(applied_status.clone());
         let problems = Problems(vec![Problem::RetentionOutOfRange(10)]);
         let status = compute(&broken, &Settings::test(), Outcome::Invalid(&problems), T2);
         let degraded = condition(&status, ConditionType::Degraded);
         assert_eq!(degraded.status, ConditionStatus::True);
         assert_eq!(degraded.reason, "InvalidSpec");
         assert!(degraded.message.contains("retentionPeriodHours"));
-        assert_eq!(degraded.last_transition_time, T2);
         assert_eq!(
             condition(&status, ConditionType::Ready),
             &Condition {
                 observed_generation: Some(2),
-                ..condition(&applied, ConditionType::Ready).clone()
+                ..condition(&applied_status, ConditionType::Ready).clone()
             }
         );
-        assert_eq!(status.shards, applied.shards);
+        assert_eq!(status.shards, applied_status.shards);
         assert_eq!(status.observed_generation, Some(2));
-        let warnings: Vec<_> = transitions(Some(&applied), &status)
+        let warnings: Vec<_> = transitions(Some(&applied_status), &status)
             .into_iter()
             .filter(Transition::is_warning)
             .collect();
+        // Degraded moved from ReplicationUnavailable to InvalidSpec.
         assert_eq!(warnings.len(), 1);
     }
 
     #[test]
-    fn a_pending_reshard_is_progress_not_unreadiness() {
-        let stream = Stream::test().with_shards(4);
-        let first = planned(&stream);
-        let scaled = stream.with_shards(6).at_generation(2);
-        let valid = validate(&scaled, &[]).expect("valid");
-        let p = plan(&scaled, &valid, Some(first.layout));
-        let groups = [group("orders-g0", 3)];
+    fn a_new_stream_needing_two_groups_is_not_ready_and_says_why() {
+        let stream = Stream::test().with_shards(10);
+        let problems = Problems(vec![Problem::MultipleGroups {
+            shards: 10,
+            per_group: 8,
+        }]);
+        let status = compute(&stream, &Settings::test(), Outcome::Invalid(&problems), T1);
+        for type_ in ConditionType::ALL {
+            assert_eq!(
+                condition(&status, type_).reason,
+                "MultipleGroupsUnsupported",
+                "{type_:?}"
+            );
+        }
+        assert_eq!(
+            condition(&status, ConditionType::Ready).status,
+            ConditionStatus::False
+        );
+        assert_eq!(
+            condition(&status, ConditionType::Degraded).status,
+            ConditionStatus::True
+        );
+        assert!(status.shards.is_empty());
+    }
+
+    #[test]
+    fn a_reshard_is_progress_not_unreadiness() {
+        let stream = Stream::test().with_shards(4).at_generation(2);
+        let p = planned(&stream);
+        let groups = [group("orders-g0", 1)];
+        let observed = serving(2);
         let status = compute(
-            &scaled,
+            &stream,
             &Settings::test(),
-            Outcome::Applied {
-                plan: &p,
-                groups: &groups,
-            },
+            applied(&p, &groups, DataPlaneView::Serving(&observed)),
             T1,
         );
         assert_eq!(
@@ -496,9 +686,61 @@ mod tests {
             ConditionStatus::True
         );
         let progressing = condition(&status, ConditionType::Progressing);
-        assert_eq!(progressing.reason, "ReshardPending");
-        assert_eq!(progressing.message, "4 shards open, 6 requested");
-        assert_eq!(status.open_shard_count, Some(4));
+        assert_eq!(progressing.reason, "Resharding");
+        assert_eq!(progressing.message, "2 \u{2192} 4 shards");
+        assert_eq!(status.open_shard_count, Some(2));
+    }
+
+    #[test]
+    fn the_reshard_in_flight_is_recorded_without_touching_the_rest() {
+        let stream = Stream::test().with_replication(1);
+        let p = planned(&stream);
+        let groups = [group("orders-g0", 1)];
+        let observed = serving(2);
+        let before = compute(
+            &stream,
+            &Settings::test(),
+            applied(&p, &groups, DataPlaneView::Serving(&observed)),
+            T1,
+        );
+        let during = resharding_status(&stream.clone().with_status(before.clone()), 2, 4, T2);
+        assert_eq!(
+            condition(&during, ConditionType::Progressing).message,
+            "2 \u{2192} 4 shards"
+        );
+        assert_eq!(
+            condition(&during, ConditionType::Ready),
+            condition(&before, ConditionType::Ready)
+        );
+        assert_eq!(during.shards, before.shards);
+        assert_eq!(
+            condition(&during, ConditionType::Progressing).last_transition_time,
+            T1,
+            "Progressing was already True"
+        );
+    }
+
+    #[test]
+    fn a_data_plane_failure_is_degraded_and_not_ready() {
+        let stream = Stream::test();
+        let p = planned(&stream);
+        let groups = [group("orders-g0", 1)];
+        let status = compute(
+            &stream,
+            &Settings::test(),
+            applied(
+                &p,
+                &groups,
+                DataPlaneView::Failed("cannot reach the data plane at 10.244.0.9:4568"),
+            ),
+            T1,
+        );
+        let ready = condition(&status, ConditionType::Ready);
+        assert_eq!(ready.status, ConditionStatus::False);
+        assert_eq!(ready.reason, "DataPlaneUnavailable");
+        let degraded = condition(&status, ConditionType::Degraded);
+        assert_eq!(degraded.status, ConditionStatus::True);
+        assert!(degraded.message.contains("10.244.0.9"));
     }
 
     #[test]

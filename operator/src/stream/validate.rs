@@ -41,6 +41,14 @@ pub enum Problem {
     ShardsPerGroupOutOfRange(i32),
     /// `storage.size` is not a quantity.
     StorageSize(String),
+    /// The stream needs more than one shard group; the data plane cannot route between groups
+    /// yet, so a stream must fit in one.
+    MultipleGroups {
+        /// Open shards requested.
+        shards: u32,
+        /// Shards one group may host.
+        per_group: u32,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -80,6 +88,12 @@ impl fmt::Display for Problem {
                     "storage.size {s:?} is not a Kubernetes quantity such as 10Gi"
                 )
             }
+            Problem::MultipleGroups { shards, per_group } => write!(
+                f,
+                "{shards} shards need more than one shard group (shardsPerGroup is {per_group}); \
+                 streams spanning several shard groups are not supported yet: \
+                 request at most {per_group} shards or raise shardsPerGroup"
+            ),
         }
     }
 }
@@ -87,6 +101,24 @@ impl fmt::Display for Problem {
 /// Every problem of a spec, sorted so that the same spec always yields the same message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    /// CamelCase reason of the conditions reporting these problems: `MultipleGroupsUnsupported`
+    /// when that is the only problem (the spec is fine, the data plane is not there yet),
+    /// `InvalidSpec` otherwise.
+    pub fn reason(&self) -> &'static str {
+        let only_groups = !self.0.is_empty()
+            && self
+                .0
+                .iter()
+                .all(|p| matches!(p, Problem::MultipleGroups { .. }));
+        if only_groups {
+            "MultipleGroupsUnsupported"
+        } else {
+            "InvalidSpec"
+        }
+    }
+}
 
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -102,8 +134,8 @@ pub struct ValidStream {
     pub requested_shards: u32,
     /// Shards per shard group.
     pub shards_per_group: u32,
-    /// Replicas per shard group.
-    pub replicas: u32,
+    /// Replicas per shard group the spec asks for (`replicationFactor`).
+    pub replication_factor: u32,
 }
 
 /// Validates `stream`. `same_name` are the streams of the same name in other namespaces (from
@@ -147,6 +179,16 @@ pub fn validate(stream: &Stream, same_name: &[&Stream]) -> Result<ValidStream, P
     if !is_quantity(&spec.storage.size) {
         problems.push(Problem::StorageSize(spec.storage.size.clone()));
     }
+    let per_group = spec.shards_per_group;
+    if requested > 0
+        && (1..=MAX_SHARDS_PER_GROUP).contains(&per_group)
+        && requested > per_group.unsigned_abs()
+    {
+        problems.push(Problem::MultipleGroups {
+            shards: requested,
+            per_group: per_group.unsigned_abs(),
+        });
+    }
     if !problems.is_empty() {
         problems.sort();
         problems.dedup();
@@ -155,7 +197,7 @@ pub fn validate(stream: &Stream, same_name: &[&Stream]) -> Result<ValidStream, P
     Ok(ValidStream {
         requested_shards: requested,
         shards_per_group: spec.shards_per_group.unsigned_abs(),
-        replicas: spec.replication_factor.unsigned_abs(),
+        replication_factor: spec.replication_factor.unsigned_abs(),
     })
 }
 
@@ -215,14 +257,41 @@ mod tests {
 
     #[test]
     fn a_plain_provisioned_stream_is_valid() {
-        let valid = validate(&Stream::test().with_shards(10), &[]).expect("valid");
+        let valid = validate(&Stream::test().with_shards(8), &[]).expect("valid");
         assert_eq!(
             valid,
             ValidStream {
-                requested_shards: 10,
+                requested_shards: 8,
                 shards_per_group: 8,
-                replicas: 3
+                replication_factor: 3
             }
+        );
+    }
+
+    #[test]
+    fn a_stream_needing_two_groups_is_refused_for_now() {
+        let problems = validate(&Stream::test().with_shards(10), &[]).expect_err("two groups");
+        assert_eq!(
+            problems.0,
+            [Problem::MultipleGroups {
+                shards: 10,
+                per_group: 8
+            }]
+        );
+        assert_eq!(problems.reason(), "MultipleGroupsUnsupported");
+        assert!(
+            problems.to_string().contains("not supported yet"),
+            "{problems}"
+        );
+        let both = validate(&Stream::test().with_shards(10).with_retention(10), &[])
+            .expect_err("two problems");
+        assert_eq!(both.reason(), "InvalidSpec");
+        assert!(
+            validate(
+                &Stream::test().with_shards(10).with_shards_per_group(10),
+                &[]
+            )
+            .is_ok()
         );
     }
 

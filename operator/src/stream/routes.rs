@@ -1,0 +1,193 @@
+//! The gateway's route table: which shard group serves each Ready stream, and where
+//! stream-management calls go. The operator keeps it in the ConfigMap `riffle-gateway-routes` of
+//! its own namespace; the gateway re-reads it every few seconds.
+//!
+//! The table is a function of every `Stream` (and of the installation), never of the order in
+//! which streams were reconciled, so any reconciliation can rewrite it and all of them agree.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::crd::{ConditionStatus, ConditionType, Stream};
+use crate::stream::naming::{GatewayNames, MANAGER, ROUTES_CONFIG_MAP, ROUTES_KEY, StreamNames};
+
+/// The route file as the gateway reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteTable {
+    /// Stream name → base URL of the Kinesis API of the shard group serving it.
+    pub streams: BTreeMap<String, String>,
+    /// Base URL of the operator's Kinesis API (CreateStream, DeleteStream, UpdateShardCount).
+    pub admin: String,
+}
+
+impl RouteTable {
+    /// The table for `streams` in the installation `gateway`: every Ready stream that is not
+    /// being deleted, under its name; when two namespaces hold streams of one name, the oldest
+    /// (the one validation lets through) gets the route.
+    pub fn compute<'a>(
+        streams: impl IntoIterator<Item = &'a Stream>,
+        gateway: &GatewayNames,
+    ) -> RouteTable {
+        let mut owners: BTreeMap<String, (Option<_>, String)> = BTreeMap::new();
+        for stream in streams {
+            if stream.meta().deletion_timestamp.is_some() || !is_ready(stream) {
+                continue;
+            }
+            let Some(namespace) = stream.namespace() else {
+                continue;
+            };
+            let key = (
+                stream.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                namespace,
+            );
+            owners
+                .entry(stream.name_any())
+                .and_modify(|owner| {
+                    if key < *owner {
+                        *owner = key.clone();
+                    }
+                })
+                .or_insert(key);
+        }
+        RouteTable {
+            streams: owners
+                .into_iter()
+                .map(|(name, (_, namespace))| {
+                    let url = StreamNames::new(&name).group_url(0, &namespace);
+                    (name, url)
+                })
+                .collect(),
+            admin: gateway.admin_url(),
+        }
+    }
+
+    /// The file's text: compact JSON with sorted keys, the same bytes for the same table.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+}
+
+fn is_ready(stream: &Stream) -> bool {
+    stream
+        .status
+        .as_ref()
+        .map(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == ConditionType::Ready && c.status == ConditionStatus::True)
+        })
+        .unwrap_or(false)
+}
+
+/// Writes `table` into the route ConfigMap of `gateway`'s namespace unless it already holds it.
+/// Returns whether it wrote. Only the route key is applied (field manager `riffle-operator`), so
+/// the ConfigMap's other fields stay with whoever created it (the Helm chart).
+pub async fn publish(
+    client: &Client,
+    gateway: &GatewayNames,
+    table: &RouteTable,
+) -> Result<bool, kube::Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), gateway.namespace());
+    let text = table.to_json();
+    let current = api.get_opt(ROUTES_CONFIG_MAP).await?;
+    let stored = current
+        .as_ref()
+        .and_then(|cm| cm.data.as_ref())
+        .and_then(|data| data.get(ROUTES_KEY));
+    if stored == Some(&text) {
+        return Ok(false);
+    }
+    let patch = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": ROUTES_CONFIG_MAP, "namespace": gateway.namespace()},
+        "data": {ROUTES_KEY: text},
+    });
+    api.patch(
+        ROUTES_CONFIG_MAP,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{Condition, StreamStatus};
+    use crate::stream::fixtures::ts;
+
+    fn ready(stream: Stream, status: ConditionStatus) -> Stream {
+        stream.with_status(StreamStatus {
+            conditions: vec![Condition {
+                type_: ConditionType::Ready,
+                status,
+                reason: "Serving".into(),
+                message: String::new(),
+                last_transition_time: "2026-01-01T00:00:00Z".into(),
+                observed_generation: Some(1),
+            }],
+            ..StreamStatus::default()
+        })
+    }
+
+    fn gateway() -> GatewayNames {
+        GatewayNames::new("riffle-system")
+    }
+
+    #[test]
+    fn only_ready_streams_get_a_route() {
+        let orders = ready(Stream::test(), ConditionStatus::True);
+        let clicks = ready(Stream::test().named("clicks"), ConditionStatus::False);
+        let fresh = Stream::test().named("fresh");
+        let mut leaving = ready(Stream::test().named("leaving"), ConditionStatus::True);
+        leaving.metadata.deletion_timestamp = Some(ts(5));
+        let table = RouteTable::compute([&orders, &clicks, &fresh, &leaving], &gateway());
+        assert_eq!(
+            table.to_json(),
+            r#"{"streams":{"orders":"http://orders-g0-headless.shop.svc:4567"},"admin":"http://riffle-operator.riffle-system.svc:4570"}"#
+        );
+    }
+
+    #[test]
+    fn the_table_does_not_depend_on_the_order_of_streams() {
+        let a = ready(Stream::test().named("a"), ConditionStatus::True);
+        let b = ready(
+            Stream::test().named("b").in_namespace("other"),
+            ConditionStatus::True,
+        );
+        let older = ready(
+            Stream::test().in_namespace("first").created_at(ts(10)),
+            ConditionStatus::True,
+        );
+        let newer = ready(
+            Stream::test().in_namespace("second").created_at(ts(20)),
+            ConditionStatus::True,
+        );
+        let one = RouteTable::compute([&a, &b, &older, &newer], &gateway());
+        let other = RouteTable::compute([&newer, &older, &b, &a], &gateway());
+        assert_eq!(one.to_json(), other.to_json());
+        assert_eq!(
+            one.streams["orders"],
+            "http://orders-g0-headless.first.svc:4567"
+        );
+        assert_eq!(one.streams["b"], "http://b-g0-headless.other.svc:4567");
+    }
+
+    #[test]
+    fn an_empty_table_still_routes_stream_management() {
+        let table = RouteTable::compute([], &gateway());
+        assert_eq!(
+            table.to_json(),
+            r#"{"streams":{},"admin":"http://riffle-operator.riffle-system.svc:4570"}"#
+        );
+    }
+}
