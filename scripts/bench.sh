@@ -10,7 +10,7 @@
 #   BENCH_SECONDS (10)          measured seconds per workload, after BENCH_WARMUP_SECONDS (1)
 #   BENCH_CONCURRENCY (8)       calls in flight in the throughput workloads
 #   BENCH_DRAIN_MB (512)        MiB preloaded before each drain
-#   BENCH_PRELOAD_MAX_SECONDS (60)  stop a (slow) preload early
+#   BENCH_PRELOAD_MAX_SECONDS (90)  stop a (slow) preload early
 #   BENCH_DISK_SECONDS (5)      seconds per disk-ceiling test
 #   BENCH_PUT_RATE_BYTES (1048576), BENCH_READ_RATE (100)
 #   BENCH_ONLY                  comma-separated cases, e.g. put-1k,drain
