@@ -1,0 +1,393 @@
+"""A Stream object becomes a working Kinesis endpoint, on the real one-node cluster.
+
+Run by `e2e/suites/streams.sh` after `make deploy`. The tests run in file order and share one
+stream: `examples/stream.yaml` applied into a namespace of their own (renamed, since stream
+names are unique in the cluster), reached from the host through the gateway's ClusterIP with
+boto3. Every wait is a bounded poll on a condition; nothing sleeps for a fixed time.
+
+Needs KUBECONFIG, and kubectl on PATH (or KUBECTL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "stream.yaml"
+INSTALL_NAMESPACE = os.environ.get("RIFFLE_NAMESPACE", "riffle-system")
+API_NAMESPACE = os.environ.get("RIFFLE_API_NAMESPACE", "default")
+LABEL = "riffle.dev/stream"
+MAX_HASH_KEY = 2**128 - 1
+# Budgets of the bounded waits.
+READY_WITHIN = 180.0
+# The gateway reads its routes from a mounted ConfigMap, which kubelet refreshes on its own
+# schedule (about a minute), so a Ready stream can take that long to be routed.
+ROUTED_WITHIN = 150.0
+GONE_WITHIN = 120.0
+
+for _key, _value in {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+
+def kubectl_path() -> str:
+    if os.environ.get("KUBECTL"):
+        return os.environ["KUBECTL"]
+    found = shutil.which("kubectl")
+    if found:
+        return found
+    return str(REPO / "e2e" / ".cluster" / "bin" / "kubectl")
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [kubectl_path(), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result
+
+
+def kubectl_json(*args: str) -> dict:
+    return json.loads(kubectl(*args, "-o", "json").stdout)
+
+
+def wait_for(condition, timeout: float, message: str, interval: float = 0.25):
+    """Polls `condition()` until it returns something truthy, which is returned."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while True:
+        try:
+            value = condition()
+            if value:
+                return value
+        except (AssertionError, ClientError) as error:
+            last_error = error
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_error})" if last_error else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}{detail}")
+        time.sleep(interval)
+
+
+def condition(stream: dict, kind: str) -> dict:
+    for c in stream.get("status", {}).get("conditions", []):
+        if c["type"] == kind:
+            return c
+    return {}
+
+
+def get_stream(namespace: str, name: str) -> dict | None:
+    result = kubectl("get", "stream", name, "-n", namespace, "-o", "json", check=False)
+    if result.returncode != 0:
+        if "NotFound" in result.stderr:
+            return None
+        raise AssertionError(result.stderr)
+    return json.loads(result.stdout)
+
+
+def wait_ready(namespace: str, name: str, timeout: float = READY_WITHIN) -> dict:
+    def ready():
+        stream = get_stream(namespace, name)
+        if stream and condition(stream, "Ready").get("status") == "True":
+            return stream
+        return None
+
+    return wait_for(ready, timeout, f"stream {namespace}/{name} to be Ready")
+
+
+def wait_settled(namespace: str, name: str, shards: int) -> dict:
+    """Waits for `shards` open shards and Progressing=False at the current generation."""
+
+    def settled():
+        stream = get_stream(namespace, name)
+        if not stream:
+            return None
+        status = stream.get("status", {})
+        progressing = condition(stream, "Progressing")
+        if (
+            status.get("openShardCount") == shards
+            and status.get("observedGeneration") == stream["metadata"]["generation"]
+            and progressing.get("status") == "False"
+            and condition(stream, "Ready").get("status") == "True"
+        ):
+            return stream
+        return None
+
+    return wait_for(settled, READY_WITHIN, f"{namespace}/{name} to settle at {shards} open shards")
+
+
+def example_manifest(namespace: str, name: str) -> str:
+    """The Stream document of examples/stream.yaml, moved into `namespace` and renamed."""
+    documents = EXAMPLE.read_text().split("\n---\n")
+    stream_doc = next(d for d in documents if "kind: Stream" in d)
+    lines = []
+    for line in stream_doc.splitlines():
+        if line.strip() == "namespace: shop":
+            line = line.replace("shop", namespace)
+        elif line.strip() == "name: orders":
+            line = line.replace("orders", name)
+        lines.append(line)
+    text = "\n".join(lines) + "\n"
+    assert f"namespace: {namespace}" in text and f"name: {name}" in text, text
+    return text
+
+
+def all_records(client, stream: str) -> dict[str, list[dict]]:
+    """Every retained record of every shard (open and closed), by shard id, oldest first."""
+    shards = client.list_shards(StreamName=stream)["Shards"]
+    records: dict[str, list[dict]] = {}
+    for shard in shards:
+        iterator = client.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        got: list[dict] = []
+        while iterator:
+            answer = client.get_records(ShardIterator=iterator, Limit=10000)
+            got.extend(answer["Records"])
+            if not answer["Records"] and answer.get("MillisBehindLatest", 0) == 0:
+                break
+            iterator = answer.get("NextShardIterator")
+        records[shard["ShardId"]] = got
+    return records
+
+
+def put_batch(client, stream: str, prefix: str, count: int) -> dict[str, str]:
+    """Puts `count` records `prefix-i` with varied partition keys; returns data → shard id."""
+    placed: dict[str, str] = {}
+    entries = [
+        {"Data": f"{prefix}-{i}".encode(), "PartitionKey": f"key-{prefix}-{i}"} for i in range(count)
+    ]
+    for start in range(0, count, 500):
+        chunk = entries[start : start + 500]
+        answer = client.put_records(StreamName=stream, Records=chunk)
+        assert answer["FailedRecordCount"] == 0, answer
+        for entry, result in zip(chunk, answer["Records"]):
+            placed[entry["Data"].decode()] = result["ShardId"]
+    return placed
+
+
+class Cluster:
+    """What the tests share: the namespace, the stream's name and the gateway client."""
+
+    def __init__(self) -> None:
+        suffix = uuid.uuid4().hex[:6]
+        self.namespace = f"riffle-e2e-{suffix}"
+        self.stream = f"orders-{suffix}"
+        self.api_stream = f"api-made-{suffix}"
+        self.written: dict[str, str] = {}
+        ip = kubectl(
+            "get", "svc", "riffle-gateway", "-n", INSTALL_NAMESPACE, "-o", "jsonpath={.spec.clusterIP}"
+        ).stdout.strip()
+        assert ip, "the gateway Service has no ClusterIP"
+        self.endpoint = f"http://{ip}:4567"
+        # Cluster traffic never goes through a proxy.
+        for var in ("NO_PROXY", "no_proxy"):
+            os.environ[var] = ",".join(filter(None, [os.environ.get(var), ip]))
+        self.config = Config(
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+        )
+        self.kinesis = boto3.client("kinesis", endpoint_url=self.endpoint, config=self.config)
+        # For requests boto3 would refuse to send (values out of range).
+        self.unchecked = boto3.client(
+            "kinesis",
+            endpoint_url=self.endpoint,
+            config=self.config.merge(Config(parameter_validation=False)),
+        )
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    shared = Cluster()
+    kubectl("create", "namespace", shared.namespace)
+    try:
+        yield shared
+    finally:
+        for namespace, name in ((shared.namespace, shared.stream), (API_NAMESPACE, shared.api_stream)):
+            kubectl("delete", "stream", name, "-n", namespace, "--ignore-not-found", "--wait=false", check=False)
+        kubectl("delete", "namespace", shared.namespace, "--ignore-not-found", "--timeout=120s", check=False)
+
+
+def test_the_example_stream_becomes_ready_and_routed(cluster: Cluster):
+    manifest = example_manifest(cluster.namespace, cluster.stream)
+    applied_at = time.monotonic()
+    kubectl("apply", "-f", "-", stdin=manifest)
+    stream = wait_ready(cluster.namespace, cluster.stream)
+    ready_after = time.monotonic() - applied_at
+    print(f"\ne2e: {cluster.namespace}/{cluster.stream} (4 shards): kubectl apply -> Ready in {ready_after:.1f} s")
+
+    status = stream["status"]
+    assert status["openShardCount"] == 4
+    assert len(status["shards"]) == 4
+    assert all(s["state"] == "Open" and s["group"] == 0 for s in status["shards"])
+    assert status["shards"][0]["hashKeyRange"]["startingHashKey"] == "0"
+    assert status["shards"][-1]["hashKeyRange"]["endingHashKey"] == str(MAX_HASH_KEY)
+    assert status["endpoint"] == f"http://riffle-gateway.{INSTALL_NAMESPACE}.svc:4567"
+    assert condition(stream, "Degraded")["status"] == "False", "replicationFactor 1 is not degraded"
+    sts = kubectl_json("get", "statefulset", f"{cluster.stream}-g0", "-n", cluster.namespace)
+    assert sts["spec"]["replicas"] == 1
+
+    routes = json.loads(
+        kubectl_json("get", "configmap", "riffle-gateway-routes", "-n", INSTALL_NAMESPACE)["data"]["routes.json"]
+    )
+    assert routes["streams"][cluster.stream] == (
+        f"http://{cluster.stream}-g0-headless.{cluster.namespace}.svc:4567"
+    )
+    assert routes["admin"] == f"http://riffle-operator.{INSTALL_NAMESPACE}.svc:4570"
+
+    def described():
+        return cluster.kinesis.describe_stream_summary(StreamName=cluster.stream)["StreamDescriptionSummary"]
+
+    summary = wait_for(described, ROUTED_WITHIN, "the gateway to route the stream", interval=0.5)
+    routed_after = time.monotonic() - applied_at
+    print(f"e2e: kubectl apply -> served through the gateway in {routed_after:.1f} s")
+    assert summary["StreamStatus"] == "ACTIVE"
+    assert summary["OpenShardCount"] == 4
+    assert summary["RetentionPeriodHours"] == 24
+
+
+def test_records_go_in_and_come_out_through_the_gateway(cluster: Cluster):
+    placed = put_batch(cluster.kinesis, cluster.stream, "before", 400)
+    assert len(set(placed.values())) == 4, "400 keys spread over all four shards"
+    cluster.written.update(placed)
+    one = cluster.kinesis.put_record(StreamName=cluster.stream, Data=b"single", PartitionKey="single")
+    cluster.written["single"] = one["ShardId"]
+    records = all_records(cluster.kinesis, cluster.stream)
+    read = {r["Data"].decode(): shard for shard, rs in records.items() for r in rs}
+    assert read == cluster.written
+
+
+def scale(cluster: Cluster, shards: int) -> dict:
+    kubectl("scale", "stream", cluster.stream, "-n", cluster.namespace, f"--replicas={shards}")
+    return wait_settled(cluster.namespace, cluster.stream, shards)
+
+
+def check_lineage(stream: dict) -> None:
+    shards = {s["shardId"]: s for s in stream["status"]["shards"]}
+    open_shards = sorted(
+        (int(s["hashKeyRange"]["startingHashKey"]), int(s["hashKeyRange"]["endingHashKey"]))
+        for s in shards.values()
+        if s["state"] == "Open"
+    )
+    # Open shards partition the hash-key space.
+    assert open_shards[0][0] == 0 and open_shards[-1][1] == MAX_HASH_KEY
+    for (_, end), (start, _) in zip(open_shards, open_shards[1:]):
+        assert start == end + 1
+    for shard in shards.values():
+        for parent in (shard.get("parentShardId"), shard.get("adjacentParentShardId")):
+            if parent:
+                assert parent in shards, f"{shard['shardId']} names an unknown parent {parent}"
+                assert shards[parent]["state"] == "Closed"
+
+
+def test_scaling_keeps_every_record_and_the_lineage(cluster: Cluster):
+    # 4 -> 2 merges, 2 -> 4 splits again: both directions of kubectl scale.
+    for shards in (2, 4):
+        stream = scale(cluster, shards)
+        check_lineage(stream)
+        listed = cluster.kinesis.list_shards(StreamName=cluster.stream)["Shards"]
+        by_id = {s["ShardId"]: s for s in listed}
+        assert set(by_id) == {s["shardId"] for s in stream["status"]["shards"]}
+        for s in stream["status"]["shards"]:
+            assert by_id[s["shardId"]].get("ParentShardId") == s.get("parentShardId")
+            closed = "EndingSequenceNumber" in by_id[s["shardId"]]["SequenceNumberRange"]
+            assert closed == (s["state"] == "Closed")
+        placed = put_batch(cluster.kinesis, cluster.stream, f"after-{shards}", 100)
+        cluster.written.update(placed)
+        records = all_records(cluster.kinesis, cluster.stream)
+        read = {r["Data"].decode() for rs in records.values() for r in rs}
+        assert read == set(cluster.written), "every record written so far is still readable"
+    final = get_stream(cluster.namespace, cluster.stream)
+    assert final["status"]["openShardCount"] == 4
+    assert sum(1 for s in final["status"]["shards"] if s["state"] == "Closed") >= 4
+    events = kubectl_json(
+        "get", "events", "-n", cluster.namespace, "--field-selector", f"involvedObject.name={cluster.stream}"
+    )["items"]
+    assert any(e.get("reason") == "Resharded" for e in events), "a Resharded event was published"
+
+
+def test_streams_are_created_and_deleted_through_the_kinesis_api(cluster: Cluster):
+    name = cluster.api_stream
+    cluster.kinesis.create_stream(StreamName=name, ShardCount=1)
+    created = wait_for(lambda: get_stream(API_NAMESPACE, name), 30, f"Stream {API_NAMESPACE}/{name}")
+    assert created["spec"]["shardCount"] == 1
+    assert created["spec"]["replicationFactor"] == 1
+    listed = kubectl("get", "streams", "-A").stdout
+    assert name in listed, listed
+
+    with pytest.raises(ClientError) as taken:
+        cluster.kinesis.create_stream(StreamName=name, ShardCount=1)
+    assert taken.value.response["Error"]["Code"] == "ResourceInUseException"
+    with pytest.raises(ClientError) as invalid:
+        cluster.unchecked.create_stream(StreamName=f"{name}-zero", ShardCount=0)
+    assert invalid.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(ClientError) as unknown:
+        cluster.kinesis.delete_stream(StreamName=f"{name}-missing")
+    assert unknown.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+    wait_ready(API_NAMESPACE, name)
+    scaled = cluster.kinesis.update_shard_count(
+        StreamName=name, TargetShardCount=2, ScalingType="UNIFORM_SCALING"
+    )
+    assert (scaled["CurrentShardCount"], scaled["TargetShardCount"]) == (1, 2)
+    wait_settled(API_NAMESPACE, name, 2)
+    with pytest.raises(ClientError) as too_far:
+        cluster.kinesis.update_shard_count(StreamName=name, TargetShardCount=8, ScalingType="UNIFORM_SCALING")
+    assert too_far.value.response["Error"]["Code"] == "InvalidArgumentException"
+
+    cluster.kinesis.delete_stream(StreamName=name)
+    wait_for(lambda: get_stream(API_NAMESPACE, name) is None, GONE_WITHIN, f"Stream {name} to disappear")
+    assert_nothing_left(API_NAMESPACE, name)
+
+
+def test_an_invalid_stream_is_refused_naming_retention(cluster: Cluster):
+    manifest = example_manifest(cluster.namespace, f"{cluster.stream}-bad").replace(
+        "retentionPeriodHours: 24", "retentionPeriodHours: 10"
+    )
+    assert "retentionPeriodHours: 10" in manifest
+    result = kubectl("apply", "-f", "-", stdin=manifest, check=False)
+    assert result.returncode != 0, "a retention of 10 hours was accepted"
+    assert "retentionPeriodHours" in result.stderr, result.stderr
+    assert get_stream(cluster.namespace, f"{cluster.stream}-bad") is None
+
+
+def assert_nothing_left(namespace: str, name: str) -> None:
+    kinds = "statefulsets,services,configmaps,persistentvolumeclaims,poddisruptionbudgets"
+
+    def empty():
+        left = kubectl_json("get", kinds, "-n", namespace, "-l", f"{LABEL}={name}")["items"]
+        return not left
+
+    wait_for(empty, GONE_WITHIN, f"every object labelled {LABEL}={name} to be deleted")
+
+
+def test_deleting_the_stream_leaves_nothing_behind(cluster: Cluster):
+    kubectl("delete", "stream", cluster.stream, "-n", cluster.namespace, "--timeout=120s")
+    assert get_stream(cluster.namespace, cluster.stream) is None
+    assert_nothing_left(cluster.namespace, cluster.stream)
+
+    def unrouted():
+        cm = kubectl_json("get", "configmap", "riffle-gateway-routes", "-n", INSTALL_NAMESPACE)
+        return cluster.stream not in json.loads(cm["data"]["routes.json"])["streams"]
+
+    wait_for(unrouted, 30, "the stream's route to be removed")
