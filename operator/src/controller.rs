@@ -457,7 +457,17 @@ async fn publish_routes(ctx: &Context) {
             ctx.metrics.routes_published();
         }
         Ok(false) => {}
-        Err(error) => tracing::warn!(%error, "publishing the gateway's routes failed"),
+        Err(error) => {
+            tracing::warn!(%error, "publishing the gateway's routes failed");
+            return;
+        }
+    }
+    // Also after an unchanged table: a gateway pod started since the last write, or a stamp
+    // that failed, is caught up here.
+    match routes::nudge_gateways(&ctx.client, &gateway, &table).await {
+        Ok(0) => {}
+        Ok(pods) => tracing::debug!(pods, "stamped the route checksum on gateway pods"),
+        Err(error) => tracing::warn!(%error, "stamping the route checksum on gateway pods failed"),
     }
 }
 

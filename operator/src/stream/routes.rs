@@ -4,19 +4,32 @@
 //!
 //! The table is a function of every `Stream` (and of the installation), never of the order in
 //! which streams were reconciled, so any reconciliation can rewrite it and all of them agree.
+//!
+//! kubelet refreshes a mounted ConfigMap only when it next syncs the pod, about a minute later
+//! unless the pod changes. After writing a new table the operator therefore stamps the table's
+//! checksum on the gateway's pods: that pod update makes kubelet sync them, and the gateway
+//! serves a new stream seconds after it is Ready instead of a minute.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{Patch, PatchParams},
+    api::{ListParams, Patch, PatchParams},
 };
 use serde::Serialize;
 use serde_json::json;
 
 use crate::crd::{ConditionStatus, ConditionType, Stream};
-use crate::stream::naming::{GatewayNames, MANAGER, ROUTES_CONFIG_MAP, ROUTES_KEY, StreamNames};
+use crate::stream::naming::{
+    APP_NAME, GatewayNames, LABEL_COMPONENT, LABEL_NAME, MANAGER, ROUTES_CONFIG_MAP, ROUTES_KEY,
+    StreamNames,
+};
+
+/// Pod annotation carrying the checksum of the route table the gateway should serve.
+pub const ROUTES_CHECKSUM_ANNOTATION: &str = "riffle.dev/routes-checksum";
+/// `app.kubernetes.io/component` of the gateway's pods (set by the Helm chart).
+pub const COMPONENT_GATEWAY: &str = "gateway";
 
 /// The route file as the gateway reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -72,6 +85,16 @@ impl RouteTable {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
     }
+
+    /// FNV-1a (64 bit) of the file's text, in hex: stable across builds and platforms.
+    pub fn checksum(&self) -> String {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in self.to_json().bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{hash:016x}")
+    }
 }
 
 fn is_ready(stream: &Stream) -> bool {
@@ -117,6 +140,43 @@ pub async fn publish(
     )
     .await?;
     Ok(true)
+}
+
+/// Stamps `table`'s checksum on every gateway pod that does not carry it yet, so kubelet syncs
+/// the pod and refreshes its copy of the route file. Returns how many pods were stamped.
+pub async fn nudge_gateways(
+    client: &Client,
+    gateway: &GatewayNames,
+    table: &RouteTable,
+) -> Result<usize, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), gateway.namespace());
+    let selector = format!("{LABEL_NAME}={APP_NAME},{LABEL_COMPONENT}={COMPONENT_GATEWAY}");
+    let checksum = table.checksum();
+    let pods = api
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await?;
+    let mut stamped = 0;
+    for pod in pods.items {
+        let current = pod.annotations().get(ROUTES_CHECKSUM_ANNOTATION);
+        if current == Some(&checksum) || pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let patch = json!({"metadata": {"annotations": {ROUTES_CHECKSUM_ANNOTATION: checksum}}});
+        match api
+            .patch(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await
+        {
+            Ok(_) => stamped += 1,
+            // Replaced meanwhile; its successor mounts the new table anyway.
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(stamped)
 }
 
 #[cfg(test)]
@@ -180,6 +240,19 @@ mod tests {
             "http://orders-g0-headless.first.svc:4567"
         );
         assert_eq!(one.streams["b"], "http://b-g0-headless.other.svc:4567");
+    }
+
+    #[test]
+    fn the_checksum_follows_the_content() {
+        let empty = RouteTable::compute([], &gateway());
+        let orders = ready(Stream::test(), ConditionStatus::True);
+        let one = RouteTable::compute([&orders], &gateway());
+        assert_eq!(
+            empty.checksum(),
+            RouteTable::compute([], &gateway()).checksum()
+        );
+        assert_ne!(empty.checksum(), one.checksum());
+        assert_eq!(one.checksum().len(), 16);
     }
 
     #[test]
