@@ -300,10 +300,36 @@ def check_lineage(stream: dict) -> None:
                 assert shards[parent]["state"] == "Closed"
 
 
+def restart_operator_around(change) -> None:
+    """Runs `change` while the operator is stopped, then starts it again: whatever it was doing
+    is forgotten, and the new operator must finish from what the data plane reports."""
+    deploy = ("deployment/riffle-operator", "-n", INSTALL_NAMESPACE)
+    kubectl("scale", *deploy, "--replicas=0")
+    selector = "app.kubernetes.io/component=operator"
+
+    def stopped():
+        pods = kubectl_json("get", "pods", "-n", INSTALL_NAMESPACE, "-l", selector)["items"]
+        return not pods
+
+    wait_for(stopped, GONE_WITHIN, "the operator to stop")
+    try:
+        change()
+    finally:
+        kubectl("scale", *deploy, "--replicas=1")
+        kubectl("rollout", "status", *deploy, "--timeout=120s")
+
+
 def test_scaling_keeps_every_record_and_the_lineage(cluster: Cluster):
-    # 4 -> 2 merges, 2 -> 4 splits again: both directions of kubectl scale.
-    for shards in (2, 4):
-        stream = scale(cluster, shards)
+    # 4 -> 1 merges in two steps (4 -> 2 -> 1), asked for while the operator is down; 1 -> 4
+    # splits in two steps (1 -> 2 -> 4): both directions of kubectl scale, several steps each.
+    for shards in (1, 4):
+        if shards == 1:
+            restart_operator_around(
+                lambda: kubectl("scale", "stream", cluster.stream, "-n", cluster.namespace, "--replicas=1")
+            )
+            stream = wait_settled(cluster.namespace, cluster.stream, 1)
+        else:
+            stream = scale(cluster, shards)
         check_lineage(stream)
         listed = cluster.kinesis.list_shards(StreamName=cluster.stream)["Shards"]
         by_id = {s["ShardId"]: s for s in listed}
@@ -319,11 +345,30 @@ def test_scaling_keeps_every_record_and_the_lineage(cluster: Cluster):
         assert read == set(cluster.written), "every record written so far is still readable"
     final = get_stream(cluster.namespace, cluster.stream)
     assert final["status"]["openShardCount"] == 4
-    assert sum(1 for s in final["status"]["shards"] if s["state"] == "Closed") >= 4
+    # At least the four original shards and the one of the single-shard stage are closed parents.
+    assert sum(1 for s in final["status"]["shards"] if s["state"] == "Closed") >= 5
     events = kubectl_json(
         "get", "events", "-n", cluster.namespace, "--field-selector", f"involvedObject.name={cluster.stream}"
     )["items"]
     assert any(e.get("reason") == "Resharded" for e in events), "a Resharded event was published"
+
+
+def test_retention_follows_the_spec(cluster: Cluster):
+    for hours in (48, 24):
+        kubectl(
+            "patch", "stream", cluster.stream, "-n", cluster.namespace, "--type=merge",
+            "-p", json.dumps({"spec": {"retentionPeriodHours": hours}}),
+        )
+
+        def retained():
+            summary = cluster.kinesis.describe_stream_summary(StreamName=cluster.stream)
+            return summary["StreamDescriptionSummary"]["RetentionPeriodHours"] == hours
+
+        wait_for(retained, 60, f"a retention of {hours} hours in the data plane")
+    events = kubectl_json(
+        "get", "events", "-n", cluster.namespace, "--field-selector", f"involvedObject.name={cluster.stream}"
+    )["items"]
+    assert any(e.get("reason") == "RetentionChanged" for e in events)
 
 
 def test_streams_are_created_and_deleted_through_the_kinesis_api(cluster: Cluster):
@@ -369,6 +414,31 @@ def test_an_invalid_stream_is_refused_naming_retention(cluster: Cluster):
     assert result.returncode != 0, "a retention of 10 hours was accepted"
     assert "retentionPeriodHours" in result.stderr, result.stderr
     assert get_stream(cluster.namespace, f"{cluster.stream}-bad") is None
+
+
+def test_a_stream_needing_two_shard_groups_is_refused_before_anything_is_made(cluster: Cluster):
+    name = f"{cluster.stream}-wide"
+    manifest = example_manifest(cluster.namespace, name).replace("shardCount: 4", "shardCount: 10")
+    assert "shardCount: 10" in manifest
+    kubectl("apply", "-f", "-", stdin=manifest)
+
+    def refused():
+        stream = get_stream(cluster.namespace, name)
+        degraded = condition(stream or {}, "Degraded")
+        return stream if degraded.get("reason") == "MultipleGroupsUnsupported" else None
+
+    stream = wait_for(refused, 60, "the two-group stream to be refused")
+    assert condition(stream, "Degraded")["status"] == "True"
+    assert condition(stream, "Ready")["status"] == "False"
+    assert "not supported yet" in condition(stream, "Degraded")["message"]
+    kinds = "statefulsets,services,configmaps,persistentvolumeclaims,poddisruptionbudgets"
+    made = kubectl_json("get", kinds, "-n", cluster.namespace, "-l", f"{LABEL}={name}")["items"]
+    assert made == [], "nothing is created for a stream that cannot be served"
+    events = kubectl_json(
+        "get", "events", "-n", cluster.namespace, "--field-selector", f"involvedObject.name={name}"
+    )["items"]
+    assert any(e.get("reason") == "MultipleGroupsUnsupported" and e.get("type") == "Warning" for e in events)
+    kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=60s")
 
 
 def assert_nothing_left(namespace: str, name: str) -> None:
