@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${KUBECONFIG:?KUBECONFIG must point at the test cluster}"
-cargo test -p riffle-operator --test crd --test controller -- --include-ignored
+cargo test -p riffle-operator --test crd --test controller --test api -- --include-ignored

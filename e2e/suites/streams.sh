@@ -2,16 +2,32 @@
 # The Streams vertical slice on the real cluster: install Riffle with `make deploy` (idempotent:
 # it upgrades an existing installation), then drive e2e/tests/test_streams_e2e.py with boto3 from
 # the repository's virtualenv: a Stream from examples/stream.yaml becomes Ready and serves records
-# through the gateway, `kubectl scale` reshards it without losing a record, CreateStream and
-# DeleteStream through the Kinesis API create and delete Stream objects, an invalid Stream is
-# refused, and deleting a stream leaves nothing labelled with its name.
+# through the gateway, `kubectl scale` reshards it without losing a record (also across an
+# operator restart), retention follows the spec, CreateStream/UpdateShardCount/DeleteStream
+# through the Kinesis API change Stream objects, invalid Streams are refused, and deleting a
+# stream leaves nothing labelled with its name.
 #
-# The tests delete the streams and the namespace they create; the installation stays (the e2e
-# tier takes the whole cluster down afterwards).
+# The tests delete the streams and namespaces they create. An installation this suite made is
+# uninstalled at the end; one that was there before is left installed (upgraded).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${KUBECONFIG:?KUBECONFIG must point at the test cluster}"
+namespace=${DEPLOY_NAMESPACE:-riffle-system}
 
-make deploy DEPLOY_KUBECONFIG="$KUBECONFIG"
+installed_before=0
+if scripts/helm.sh status riffle --namespace "$namespace" >/dev/null 2>&1; then
+  installed_before=1
+fi
+uninstall() {
+  local status=$?
+  if [ "$installed_before" = 0 ]; then
+    make undeploy DEPLOY_KUBECONFIG="$KUBECONFIG" DEPLOY_NAMESPACE="$namespace" || status=1
+  fi
+  exit "$status"
+}
+trap uninstall EXIT
+
+make deploy DEPLOY_KUBECONFIG="$KUBECONFIG" DEPLOY_NAMESPACE="$namespace"
 make .venv/.installed
-exec .venv/bin/pytest e2e/tests/test_streams_e2e.py -v -s -p no:cacheprovider --timeout 900
+RIFFLE_NAMESPACE=$namespace .venv/bin/pytest e2e/tests/test_streams_e2e.py \
+  -v -s -p no:cacheprovider --timeout 900

@@ -224,7 +224,9 @@ def cluster():
         yield shared
     finally:
         for namespace, name in ((shared.namespace, shared.stream), (API_NAMESPACE, shared.api_stream)):
-            kubectl("delete", "stream", name, "-n", namespace, "--ignore-not-found", "--wait=false", check=False)
+            # Waits for the operator to release the stream, which must happen before an
+            # uninstall removes the operator.
+            kubectl("delete", "stream", name, "-n", namespace, "--ignore-not-found", "--timeout=120s", check=False)
         kubectl("delete", "namespace", shared.namespace, "--ignore-not-found", "--timeout=120s", check=False)
 
 
