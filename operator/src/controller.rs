@@ -161,7 +161,7 @@ pub async fn reconcile(
             let api: Api<Stream> = Api::namespaced(ctx.client.clone(), &namespace);
             let stream = Arc::new(stream.clone());
             let ctx = ctx.clone();
-            finalizer(&api, FINALIZER, stream, |event| async move {
+            let outcome = finalizer(&api, FINALIZER, stream, |event| async move {
                 match event {
                     FinalizerEvent::Apply(stream) => apply_stream(&stream, &ctx).await,
                     FinalizerEvent::Cleanup(stream) => {
@@ -169,8 +169,18 @@ pub async fn reconcile(
                     }
                 }
             })
-            .await
-            .map_err(|e| Error::Finalizer(Box::new(e)))
+            .await;
+            match outcome {
+                Ok(action) => Ok(action),
+                // A second cleanup pass for an object already gone (the cache lagged behind the
+                // first pass's finalizer removal): there is nothing left to release.
+                Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(status)))
+                    if status.code == 404 =>
+                {
+                    Ok(Action::await_change())
+                }
+                Err(e) => Err(Error::Finalizer(Box::new(e))),
+            }
         }
         Err(invalid) => unreadable(invalid, &ctx).await,
     };
