@@ -28,7 +28,7 @@ build: ## Build the debug binaries
 release: ## Build the optimized riffle binary
 	$(CARGO) build --release -p riffle
 
-test: lint unit client-tests fuzz e2e ## Everything CI checks
+test: lint chart-lint unit client-tests fuzz e2e ## Everything CI checks
 	@echo "make test: all checks passed"
 
 lint: crds-check ## Formatting, clippy (warnings are errors) and generated files
