@@ -147,8 +147,9 @@ RESULTS=$OUT/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl
     echo "cpus:        $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'))"
     echo "memory:      $(free -h | awk '/^Mem:/ {print $2}')"
     echo "disk:        $(df -h "$WORK" | awk 'NR == 2 {print $1 ", " $2 " total, " $4 " free"}')"
-    echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) (CPU idle $(idle_pct) %)"
-    if awk -v n="$(nproc)" '{exit !($1 > n / 2)}' /proc/loadavg; then
+    idle=$(idle_pct)
+    echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) (CPU idle $idle %)"
+    if ((idle < 80)); then
         echo "WARNING: the machine is busy with other work; expect noisy, pessimistic figures."
     fi
     echo "kinesalite:  $KINESALITE_VERSION on node $(node --version)"
@@ -162,7 +163,7 @@ status=0
     "${NOSYNC_ARGS[@]}" \
     --disk-dir "$WORK" --results "$RESULTS" | tee -a "$OUT/last-table.md" || status=$?
 
-echo "load after:  $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/last-table.md"
+echo "load after:  $(cut -d' ' -f1-3 /proc/loadavg) (CPU idle $(idle_pct) %, while the servers idle)" | tee -a "$OUT/last-table.md"
 log "table in $OUT/last-table.md, every metric in $RESULTS"
 if [[ $status != 0 ]]; then
     tail -n 20 "$WORK/riffle.log" >&2 || true

@@ -70,11 +70,10 @@ pub async fn run(args: &PutRecordsThroughputArgs) -> Result<Outcome> {
         args.record_bytes,
     ));
     let keys = Arc::new(KeySource::default());
-    let probe = args.timing.probe();
-    let cpu = {
+    let started = args.timing.probe().start();
+    let result = {
         let kinesis = kinesis.clone();
-        let started = probe.start();
-        let result = closed_loop::run(
+        closed_loop::run(
             args.concurrency,
             args.timing.warmup(),
             args.timing.measured(),
@@ -85,11 +84,10 @@ pub async fn run(args: &PutRecordsThroughputArgs) -> Result<Outcome> {
                 async move { put_batch(&kinesis, &template, &keys).await }
             },
         )
-        .await;
-        (result, started.finish())
+        .await
     };
+    let usage = started.finish();
     kinesis.delete_stream(&stream).await;
-    let (result, usage) = cpu;
     let mut o = Outcome::new(&format!(
         "put-records-throughput ({} x {} B, concurrency {})",
         args.batch, args.record_bytes, args.concurrency
