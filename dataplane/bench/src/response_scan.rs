@@ -5,9 +5,9 @@
 //! on the same cores. These scanners touch each byte once with SIMD searches instead: they
 //! count records and their data bytes from the length of each base64 `Data` string.
 //!
-//! They rely on JSON escaping: inside a string a `"` is always escaped, so `"Data":"` can only
-//! be a key and its value, and base64 never contains `"` or `\`, so its string ends at the
-//! next `"`.
+//! They rely on JSON escaping: inside a string a `"` is always escaped, so `"Data"` is a whole
+//! string (a key when a colon follows), and base64 never contains `"` or `\`, so a payload
+//! ends at the next `"`.
 
 use anyhow::{Result, anyhow};
 use memchr::memchr;
@@ -76,35 +76,159 @@ pub struct RecordsPage {
     pub millis_behind_latest: Option<i64>,
 }
 
-/// Scans a GetRecords response body.
-pub fn scan_get_records(body: &[u8]) -> Result<RecordsPage> {
-    let finder = memmem::Finder::new(b"\"Data\"");
-    let mut records = 0u64;
-    let mut data_bytes = 0u64;
-    let mut from = 0;
-    while let Some(found) = finder.find(&body[from..]) {
-        let key_end = from + found + 6;
-        let rest = skip_colon(&body[key_end..]).ok_or_else(|| anyhow!("malformed Data field"))?;
-        let value = rest
-            .strip_prefix(b"\"")
-            .ok_or_else(|| anyhow!("Data is not a string"))?;
-        let len = memchr(b'"', value).ok_or_else(|| anyhow!("unterminated Data string"))?;
-        let padding = value[..len]
-            .iter()
-            .rev()
-            .take_while(|b| **b == b'=')
-            .count();
-        data_bytes += (len / 4 * 3 - padding.min(2)) as u64;
-        records += 1;
-        let value_start = body.len() - value.len();
-        from = value_start + len + 1;
+/// Where a [`PageScanner`] is in the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Between record payloads, looking for the next `"Data"`.
+    Outside,
+    /// After `"Data"`, expecting `: "` (whether the colon was seen).
+    AfterKey { colon: bool },
+    /// Inside a base64 payload.
+    InValue,
+}
+
+/// The key whose string values are the record payloads.
+const DATA_KEY: &[u8] = b"\"Data\"";
+
+/// Scans a GetRecords response body as it arrives, chunk by chunk, so that a reader counts one
+/// chunk while the next is still in flight instead of buffering and copying the whole body.
+/// Everything but the payloads is kept (about 150 bytes a record) to read the other fields at
+/// the end.
+pub struct PageScanner {
+    finder: memmem::Finder<'static>,
+    state: State,
+    records: u64,
+    data_bytes: u64,
+    value_len: usize,
+    /// The last two characters of the payload so far, for its `=` padding.
+    value_tail: [u8; 2],
+    rest: Vec<u8>,
+}
+
+impl Default for PageScanner {
+    fn default() -> Self {
+        PageScanner {
+            finder: memmem::Finder::new(DATA_KEY),
+            state: State::Outside,
+            records: 0,
+            data_bytes: 0,
+            value_len: 0,
+            value_tail: [0; 2],
+            rest: Vec::new(),
+        }
     }
-    Ok(RecordsPage {
-        records,
-        data_bytes,
-        next_iterator: string_field(body, "NextShardIterator").map(str::to_string),
-        millis_behind_latest: number_field(body, "MillisBehindLatest"),
-    })
+}
+
+impl PageScanner {
+    /// A scanner at the start of a body.
+    pub fn new() -> PageScanner {
+        PageScanner::default()
+    }
+
+    /// Where a `"Data"` that began at the end of the previous chunk ends in this one.
+    fn straddling_key(&self, chunk: &[u8]) -> Option<usize> {
+        let keep = self.rest.len().min(DATA_KEY.len() - 1);
+        let mut window = self.rest[self.rest.len() - keep..].to_vec();
+        let head = chunk.len().min(DATA_KEY.len() - 1);
+        window.extend_from_slice(&chunk[..head]);
+        let at = memmem::find(&window, DATA_KEY)?;
+        let end = at + DATA_KEY.len();
+        (at < keep && end > keep).then(|| end - keep)
+    }
+
+    /// Consumes the next chunk of the body.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        let mut pos = 0;
+        if self.state == State::Outside
+            && let Some(end) = self.straddling_key(chunk)
+        {
+            self.rest.extend_from_slice(&chunk[..end]);
+            pos = end;
+            self.state = State::AfterKey { colon: false };
+        }
+        while pos < chunk.len() {
+            match self.state {
+                State::Outside => match self.finder.find(&chunk[pos..]) {
+                    Some(i) => {
+                        let end = pos + i + DATA_KEY.len();
+                        self.rest.extend_from_slice(&chunk[pos..end]);
+                        pos = end;
+                        self.state = State::AfterKey { colon: false };
+                    }
+                    None => {
+                        self.rest.extend_from_slice(&chunk[pos..]);
+                        pos = chunk.len();
+                    }
+                },
+                State::AfterKey { colon } => {
+                    let b = chunk[pos];
+                    self.rest.push(b);
+                    pos += 1;
+                    self.state = match b {
+                        _ if b.is_ascii_whitespace() => State::AfterKey { colon },
+                        b':' if !colon => State::AfterKey { colon: true },
+                        b'"' if colon => {
+                            self.value_len = 0;
+                            State::InValue
+                        }
+                        // `"Data"` was a value, not a key.
+                        _ => State::Outside,
+                    };
+                }
+                State::InValue => {
+                    let part = &chunk[pos..];
+                    let len = memchr(b'"', part).unwrap_or(part.len());
+                    match len {
+                        0 => {}
+                        1 => self.value_tail = [self.value_tail[1], part[0]],
+                        _ => self.value_tail = [part[len - 2], part[len - 1]],
+                    }
+                    self.value_len += len;
+                    pos += len;
+                    if pos < chunk.len() {
+                        self.rest.push(b'"');
+                        pos += 1;
+                        self.end_value();
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_value(&mut self) {
+        let padding = match (self.value_len, self.value_tail) {
+            (0, _) => 0,
+            (1, [_, b'=']) => 1,
+            (_, [b'=', b'=']) => 2,
+            (_, [_, b'=']) => 1,
+            _ => 0,
+        };
+        self.data_bytes += (self.value_len / 4 * 3).saturating_sub(padding) as u64;
+        self.records += 1;
+        self.value_tail = [0; 2];
+        self.state = State::Outside;
+    }
+
+    /// The page, once the whole body has been fed.
+    pub fn finish(self) -> Result<RecordsPage> {
+        if self.state == State::InValue {
+            return Err(anyhow!("the body ends inside a Data string"));
+        }
+        Ok(RecordsPage {
+            records: self.records,
+            data_bytes: self.data_bytes,
+            next_iterator: string_field(&self.rest, "NextShardIterator").map(str::to_string),
+            millis_behind_latest: number_field(&self.rest, "MillisBehindLatest"),
+        })
+    }
+}
+
+/// Scans a whole GetRecords response body.
+#[cfg(test)]
+fn scan_get_records(body: &[u8]) -> Result<RecordsPage> {
+    let mut scanner = PageScanner::new();
+    scanner.feed(body);
+    scanner.finish()
 }
 
 #[cfg(test)]
@@ -165,6 +289,31 @@ mod tests {
         assert_eq!((p.records, p.data_bytes), (1, 2));
         assert_eq!(p.next_iterator.as_deref(), Some("x"));
         assert_eq!(p.millis_behind_latest, Some(0));
+    }
+
+    #[test]
+    fn any_split_into_chunks_gives_the_same_page() {
+        let body = page(&[0, 1, 2, 3, 4, 5, 1024, 100], Some("it=="));
+        let whole = scan_get_records(&body).expect("scans");
+        for size in [1, 2, 3, 5, 7, 64, 1000] {
+            let mut scanner = PageScanner::new();
+            for chunk in body.chunks(size) {
+                scanner.feed(chunk);
+            }
+            assert_eq!(scanner.finish().expect("scans"), whole, "chunks of {size}");
+        }
+    }
+
+    #[test]
+    fn a_data_value_is_not_a_key() {
+        let body = br#"{"Records":[{"PartitionKey":"Data","Data":"AAAA"}],"MillisBehindLatest":0}"#;
+        let p = scan_get_records(body).expect("scans");
+        assert_eq!((p.records, p.data_bytes), (1, 3));
+    }
+
+    #[test]
+    fn a_truncated_body_is_an_error() {
+        assert!(scan_get_records(br#"{"Records":[{"Data":"AAA"#).is_err());
     }
 
     #[test]

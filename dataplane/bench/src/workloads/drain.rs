@@ -17,7 +17,7 @@ use crate::histogram::Histogram;
 use crate::kinesis::{Kinesis, unique_stream_name};
 use crate::put_body::{KeySource, PutRecordsTemplate};
 use crate::report::Outcome;
-use crate::response_scan::scan_get_records;
+use crate::response_scan::PageScanner;
 use crate::workloads::put_records_throughput::put_batch;
 
 /// Options of `drain` (and of `grpc-drain`).
@@ -115,7 +115,8 @@ pub struct Drained {
     pub calls: Histogram,
     /// From sending a call to its response head (Kinesis only): the server's read and encode.
     pub first_byte: Histogram,
-    /// From the response head to the end of its body (Kinesis only): transfer and receipt.
+    /// From the response head to the end of its body (Kinesis only): transfer and receipt,
+    /// with the body counted as it arrives.
     pub body: Histogram,
 }
 
@@ -230,7 +231,18 @@ async fn load_and_drain(
         // The server sends the head with the first body bytes, once the page is encoded.
         let head = call.elapsed();
         let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
+        let mut body = response.into_body();
+        let mut scanner = PageScanner::new();
+        let mut error_body = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(chunk) = frame?.into_data() {
+                if status == StatusCode::OK {
+                    scanner.feed(&chunk);
+                } else if error_body.len() < 300 {
+                    error_body.extend_from_slice(&chunk);
+                }
+            }
+        }
         let whole = call.elapsed();
         drained.calls.record_duration(whole);
         drained.first_byte.record_duration(head);
@@ -238,10 +250,10 @@ async fn load_and_drain(
         if status != StatusCode::OK {
             bail!(
                 "GetRecords: HTTP {status} {}",
-                String::from_utf8_lossy(&body[..body.len().min(300)])
+                String::from_utf8_lossy(&error_body)
             );
         }
-        let page = scan_get_records(&body)?;
+        let page = scanner.finish()?;
         drained.records += page.records;
         drained.bytes += page.data_bytes;
         if page.records == 0 && page.millis_behind_latest == Some(0) {
