@@ -185,6 +185,7 @@ impl SuiteArgs {
                     rate_bytes: self.put_rate_bytes,
                     record_bytes: 1024,
                     timing: timing.clone(),
+                    trace: None,
                 })
                 .await
             }

@@ -2,6 +2,7 @@
 //! from each call's intended start.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Result, bail};
 use base64::Engine;
@@ -30,6 +31,46 @@ pub struct PutRecordLatencyArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub timing: Timing,
+    /// Write every measured call as `intended,started,finished,ok` in CLOCK_MONOTONIC
+    /// nanoseconds (the clock of `perf record -k mono` timestamps) to this CSV file, to line
+    /// calls up with server-side traces.
+    #[arg(long)]
+    pub trace: Option<std::path::PathBuf>,
+}
+
+/// CLOCK_MONOTONIC nanoseconds of `t`. `Instant` is that clock on Linux and shows its raw
+/// value only through `Debug` (`Instant { tv_sec: .., tv_nsec: .. }`).
+fn monotonic_ns(t: Instant) -> Option<u128> {
+    let text = format!("{t:?}");
+    let number = |key: &str| -> Option<u128> {
+        let rest = &text[text.find(key)? + key.len()..];
+        let digits: String = rest
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    Some(number("tv_sec:")? * 1_000_000_000 + number("tv_nsec:")?)
+}
+
+/// Writes the trace CSV.
+fn write_trace(path: &std::path::Path, requests: &[open_loop::Traced]) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "intended_ns,started_ns,finished_ns,ok")?;
+    for r in requests {
+        let (Some(intended), Some(started), Some(finished)) = (
+            monotonic_ns(r.intended),
+            monotonic_ns(r.started),
+            monotonic_ns(r.finished),
+        ) else {
+            bail!("this platform does not show Instant as CLOCK_MONOTONIC");
+        };
+        writeln!(out, "{intended},{started},{finished},{}", u8::from(r.ok))?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Most calls in flight before further ones are counted as failed.
@@ -81,6 +122,9 @@ pub async fn run(args: &PutRecordLatencyArgs) -> Result<Outcome> {
     };
     let usage = started.finish();
     kinesis.delete_stream(&stream).await;
+    if let Some(path) = &args.trace {
+        write_trace(path, &result.requests)?;
+    }
     let mut o = Outcome::new(&format!(
         "put-record-latency ({rate:.0} calls/s of {} B, open loop)",
         args.record_bytes
@@ -111,4 +155,20 @@ pub async fn run(args: &PutRecordLatencyArgs) -> Result<Outcome> {
         );
     }
     Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_convert_to_monotonic_nanoseconds() {
+        let a = Instant::now();
+        let b = a + std::time::Duration::from_micros(1500);
+        let (a_ns, b_ns) = (
+            monotonic_ns(a).expect("linux"),
+            monotonic_ns(b).expect("linux"),
+        );
+        assert_eq!(b_ns - a_ns, 1_500_000);
+    }
 }
