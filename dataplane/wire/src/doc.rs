@@ -145,6 +145,27 @@ impl<'a> Doc<'a> {
         }
     }
 
+    /// An optional integer member within `min..=max`; outside it, the `ValidationException`
+    /// AWS gives (`Member must have value greater than or equal to {min}` / `less than or equal
+    /// to {max}`).
+    pub fn int_in(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, AwsError> {
+        let Some(value) = self.int_opt(name)? else {
+            return Ok(None);
+        };
+        let constraint = if value < min {
+            validation::min_value(min)
+        } else if value > max {
+            validation::max_value(max)
+        } else {
+            return Ok(Some(value));
+        };
+        Err(validation::single(
+            &self.path(name),
+            Some(&value.to_string()),
+            &constraint,
+        ))
+    }
+
     /// A required integer member.
     pub fn int_required(&self, name: &str) -> Result<i64, AwsError> {
         self.int_opt(name).and_then(|v| self.required(name, v))

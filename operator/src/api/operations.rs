@@ -78,29 +78,6 @@ fn check_name(doc: &Doc<'_>, member: &str, name: &str) -> Result<(), AwsError> {
     Ok(())
 }
 
-/// An optional integer member within `min..=max`.
-fn int_in(doc: &Doc<'_>, member: &str, min: i64, max: i64) -> Result<Option<i64>, AwsError> {
-    let Some(value) = doc.int_opt(member)? else {
-        return Ok(None);
-    };
-    let text = value.to_string();
-    if value < min {
-        return Err(validation::single(
-            &doc.path(member),
-            Some(&text),
-            &validation::min_value(min),
-        ));
-    }
-    if value > max {
-        return Err(validation::single(
-            &doc.path(member),
-            Some(&text),
-            &validation::max_value(max),
-        ));
-    }
-    Ok(Some(value))
-}
-
 fn to_i32(value: i64) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
@@ -116,7 +93,9 @@ fn shard_limit(requested: i32, per_group: i32) -> AwsError {
 pub fn read_create(doc: &Doc<'_>) -> Result<CreateStream, AwsError> {
     let name = doc.str_required("StreamName")?;
     check_name(doc, "StreamName", name)?;
-    let shard_count = int_in(doc, "ShardCount", 1, i64::from(MAX_SHARD_COUNT))?.map(to_i32);
+    let shard_count = doc
+        .int_in("ShardCount", 1, i64::from(MAX_SHARD_COUNT))?
+        .map(to_i32);
     let mode = match doc.doc_opt("StreamModeDetails")? {
         None => StreamMode::Provisioned,
         Some(details) => {
@@ -134,13 +113,13 @@ pub fn read_create(doc: &Doc<'_>) -> Result<CreateStream, AwsError> {
             }
         }
     };
-    let max_record_size_kib = int_in(
-        doc,
-        "MaxRecordSizeInKiB",
-        i64::from(MIN_RECORD_SIZE_KIB),
-        i64::from(MAX_RECORD_SIZE_KIB),
-    )?
-    .map(to_i32);
+    let max_record_size_kib = doc
+        .int_in(
+            "MaxRecordSizeInKiB",
+            i64::from(MIN_RECORD_SIZE_KIB),
+            i64::from(MAX_RECORD_SIZE_KIB),
+        )?
+        .map(to_i32);
     if mode == StreamMode::Provisioned && shard_count.is_none() {
         return Err(AwsError::invalid_argument(
             "ShardCount is required for a stream in PROVISIONED mode.",
@@ -225,7 +204,7 @@ pub fn read_update_shard_count(
     settings: &Settings,
 ) -> Result<UpdateShardCount, AwsError> {
     let name = read_stream_name(doc, settings)?;
-    let target = int_in(doc, "TargetShardCount", 1, i64::from(MAX_SHARD_COUNT))?;
+    let target = doc.int_in("TargetShardCount", 1, i64::from(MAX_SHARD_COUNT))?;
     let target = doc.required("TargetShardCount", target)?;
     let scaling = doc.str_opt("ScalingType")?;
     match doc.required("ScalingType", scaling)? {

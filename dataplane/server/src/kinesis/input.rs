@@ -60,25 +60,7 @@ pub fn stream_arn(catalog: &Catalog, doc: &Doc<'_>, member: &str) -> Result<Stri
 
 /// An optional integer member within `min..=max`.
 pub fn int_in(doc: &Doc<'_>, member: &str, min: i64, max: i64) -> Result<Option<i64>, AwsError> {
-    let Some(value) = doc.int_opt(member)? else {
-        return Ok(None);
-    };
-    let text = value.to_string();
-    if value < min {
-        return Err(validation::single(
-            &doc.path(member),
-            Some(&text),
-            &validation::min_value(min),
-        ));
-    }
-    if value > max {
-        return Err(validation::single(
-            &doc.path(member),
-            Some(&text),
-            &validation::max_value(max),
-        ));
-    }
-    Ok(Some(value))
+    doc.int_in(member, min, max)
 }
 
 /// A required integer member within `min..=max`.
