@@ -10,6 +10,7 @@
 pub mod api;
 pub mod controller;
 pub mod crd;
+pub mod listener;
 pub mod metrics;
 pub mod ops;
 pub mod settings;

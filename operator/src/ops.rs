@@ -1,15 +1,11 @@
 //! The operator's small HTTP listener: `/metrics` (Prometheus), `/healthz` and `/readyz`.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
 use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::body::Bytes;
+use hyper::{Method, Response, StatusCode};
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
@@ -47,33 +43,11 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => return,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "ops listener: accept failed");
-                continue;
-            }
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let response = route(&metrics, request.method(), request.uri().path());
-                async move { Ok::<_, Infallible>(response) }
-            });
-            if let Err(error) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%error, "ops connection ended with an error");
-            }
-        });
-    }
+    crate::listener::serve(listener, "ops", shutdown, move |request| {
+        let response = route(&metrics, request.method(), request.uri().path());
+        async move { response }
+    })
+    .await;
 }
 
 #[cfg(test)]

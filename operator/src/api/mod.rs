@@ -8,16 +8,12 @@
 
 pub mod operations;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use kube::Client;
 use riffle_wire::{AwsError, Doc, Format, Value};
 use tokio::net::TcpListener;
@@ -47,34 +43,11 @@ pub async fn serve(
     state: Arc<ApiState>,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => return,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "API listener: accept failed");
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    crate::listener::serve(listener, "stream API", shutdown, move |request| {
         let state = state.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, request).await) }
-            });
-            if let Err(error) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%error, "API connection ended with an error");
-            }
-        });
-    }
+        async move { handle(&state, request).await }
+    })
+    .await;
 }
 
 /// Answers one request.
