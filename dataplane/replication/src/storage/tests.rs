@@ -1,0 +1,326 @@
+//! Tests of the raft log: appends, reads, truncation, purging, segment rolling and recovery.
+
+use std::fs;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::{EntryPayload, Membership};
+
+use super::*;
+use crate::types::{Command, Entry, log_id};
+
+fn cfg(segment_bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_bytes,
+        fsync: true,
+    }
+}
+
+fn command(term: u64, index: u64) -> Entry {
+    Entry {
+        log_id: log_id(term, 1, index),
+        payload: EntryPayload::Normal(Command(Bytes::from(format!(
+            "entry {index} of term {term}"
+        )))),
+    }
+}
+
+fn membership(index: u64) -> Entry {
+    let nodes = [1u64, 2, 3]
+        .into_iter()
+        .map(|id| {
+            (
+                id,
+                openraft::BasicNode::new(format!("127.0.0.1:{}", 7000 + id)),
+            )
+        })
+        .collect::<std::collections::BTreeMap<_, _>>();
+    let m = Membership::new(vec![[1u64, 2, 3].into_iter().collect()], nodes);
+    Entry {
+        log_id: log_id(1, 1, index),
+        payload: EntryPayload::Membership(m),
+    }
+}
+
+/// Appends and waits for the flush callback, asserting it reports success.
+fn append(log: &mut RaftLog, entries: Vec<Entry>) {
+    let (tx, rx) = mpsc::channel();
+    log.append(entries, move |r| {
+        let _ = tx.send(r.map_err(|e| e.to_string()));
+    })
+    .expect("append");
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("flush callback")
+        .expect("flush ok");
+}
+
+fn all(log: &RaftLog) -> Vec<Entry> {
+    log.reader().entries(..).expect("read")
+}
+
+fn segment_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("read_dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".wal"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn appends_survive_reopen_with_every_payload_kind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("open");
+    assert_eq!(log.last_log_id(), None);
+    let blank = Entry {
+        log_id: log_id(1, 1, 0),
+        payload: EntryPayload::Blank,
+    };
+    let expected = vec![blank, membership(1), command(1, 2), command(1, 3)];
+    append(&mut log, expected.clone());
+    assert_eq!(all(&log), expected);
+    drop(log);
+    let log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("reopen");
+    assert_eq!(all(&log), expected);
+    assert_eq!(log.last_log_id(), Some(log_id(1, 1, 3)));
+    assert_eq!(
+        log.reader().entries(1..3).expect("range"),
+        expected[1..3].to_vec()
+    );
+    assert_eq!(
+        log.reader().entries(3..=10).expect("range"),
+        expected[3..].to_vec()
+    );
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("open");
+    assert!(matches!(
+        RaftLog::open(dir.path(), cfg(1 << 20)),
+        Err(StoreError::Locked { .. })
+    ));
+}
+
+#[test]
+fn appends_that_leave_a_hole_or_go_back_are_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("open");
+    append(&mut log, vec![command(1, 0), command(1, 1)]);
+    assert!(log.append(vec![command(1, 3)], |_| {}).is_err());
+    assert!(log.append(vec![command(1, 1)], |_| {}).is_err());
+    assert!(
+        log.append(vec![command(1, 2), command(1, 4)], |_| {})
+            .is_err()
+    );
+    assert_eq!(all(&log).len(), 2);
+}
+
+#[test]
+fn segments_roll_and_truncate_removes_a_conflicting_suffix_across_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(100)).expect("open");
+    for i in 0..20 {
+        append(&mut log, vec![command(1, i)]);
+    }
+    let segments = segment_files(dir.path());
+    assert!(segments.len() >= 5, "{segments:?}");
+    log.truncate(7).expect("truncate");
+    assert_eq!(log.last_log_id(), Some(log_id(1, 1, 6)));
+    append(&mut log, vec![command(2, 7), command(2, 8)]);
+    let expected: Vec<Entry> = (0..7)
+        .map(|i| command(1, i))
+        .chain([command(2, 7), command(2, 8)])
+        .collect();
+    assert_eq!(all(&log), expected);
+    drop(log);
+    let log = RaftLog::open(dir.path(), cfg(100)).expect("reopen");
+    assert_eq!(all(&log), expected);
+}
+
+#[test]
+fn truncate_at_a_segment_start_and_to_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(1)).expect("open");
+    for i in 0..4 {
+        append(&mut log, vec![command(1, i)]);
+    }
+    assert_eq!(segment_files(dir.path()).len(), 4);
+    log.truncate(2).expect("truncate at a segment base");
+    assert_eq!(segment_files(dir.path()).len(), 2);
+    log.truncate(0).expect("truncate everything");
+    assert_eq!(log.last_log_id(), None);
+    assert!(all(&log).is_empty());
+    append(&mut log, vec![command(3, 0)]);
+    drop(log);
+    let log = RaftLog::open(dir.path(), cfg(1)).expect("reopen");
+    assert_eq!(all(&log), vec![command(3, 0)]);
+}
+
+#[test]
+fn purge_drops_whole_segments_and_hides_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(150)).expect("open");
+    for i in 0..12 {
+        append(&mut log, vec![command(1, i)]);
+    }
+    let before = segment_files(dir.path()).len();
+    log.purge(log_id(1, 1, 6)).expect("purge");
+    assert!(segment_files(dir.path()).len() < before);
+    assert_eq!(log.first_index(), 7);
+    assert_eq!(
+        all(&log),
+        (7..12).map(|i| command(1, i)).collect::<Vec<_>>()
+    );
+    assert!(log.truncate(5).is_err(), "cannot truncate purged entries");
+    drop(log);
+    let mut log = RaftLog::open(dir.path(), cfg(150)).expect("reopen");
+    assert_eq!(log.purged(), Some(log_id(1, 1, 6)));
+    assert_eq!(
+        all(&log),
+        (7..12).map(|i| command(1, i)).collect::<Vec<_>>()
+    );
+    append(&mut log, vec![command(1, 12)]);
+    assert_eq!(log.last_log_id(), Some(log_id(1, 1, 12)));
+}
+
+#[test]
+fn purge_past_the_end_restarts_the_log_after_the_purge_point() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("open");
+    append(&mut log, vec![command(1, 0), command(1, 1)]);
+    // A snapshot up to 50 was installed from the leader.
+    log.purge(log_id(4, 2, 50)).expect("purge");
+    assert_eq!(log.last_log_id(), Some(log_id(4, 2, 50)));
+    assert!(all(&log).is_empty());
+    assert!(segment_files(dir.path()).is_empty());
+    drop(log);
+    let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("reopen");
+    assert_eq!(log.last_log_id(), Some(log_id(4, 2, 50)));
+    append(&mut log, vec![command(4, 51)]);
+    drop(log);
+    let log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("reopen");
+    assert_eq!(all(&log), vec![command(4, 51)]);
+}
+
+#[test]
+fn an_interrupted_purge_is_finished_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(1)).expect("open");
+    for i in 0..5 {
+        append(&mut log, vec![command(1, i)]);
+    }
+    drop(log);
+    // The purge point was recorded but the crash came before any segment was deleted.
+    durable_file::write(dir.path(), "purged", &{
+        let mut b = Vec::new();
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.extend_from_slice(&2u64.to_le_bytes());
+        b
+    })
+    .expect("write purge record");
+    let log = RaftLog::open(dir.path(), cfg(1)).expect("reopen");
+    assert_eq!(segment_files(dir.path()).len(), 2);
+    assert_eq!(all(&log), vec![command(1, 3), command(1, 4)]);
+}
+
+/// Cutting the file anywhere inside the last entry loses exactly that entry, and the log
+/// keeps working afterwards.
+#[test]
+fn a_torn_tail_is_cut_at_every_byte_offset_of_the_last_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("open");
+    append(&mut log, vec![command(1, 0), membership(1), command(1, 2)]);
+    let last_frame = log.reader().state_frame_len_for_tests(2);
+    drop(log);
+    let path = dir.path().join(format!("{:020}.wal", 0));
+    let whole = fs::read(&path).expect("read");
+    let start = whole.len() - last_frame;
+    for cut in start..whole.len() {
+        fs::write(&path, &whole[..cut]).expect("tear");
+        let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("recover");
+        assert_eq!(
+            all(&log),
+            vec![command(1, 0), membership(1)],
+            "cut at {cut}"
+        );
+        assert_eq!(fs::metadata(&path).expect("stat").len() as usize, start);
+        append(&mut log, vec![command(2, 2)]);
+        assert_eq!(all(&log).len(), 3);
+        drop(log);
+    }
+    // Zero-filled space after the last entry (preallocation, a torn page) is cut too.
+    let mut padded = whole.clone();
+    padded.extend_from_slice(&[0u8; 4096]);
+    fs::write(&path, &padded).expect("pad");
+    let log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("recover");
+    assert_eq!(all(&log).len(), 3);
+    // A flipped bit in the last entry cuts that entry.
+    drop(log);
+    let mut flipped = whole.clone();
+    let n = flipped.len();
+    flipped[n - 3] ^= 0x10;
+    fs::write(&path, &flipped).expect("flip");
+    let log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("recover");
+    assert_eq!(all(&log).len(), 2);
+}
+
+#[test]
+fn a_damaged_sealed_segment_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(1)).expect("open");
+    for i in 0..3 {
+        append(&mut log, vec![command(1, i)]);
+    }
+    drop(log);
+    let sealed = dir.path().join(format!("{:020}.wal", 1));
+    let mut bytes = fs::read(&sealed).expect("read");
+    let n = bytes.len();
+    bytes[n - 1] ^= 1;
+    fs::write(&sealed, &bytes).expect("damage");
+    assert!(matches!(
+        RaftLog::open(dir.path(), cfg(1)),
+        Err(StoreError::Corrupt { .. })
+    ));
+    // A sealed segment cut short is damage too, not a torn tail.
+    fs::write(&sealed, &bytes[..n - 5]).expect("cut");
+    assert!(matches!(
+        RaftLog::open(dir.path(), cfg(1)),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn a_missing_segment_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(1)).expect("open");
+    for i in 0..3 {
+        append(&mut log, vec![command(1, i)]);
+    }
+    drop(log);
+    fs::remove_file(dir.path().join(format!("{:020}.wal", 1))).expect("remove");
+    assert!(matches!(
+        RaftLog::open(dir.path(), cfg(1)),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn damage_found_while_reading_is_an_error_not_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("open");
+    append(&mut log, vec![command(1, 0), command(1, 1)]);
+    let path = dir.path().join(format!("{:020}.wal", 0));
+    let mut bytes = fs::read(&path).expect("read");
+    bytes[20] ^= 0xff;
+    fs::write(&path, &bytes).expect("damage");
+    assert!(matches!(
+        log.reader().entries(0..1),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
