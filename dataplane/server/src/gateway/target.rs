@@ -1,7 +1,12 @@
-//! Which stream a Kinesis request addresses, read the way the data plane reads it.
+//! Which stream a Kinesis request addresses, read the way the data plane reads it, and, for a
+//! stream spread over several shard groups, which part of it ([`within`]).
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use riffle_wire::{AwsError, Doc};
 
+use crate::streams::hash_key::{hash_partition_key, parse_hash_key};
+use crate::streams::model::parse_shard_id;
 use crate::streams::shard_iterator::ShardIterator;
 
 /// Where the gateway sends a request.
@@ -35,6 +40,12 @@ pub fn target(
                 .ok_or_else(|| AwsError::invalid_argument("Invalid ShardIterator."))?;
             return Ok(Target::Stream(decoded.stream));
         }
+        // A follow-up page names its stream only inside the token the data plane issued.
+        "ListShards" if !doc.has("StreamName") && !doc.has("StreamARN") => {
+            if let Some(stream) = doc.str_opt("NextToken")?.and_then(list_shards_token_stream) {
+                return Ok(Target::Stream(stream));
+            }
+        }
         _ => {}
     }
     if let Some(name) = doc.str_opt("StreamName")? {
@@ -52,6 +63,104 @@ pub fn target(
     ))
 }
 
+/// The stream named by a ListShards `NextToken` (base64 of the data plane's JSON paging state).
+fn list_shards_token_stream(token: &str) -> Option<String> {
+    let bytes = STANDARD.decode(token).ok()?;
+    let state: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    state.get("stream")?.as_str().map(str::to_string)
+}
+
+/// Which part of a stream spread over several shard groups a request addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Within {
+    /// Group 0, which holds the whole description and answers for the stream as a whole.
+    First,
+    /// The group storing the shard with this index.
+    Shard(u32),
+    /// The group storing the open shard that owns this hash key.
+    HashKey(u128),
+    /// Records that may belong to several groups (PutRecords): split, sent, merged.
+    Records,
+    /// A change of the stream's description, made in group 0 and then in every other group.
+    Everywhere,
+    /// A shard listing, answered by group 0 with each closed shard's end as its own group
+    /// reports it.
+    ShardListing,
+    /// Resharding one shard at a time, which a spread stream does not offer.
+    Refused,
+}
+
+/// Operations that change what every group holds about a stream.
+const STREAM_CHANGES: [&str; 17] = [
+    "AddTagsToStream",
+    "RemoveTagsFromStream",
+    "TagResource",
+    "UntagResource",
+    "IncreaseStreamRetentionPeriod",
+    "DecreaseStreamRetentionPeriod",
+    "StartStreamEncryption",
+    "StopStreamEncryption",
+    "EnableEnhancedMonitoring",
+    "DisableEnhancedMonitoring",
+    "RegisterStreamConsumer",
+    "DeregisterStreamConsumer",
+    "PutResourcePolicy",
+    "DeleteResourcePolicy",
+    "UpdateStreamMode",
+    "UpdateMaxRecordSize",
+    "UpdateStreamWarmThroughput",
+];
+
+/// Decides which part of a spread stream `operation` addresses. A request whose addressing
+/// members cannot be read goes to group 0, which answers with the exact error.
+pub fn within(operation: &str, doc: &Doc<'_>) -> Within {
+    let shard = |member: &str| {
+        doc.str_opt(member)
+            .ok()
+            .flatten()
+            .and_then(parse_shard_id)
+            .map_or(Within::First, Within::Shard)
+    };
+    match operation {
+        "PutRecord" => record_hash_key(doc).map_or(Within::First, Within::HashKey),
+        "PutRecords" => Within::Records,
+        "GetShardIterator" | "SubscribeToShard" => shard("ShardId"),
+        "GetRecords" => doc
+            .str_opt("ShardIterator")
+            .ok()
+            .flatten()
+            .and_then(ShardIterator::decode)
+            .map_or(Within::First, |iterator| {
+                Within::Shard(iterator.shard_index)
+            }),
+        "DescribeStream" | "ListShards" => Within::ShardListing,
+        "SplitShard" | "MergeShards" => Within::Refused,
+        change if STREAM_CHANGES.contains(&change) => Within::Everywhere,
+        _ => Within::First,
+    }
+}
+
+/// The hash key a record entry (PutRecord, or an element of PutRecords) is routed by: its
+/// ExplicitHashKey, else the MD5 of its PartitionKey. `None` when the entry is malformed.
+pub fn record_hash_key(doc: &Doc<'_>) -> Option<u128> {
+    match doc.str_opt("ExplicitHashKey").ok()? {
+        Some(explicit) => parse_hash_key(explicit),
+        None => {
+            let key = doc.str_opt("PartitionKey").ok()??;
+            let chars = key.chars().count();
+            (1..=256).contains(&chars).then(|| hash_partition_key(key))
+        }
+    }
+}
+
+/// The refusal of SplitShard and MergeShards on a stream spread over `groups` shard groups.
+pub fn refusal(operation: &str, stream: &str, groups: usize) -> AwsError {
+    AwsError::invalid_argument(format!(
+        "{operation} is not available for stream {stream}, which spans {groups} shard groups; \
+         change its shard count with UpdateShardCount or the Stream's spec.shardCount."
+    ))
+}
+
 /// The stream name inside a stream or consumer ARN (`arn:aws:kinesis:<region>:<account>:stream/<name>[/consumer/...]`).
 pub fn stream_from_arn(arn: &str) -> Option<String> {
     let (_, resource) = arn.split_once(":stream/")?;
@@ -64,6 +173,118 @@ mod tests {
     use riffle_wire::{Format, Value};
 
     use super::*;
+
+    fn within_of(operation: &str, body: &str) -> Within {
+        let value = Format::Json.decode(body.as_bytes()).unwrap();
+        let doc = Doc::new(&value, Format::Json).unwrap();
+        within(operation, &doc)
+    }
+
+    #[test]
+    fn requests_find_their_part_of_a_spread_stream() {
+        assert_eq!(
+            within_of(
+                "PutRecord",
+                r#"{"StreamName":"s","PartitionKey":"a","Data":""}"#
+            ),
+            Within::HashKey(0x0cc175b9c0f1b6a831c399e269772661)
+        );
+        assert_eq!(
+            within_of(
+                "PutRecord",
+                r#"{"StreamName":"s","PartitionKey":"a","ExplicitHashKey":"7","Data":""}"#
+            ),
+            Within::HashKey(7)
+        );
+        // Malformed keys are group 0's to refuse.
+        for body in [
+            r#"{"StreamName":"s","PartitionKey":"","Data":""}"#,
+            r#"{"StreamName":"s","PartitionKey":"a","ExplicitHashKey":"-1","Data":""}"#,
+            r#"{"StreamName":"s","PartitionKey":3,"Data":""}"#,
+            r#"{"StreamName":"s","Data":""}"#,
+        ] {
+            assert_eq!(within_of("PutRecord", body), Within::First, "{body}");
+        }
+        assert_eq!(
+            within_of(
+                "GetShardIterator",
+                r#"{"StreamName":"s","ShardId":"shardId-000000000003","ShardIteratorType":"LATEST"}"#
+            ),
+            Within::Shard(3)
+        );
+        assert_eq!(
+            within_of(
+                "SubscribeToShard",
+                r#"{"ConsumerARN":"arn:aws:kinesis:us-east-1:000000000000:stream/s/consumer/c:1","ShardId":"shardId-000000000002"}"#
+            ),
+            Within::Shard(2)
+        );
+        assert_eq!(
+            within_of("GetShardIterator", r#"{"StreamName":"s","ShardId":"nope"}"#),
+            Within::First
+        );
+        let iterator = ShardIterator {
+            stream: "s".into(),
+            stream_epoch: 1,
+            shard_index: 5,
+            offset: 9,
+            issued_ms: 0,
+        }
+        .encode();
+        let body = Value::map().with("ShardIterator", iterator).build();
+        let json = String::from_utf8(Format::Json.encode(&body)).unwrap();
+        assert_eq!(within_of("GetRecords", &json), Within::Shard(5));
+        assert_eq!(
+            within_of("GetRecords", r#"{"ShardIterator":"junk"}"#),
+            Within::First
+        );
+        assert_eq!(within_of("PutRecords", "{}"), Within::Records);
+        assert_eq!(within_of("DescribeStream", "{}"), Within::ShardListing);
+        assert_eq!(within_of("ListShards", "{}"), Within::ShardListing);
+        assert_eq!(within_of("SplitShard", "{}"), Within::Refused);
+        assert_eq!(within_of("MergeShards", "{}"), Within::Refused);
+        for change in STREAM_CHANGES {
+            assert_eq!(within_of(change, "{}"), Within::Everywhere, "{change}");
+        }
+        for first in [
+            "DescribeStreamSummary",
+            "ListTagsForStream",
+            "DescribeStreamConsumer",
+            "ListStreamConsumers",
+            "GetResourcePolicy",
+        ] {
+            assert_eq!(within_of(first, "{}"), Within::First, "{first}");
+        }
+    }
+
+    #[test]
+    fn split_and_merge_are_refused_with_a_way_out() {
+        let error = refusal("SplitShard", "orders", 2);
+        assert_eq!(error.kind, "InvalidArgumentException");
+        assert_eq!(error.status, 400);
+        assert_eq!(
+            error.message,
+            "SplitShard is not available for stream orders, which spans 2 shard groups; \
+             change its shard count with UpdateShardCount or the Stream's spec.shardCount."
+        );
+    }
+
+    #[test]
+    fn list_shards_pages_find_their_stream() {
+        let token = STANDARD.encode(br#"{"stream":"clicks","after":3,"filter":null}"#);
+        let body = Value::map().with("NextToken", token).build();
+        let json = String::from_utf8(Format::Json.encode(&body)).unwrap();
+        assert_eq!(
+            target_of("ListShards", &json),
+            Ok(Target::Stream("clicks".into()))
+        );
+        assert_eq!(
+            target_of("ListShards", r#"{"NextToken":"garbage"}"#)
+                .unwrap_err()
+                .kind,
+            "InvalidArgumentException"
+        );
+    }
 
     fn target_of(operation: &str, body: &str) -> Result<Target, AwsError> {
         let value = Format::Json.decode(body.as_bytes()).unwrap();

@@ -1,0 +1,214 @@
+//! The gateway's side of a data-plane exchange: sending a request to one endpoint, recognising
+//! a shard group that does not host the shard asked for, and reading whole answers where the
+//! gateway has to look inside them.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use riffle_wire::{AwsError, Format, Value};
+
+/// Header a shard group sets on the `ServiceUnavailable` it answers for a shard it does not
+/// host: the group that does (its index) or `unknown`.
+pub const NOT_HOSTED: &str = "x-riffle-not-hosted";
+
+/// Header giving RegisterStreamConsumer the consumer's creation time (epoch seconds), so every
+/// group of a stream gives the consumer the same ARN.
+pub const CONSUMER_CREATED: &str = "x-riffle-consumer-created";
+
+/// How long a request for a shard that is not where the routes say waits for the routes (or
+/// the groups) to agree before the client gets `ServiceUnavailable`.
+pub const NOT_HOSTED_PATIENCE: Duration = Duration::from_secs(10);
+
+/// First and longest pause between two attempts at a shard that was not hosted.
+pub const RETRY_PAUSES: (Duration, Duration) =
+    (Duration::from_millis(25), Duration::from_millis(500));
+
+/// A client of data-plane endpoints, shared by every request (and cheap to clone into tasks).
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// A whole answer of a data-plane endpoint.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Its HTTP status.
+    pub status: http::StatusCode,
+    /// Its headers.
+    pub headers: HeaderMap,
+    /// Its body.
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body decoded in `format` (the request's, which the data plane answers in).
+    pub fn document(&self, format: Format) -> Option<Value> {
+        format.decode(&self.body).ok()
+    }
+
+    /// The AWS error type of a failed answer (`__type`), if it names one.
+    pub fn error_kind(&self, format: Format) -> Option<String> {
+        let document = self.document(format)?;
+        let kind = document.get("__type")?.as_str()?;
+        // Some services prefix the type with a namespace (`ns#Type`).
+        Some(kind.rsplit('#').next().unwrap_or(kind).to_string())
+    }
+
+    /// The error message of a failed answer.
+    pub fn error_message(&self, format: Format) -> Option<String> {
+        let document = self.document(format)?;
+        document
+            .get("message")
+            .or_else(|| document.get("Message"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Upstream {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+}
+
+impl Upstream {
+    /// Sends `body` to the endpoint at `base` with the client's `headers` (and `extra` ones),
+    /// returning the answer as it starts to stream back.
+    pub async fn send(
+        &self,
+        headers: &HeaderMap,
+        body: Bytes,
+        base: &str,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Result<Response<Incoming>, String> {
+        let uri = format!("{}/", base.trim_end_matches('/'));
+        let mut builder = Request::builder().method(Method::POST).uri(&uri);
+        for (name, value) in headers {
+            // Headers the gateway speaks with the data plane are the gateway's to set.
+            if name != HOST && name != CONTENT_LENGTH && !name.as_str().starts_with("x-riffle-") {
+                builder = builder.header(name, value);
+            }
+        }
+        for (name, value) in extra {
+            builder = builder.header(name, value);
+        }
+        let request = builder
+            .body(Full::new(body))
+            .map_err(|error| format!("cannot relay the request: {error}"))?;
+        self.client.request(request).await.map_err(|error| {
+            tracing::warn!(%uri, %error, "data-plane endpoint unreachable");
+            format!("the shard group at {base} is unreachable: {error}")
+        })
+    }
+
+    /// Sends like [`Upstream::send`] and reads the whole answer.
+    pub async fn exchange(
+        &self,
+        headers: &HeaderMap,
+        body: Bytes,
+        base: &str,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Result<Answer, String> {
+        let response = self.send(headers, body, base, extra).await?;
+        collect(response)
+            .await
+            .map_err(|error| format!("the shard group at {base} broke off its answer: {error}"))
+    }
+}
+
+/// Reads a whole answer.
+pub async fn collect(response: Response<Incoming>) -> Result<Answer, hyper::Error> {
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// Whether an answer says its group does not host the shard asked for; if so, the group that
+/// does according to the answering group (`None` if it does not know).
+pub fn not_hosted(status: http::StatusCode, headers: &HeaderMap) -> Option<Option<usize>> {
+    if status != http::StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let value = headers.get(NOT_HOSTED)?.to_str().ok()?;
+    Some(value.trim().parse().ok())
+}
+
+/// The pause before attempt `attempt` (0-based) at a shard that was not hosted.
+pub fn retry_pause(attempt: u32) -> Duration {
+    let (first, longest) = RETRY_PAUSES;
+    first.saturating_mul(1u32 << attempt.min(16)).min(longest)
+}
+
+/// The error a client gets when the shard it asked for stayed unreachable where the routes
+/// place it for [`NOT_HOSTED_PATIENCE`].
+pub fn still_not_hosted(stream: &str, what: &str) -> AwsError {
+    AwsError::service_unavailable(format!(
+        "{what} of stream {stream} is moving between shard groups; try again shortly."
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_groups_that_do_not_host_the_shard() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(
+            not_hosted(http::StatusCode::SERVICE_UNAVAILABLE, &headers),
+            None
+        );
+        headers.insert(NOT_HOSTED, HeaderValue::from_static("1"));
+        assert_eq!(
+            not_hosted(http::StatusCode::SERVICE_UNAVAILABLE, &headers),
+            Some(Some(1))
+        );
+        assert_eq!(not_hosted(http::StatusCode::OK, &headers), None);
+        headers.insert(NOT_HOSTED, HeaderValue::from_static("unknown"));
+        assert_eq!(
+            not_hosted(http::StatusCode::SERVICE_UNAVAILABLE, &headers),
+            Some(None)
+        );
+    }
+
+    #[test]
+    fn pauses_grow_to_a_bound() {
+        assert_eq!(retry_pause(0), RETRY_PAUSES.0);
+        assert!(retry_pause(1) > retry_pause(0));
+        assert_eq!(retry_pause(30), RETRY_PAUSES.1);
+    }
+
+    #[test]
+    fn error_answers_are_read_in_either_format() {
+        for format in [Format::Json, Format::Cbor] {
+            let answer = Answer {
+                status: http::StatusCode::BAD_REQUEST,
+                headers: HeaderMap::new(),
+                body: Bytes::from(AwsError::resource_in_use("Consumer c exists.").to_body(format)),
+            };
+            assert_eq!(
+                answer.error_kind(format).as_deref(),
+                Some("ResourceInUseException")
+            );
+            assert_eq!(
+                answer.error_message(format).as_deref(),
+                Some("Consumer c exists.")
+            );
+        }
+    }
+}
