@@ -84,6 +84,7 @@ async fn create(client: &mut StreamsClient<Channel>, name: &str, shards: u32) {
         .create_stream(v1::CreateStreamRequest {
             name: name.into(),
             shard_count: shards,
+            ..Default::default()
         })
         .await
         .expect("stream created");
@@ -504,6 +505,7 @@ async fn errors_map_onto_grpc_codes_with_the_kinesis_type() {
         .create_stream(v1::CreateStreamRequest {
             name: "taken".into(),
             shard_count: 1,
+            ..Default::default()
         })
         .await
         .expect_err("name taken");
@@ -514,6 +516,7 @@ async fn errors_map_onto_grpc_codes_with_the_kinesis_type() {
         .create_stream(v1::CreateStreamRequest {
             name: "no spaces".into(),
             shard_count: 1,
+            ..Default::default()
         })
         .await
         .expect_err("invalid name");

@@ -23,6 +23,7 @@ async fn create(catalog: &Catalog, name: &str, shards: u32) {
             mode: StreamMode::Provisioned,
             tags: Default::default(),
             max_record_size_kib: None,
+            placement: None,
         })
         .await
         .expect("create stream");

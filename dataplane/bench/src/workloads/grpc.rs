@@ -64,6 +64,7 @@ async fn create_stream(client: &mut StreamsClient<Channel>, name: &str) -> Resul
         .create_stream(CreateStreamRequest {
             name: name.to_string(),
             shard_count: 1,
+            ..Default::default()
         })
         .await?;
     let described = client

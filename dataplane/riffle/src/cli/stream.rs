@@ -78,6 +78,7 @@ pub async fn execute(
                 .create_stream(v1::CreateStreamRequest {
                     name: name.clone(),
                     shard_count: shards,
+                    ..Default::default()
                 })
                 .await
                 .map_err(|s| client.error(s))?;
@@ -293,6 +294,7 @@ mod tests {
                 open,
                 starting_sequence_number: String::new(),
                 ending_sequence_number: None,
+                group: 0,
             };
         let stream = v1::StreamDescription {
             name: "orders".into(),
@@ -303,6 +305,7 @@ mod tests {
             created_ms: 0,
             encrypted: false,
             max_record_size_kib: 1024,
+            placement: None,
             shards: vec![
                 shard("shardId-000000000000", false, 0, u128::MAX, None),
                 shard(

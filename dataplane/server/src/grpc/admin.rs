@@ -6,7 +6,7 @@ use riffle_proto::v1;
 use tonic::Status;
 
 use super::status::{create_status, invalid, status};
-use crate::streams::model::{ShardMeta, StreamMeta, StreamMode, shard_id};
+use crate::streams::model::{Placement, ShardMeta, StreamMeta, StreamMode, shard_id};
 use crate::streams::sequence::SequenceNumber;
 use crate::streams::{Catalog, CreateStream};
 
@@ -34,17 +34,111 @@ pub async fn create_stream(
     request: v1::CreateStreamRequest,
 ) -> Result<v1::CreateStreamResponse, Status> {
     check_stream_name(&request.name)?;
+    let mode = match request.mode.as_str() {
+        "" => StreamMode::Provisioned,
+        text => parse_mode(text)?,
+    };
+    let max_record_size_kib = match request.max_record_size_kib {
+        0 => None,
+        kib => Some(check_max_record_size(kib)?),
+    };
     catalog
         .create_stream(CreateStream {
             name: request.name,
             shard_count: Some(request.shard_count),
-            mode: StreamMode::Provisioned,
+            mode,
             tags: BTreeMap::new(),
-            max_record_size_kib: None,
+            max_record_size_kib,
+            placement: request.placement.map(placement).transpose()?,
         })
         .await
         .map_err(create_status)?;
     Ok(v1::CreateStreamResponse {})
+}
+
+fn parse_mode(text: &str) -> Result<StreamMode, Status> {
+    StreamMode::parse(text).ok_or_else(|| {
+        invalid(format!(
+            "Stream mode '{text}' is not one of PROVISIONED, ON_DEMAND."
+        ))
+    })
+}
+
+fn check_max_record_size(kib: u32) -> Result<u32, Status> {
+    if (1024..=10240).contains(&kib) {
+        Ok(kib)
+    } else {
+        Err(invalid(format!(
+            "MaxRecordSizeInKiB {kib} must be between 1024 and 10240."
+        )))
+    }
+}
+
+fn placement(placement: v1::Placement) -> Result<Placement, Status> {
+    if placement.shards_per_group == 0 {
+        return Err(invalid("Placement shards_per_group must be at least 1."));
+    }
+    Ok(Placement {
+        group: placement.group,
+        shards_per_group: placement.shards_per_group,
+    })
+}
+
+/// UpdateStream: mode and largest record.
+pub async fn update_stream(
+    catalog: &Catalog,
+    request: v1::UpdateStreamRequest,
+) -> Result<v1::UpdateStreamResponse, Status> {
+    check_stream_name(&request.name)?;
+    if !request.mode.is_empty() {
+        let mode = parse_mode(&request.mode)?;
+        catalog
+            .set_mode(&request.name, mode)
+            .await
+            .map_err(status)?;
+    }
+    if request.max_record_size_kib != 0 {
+        let kib = check_max_record_size(request.max_record_size_kib)?;
+        catalog
+            .set_max_record_size(&request.name, kib)
+            .await
+            .map_err(status)?;
+    }
+    Ok(v1::UpdateStreamResponse {})
+}
+
+/// ExportStream.
+pub async fn export_stream(
+    catalog: &Catalog,
+    request: v1::ExportStreamRequest,
+) -> Result<v1::ExportStreamResponse, Status> {
+    check_stream_name(&request.name)?;
+    let meta = catalog.export_stream(&request.name).await.map_err(status)?;
+    let description =
+        serde_json::to_vec(&meta).map_err(|e| Status::internal(format!("InternalFailure: {e}")))?;
+    Ok(v1::ExportStreamResponse {
+        description: description.into(),
+    })
+}
+
+/// ImportStream.
+pub async fn import_stream(
+    catalog: &Catalog,
+    request: v1::ImportStreamRequest,
+) -> Result<v1::ImportStreamResponse, Status> {
+    let meta: StreamMeta = serde_json::from_slice(&request.description)
+        .map_err(|e| invalid(format!("The stream description cannot be read: {e}")))?;
+    check_stream_name(&meta.name)?;
+    let placement = request
+        .placement
+        .map(placement)
+        .transpose()?
+        .ok_or_else(|| invalid("ImportStream needs a placement."))?;
+    catalog
+        .import_stream(meta, placement)
+        .await
+        .map_err(create_status)?;
+    Ok(v1::ImportStreamResponse {})
 }
 
 /// DeleteStream.
@@ -100,6 +194,10 @@ fn describe(meta: &StreamMeta, arn: String) -> v1::StreamDescription {
         encrypted: meta.encryption_key_id.is_some(),
         max_record_size_kib: meta.max_record_size_kib,
         shards: meta.shards.iter().map(|s| shard(meta, s)).collect(),
+        placement: meta.placement.map(|p| v1::Placement {
+            group: p.group,
+            shards_per_group: p.shards_per_group,
+        }),
     }
 }
 
@@ -122,6 +220,7 @@ fn shard(stream: &StreamMeta, shard: &ShardMeta) -> v1::Shard {
         open: shard.is_open(),
         starting_sequence_number: sequence(0),
         ending_sequence_number: shard.closed.map(|c| sequence(c.end_offset)),
+        group: shard.group,
     }
 }
 

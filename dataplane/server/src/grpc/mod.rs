@@ -121,6 +121,33 @@ impl Streams for StreamsService {
             .map(Response::new)
     }
 
+    async fn update_stream(
+        &self,
+        request: Request<v1::UpdateStreamRequest>,
+    ) -> Result<Response<v1::UpdateStreamResponse>, Status> {
+        admin::update_stream(&self.catalog, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn export_stream(
+        &self,
+        request: Request<v1::ExportStreamRequest>,
+    ) -> Result<Response<v1::ExportStreamResponse>, Status> {
+        admin::export_stream(&self.catalog, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn import_stream(
+        &self,
+        request: Request<v1::ImportStreamRequest>,
+    ) -> Result<Response<v1::ImportStreamResponse>, Status> {
+        admin::import_stream(&self.catalog, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn put(
         &self,
         request: Request<v1::PutRequest>,

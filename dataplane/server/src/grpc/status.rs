@@ -20,6 +20,7 @@ pub fn code(kind: ErrorKind) -> Code {
         ErrorKind::ExpiredIterator => Code::OutOfRange,
         ErrorKind::AccessDenied => Code::PermissionDenied,
         ErrorKind::Internal => Code::Internal,
+        ErrorKind::NotHosted => Code::Unavailable,
     }
 }
 
@@ -72,6 +73,7 @@ mod tests {
             (ErrorKind::KmsInvalidState, Code::FailedPrecondition),
             (ErrorKind::AccessDenied, Code::PermissionDenied),
             (ErrorKind::Internal, Code::Internal),
+            (ErrorKind::NotHosted, Code::Unavailable),
         ];
         for (kind, expected) in cases {
             assert_eq!(code(kind), expected, "{kind:?}");

@@ -267,6 +267,7 @@ mod tests {
             created_ms: 0,
             closed: None,
             encryption_changes: Vec::new(),
+            group: 0,
         }
     }
 

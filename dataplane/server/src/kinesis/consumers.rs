@@ -37,14 +37,19 @@ fn consumer_of(catalog: &Catalog, doc: &Doc<'_>) -> Result<(String, String), Aws
     }
 }
 
-/// RegisterStreamConsumer.
-pub async fn register(catalog: &Arc<Catalog>, doc: &Doc<'_>) -> Result<Value, AwsError> {
+/// RegisterStreamConsumer; `created_s` fixes the creation time (see
+/// [`super::CONSUMER_CREATED_HEADER`]).
+pub async fn register(
+    catalog: &Arc<Catalog>,
+    doc: &Doc<'_>,
+    created_s: Option<i64>,
+) -> Result<Value, AwsError> {
     let stream = stream_arn(catalog, doc, "StreamARN")?;
     let name = doc.str_required("ConsumerName")?;
     let mut violations = Violations::new();
     check_name(doc, "ConsumerName", name, &mut violations);
     violations.into_result()?;
-    let consumer = catalog.register_consumer(&stream, name).await?;
+    let consumer = catalog.register_consumer(&stream, name, created_s).await?;
     let mut value = consumer_value(&consumer, false);
     // A registration answers CREATING, as Kinesis does; it is usable at once.
     if let Value::Map(members) = &mut value {

@@ -15,9 +15,18 @@ use hyper::body::Incoming;
 use riffle_wire::{AwsError, Doc, Format, Value};
 
 use crate::http::{Body, BodyError, full, read_body};
-use crate::streams::{ApiError, Catalog};
+use crate::streams::error::not_hosted_group;
+use crate::streams::{ApiError, Catalog, ErrorKind};
 
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
+
+/// Response header of a request refused because another shard group stores the shard it
+/// addresses: that group's index, or `unknown`.
+pub const NOT_HOSTED_HEADER: &str = "x-riffle-not-hosted";
+
+/// Request header of RegisterStreamConsumer giving the consumer's creation time (seconds since
+/// the Unix epoch), so that every shard group of a stream gives the consumer the same ARN.
+pub const CONSUMER_CREATED_HEADER: &str = "x-riffle-consumer-created";
 
 /// Largest request body accepted: a 10 MiB record, base64-encoded, with room to spare.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -79,6 +88,18 @@ pub async fn handle(catalog: Arc<Catalog>, request: Request<Incoming>) -> Respon
             })?;
         let value = format.decode(&body)?;
         let doc = Doc::new(&value, format)?;
+        if operation == "RegisterStreamConsumer"
+            && let Some(created) = header(&parts.headers, CONSUMER_CREATED_HEADER)
+        {
+            let created_s = created.parse::<i64>().map_err(|_| {
+                AwsError::invalid_argument(format!(
+                    "{CONSUMER_CREATED_HEADER} must be seconds since the Unix epoch."
+                ))
+            })?;
+            return Ok(consumers::register(&catalog, &doc, Some(created_s))
+                .await?
+                .into());
+        }
         dispatch(&catalog, &operation, &doc).await
     }
     .await;
@@ -92,6 +113,16 @@ pub async fn handle(catalog: Arc<Catalog>, request: Request<Incoming>) -> Respon
             .status(StatusCode::OK)
             .header("content-type", "application/vnd.amazon.eventstream")
             .body(body),
+        Err(error) if error.kind == ErrorKind::NotHosted.aws_type() => {
+            // Tells the gateway where the shard is, so it can send the request there.
+            let group = not_hosted_group(&error.message)
+                .map_or_else(|| "unknown".to_string(), |g| g.to_string());
+            Response::builder()
+                .status(error.status)
+                .header("content-type", format.content_type())
+                .header(NOT_HOSTED_HEADER, group)
+                .body(full(error.to_body(format)))
+        }
         Err(error) => {
             if error.status >= 500 {
                 tracing::error!(operation, %error, "request failed");
@@ -173,7 +204,7 @@ async fn dispatch(
         "PutResourcePolicy" => settings::put_resource_policy(catalog, doc).await?.into(),
         "GetResourcePolicy" => settings::get_resource_policy(catalog, doc).await?.into(),
         "DeleteResourcePolicy" => settings::delete_resource_policy(catalog, doc).await?.into(),
-        "RegisterStreamConsumer" => consumers::register(catalog, doc).await?.into(),
+        "RegisterStreamConsumer" => consumers::register(catalog, doc, None).await?.into(),
         "DeregisterStreamConsumer" => consumers::deregister(catalog, doc).await?.into(),
         "DescribeStreamConsumer" => consumers::describe(catalog, doc).await?.into(),
         "ListStreamConsumers" => consumers::list(catalog, doc).await?.into(),

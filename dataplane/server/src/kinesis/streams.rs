@@ -53,6 +53,7 @@ pub async fn create_stream(catalog: &Arc<Catalog>, doc: &Doc<'_>) -> Result<Valu
             mode,
             tags,
             max_record_size_kib: max_record_size_kib.map(|k| k as u32),
+            placement: None,
         })
         .await?;
     Ok(empty())

@@ -181,7 +181,13 @@ impl Catalog {
         }
         let mut meta = state.meta.clone();
         meta.encryption_key_id = key_id;
-        for shard in meta.shards.iter_mut().filter(|s| s.is_open()) {
+        let hosted: Vec<u32> = meta
+            .shards
+            .iter()
+            .filter(|s| s.is_open() && meta.hosts(s))
+            .map(|s| s.index)
+            .collect();
+        for shard in meta.shards.iter_mut().filter(|s| hosted.contains(&s.index)) {
             let handle = state
                 .shards
                 .get(&shard.index)

@@ -142,6 +142,11 @@ impl Catalog {
         let shard_name = shard_id(decoded.shard_index);
         let handle = {
             let state = stream.state.read().await;
+            if let Some(shard) = state.meta.shard(decoded.shard_index)
+                && !state.meta.hosts(shard)
+            {
+                return Err(ApiError::not_hosted(&stream.name, shard));
+            }
             state.shards.get(&decoded.shard_index).cloned()
         }
         .ok_or_else(|| {
@@ -291,6 +296,9 @@ impl Catalog {
         };
         let index = parse_shard_id(shard).ok_or_else(not_found)?;
         let found = meta.shard(index).ok_or_else(not_found)?;
+        if !meta.hosts(found) {
+            return Err(ApiError::not_hosted(&stream.name, found));
+        }
         let handle = shards.get(&index).cloned().ok_or_else(not_found)?;
         Ok((found, handle))
     }

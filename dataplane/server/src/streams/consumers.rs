@@ -53,11 +53,13 @@ impl Catalog {
         Ok((stream, name.to_string()))
     }
 
-    /// RegisterStreamConsumer.
+    /// RegisterStreamConsumer, registered now or at `created_s` (seconds since the Unix epoch;
+    /// the other shard groups of a stream register its consumers with the first group's time).
     pub async fn register_consumer(
         &self,
         stream_name: &str,
         name: &str,
+        created_s: Option<i64>,
     ) -> ApiResult<ConsumerView> {
         let consumer = self
             .update(stream_name, |stream, meta| {
@@ -81,7 +83,7 @@ impl Catalog {
                 }
                 let consumer = ConsumerMeta {
                     name: name.to_string(),
-                    created_s: now_ms() / 1000,
+                    created_s: created_s.unwrap_or_else(|| now_ms() / 1000),
                 };
                 meta.consumers.push(consumer.clone());
                 Ok(consumer)

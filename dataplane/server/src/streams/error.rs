@@ -23,6 +23,9 @@ pub enum ErrorKind {
     AccessDenied,
     /// `InternalFailure`.
     Internal,
+    /// `ServiceUnavailable`: the shard is stored by another shard group of the stream; the
+    /// gateway retries at the right one.
+    NotHosted,
 }
 
 impl ErrorKind {
@@ -39,6 +42,7 @@ impl ErrorKind {
             ErrorKind::KmsInvalidState => "KMSInvalidStateException",
             ErrorKind::AccessDenied => "AccessDeniedException",
             ErrorKind::Internal => "InternalFailure",
+            ErrorKind::NotHosted => "ServiceUnavailable",
         }
     }
 
@@ -47,6 +51,7 @@ impl ErrorKind {
         match self {
             ErrorKind::AccessDenied => 403,
             ErrorKind::Internal => 500,
+            ErrorKind::NotHosted => 503,
             _ => 400,
         }
     }
@@ -84,6 +89,18 @@ impl ApiError {
         ApiError::new(ErrorKind::InvalidArgument, message)
     }
 
+    /// `ServiceUnavailable` for a request that reached a shard group not hosting `shard`.
+    pub fn not_hosted(stream: &str, shard: &super::model::ShardMeta) -> ApiError {
+        ApiError::new(
+            ErrorKind::NotHosted,
+            format!(
+                "{NOT_HOSTED_PREFIX}{} of stream {stream} is stored by shard group {}.",
+                shard.id(),
+                shard.group
+            ),
+        )
+    }
+
     /// `InternalFailure`, for storage errors a client cannot fix.
     pub fn internal(message: impl std::fmt::Display) -> ApiError {
         ApiError::new(ErrorKind::Internal, message.to_string())
@@ -94,6 +111,19 @@ impl From<riffle_log::LogError> for ApiError {
     fn from(error: riffle_log::LogError) -> ApiError {
         ApiError::internal(error)
     }
+}
+
+/// How the message of a [`ErrorKind::NotHosted`] error starts.
+pub const NOT_HOSTED_PREFIX: &str = "Shard ";
+
+/// The shard group named by the message of a [`ErrorKind::NotHosted`] error.
+pub fn not_hosted_group(message: &str) -> Option<u32> {
+    message
+        .strip_suffix('.')?
+        .rsplit_once("is stored by shard group ")?
+        .1
+        .parse()
+        .ok()
 }
 
 /// Shorthand for results of the stream service.

@@ -8,7 +8,7 @@ use tokio::sync::RwLock;
 use super::encryption::DataKey;
 use super::error::{ApiError, ApiResult, ErrorKind};
 use super::hash_key::HashRange;
-use super::model::{ShardMeta, StreamMeta, StreamMode};
+use super::model::{Placement, ShardMeta, StreamMeta, StreamMode};
 use super::shard::Shard;
 use super::{Catalog, Stream, StreamState, StreamsConfig, now_ms, store};
 
@@ -28,6 +28,8 @@ pub struct CreateStream {
     pub tags: BTreeMap<String, String>,
     /// Largest record, in KiB.
     pub max_record_size_kib: Option<u32>,
+    /// Which shards this server hosts, for a stream spread over several shard groups.
+    pub placement: Option<Placement>,
 }
 
 impl Catalog {
@@ -37,7 +39,7 @@ impl Catalog {
         let stored = store::load_all(&config.data_dir).map_err(ApiError::internal)?;
         for (dir, meta) in stored {
             let mut shards = BTreeMap::new();
-            for shard in &meta.shards {
+            for shard in meta.shards.iter().filter(|s| meta.hosts(s)) {
                 let log_dir = store::shard_dir(&dir, shard.index);
                 shards.insert(
                     shard.index,
@@ -115,6 +117,9 @@ impl Catalog {
                     created_ms,
                     closed: None,
                     encryption_changes: Vec::new(),
+                    group: request
+                        .placement
+                        .map_or(0, |p| p.initial_group(index as u32)),
                 })
                 .collect(),
             tags: request.tags,
@@ -123,11 +128,32 @@ impl Catalog {
             enhanced_metrics: BTreeSet::new(),
             shard_count_updates: Vec::new(),
             resource_policy: None,
+            placement: request.placement,
         };
+        self.insert_stream(meta).await
+    }
+
+    /// Adds a stream whose description was exported by another shard group of it, as the group
+    /// `placement` names: the same name, epoch, shards and lineage, so the groups answer as one
+    /// stream. Records are not copied; the new group hosts shards no other group stores.
+    pub async fn import_stream(&self, mut meta: StreamMeta, placement: Placement) -> ApiResult<()> {
+        meta.placement = Some(placement);
+        self.insert_stream(meta).await
+    }
+
+    /// The stream's description as [`Catalog::import_stream`] takes it.
+    pub async fn export_stream(&self, name: &str) -> ApiResult<StreamMeta> {
+        self.describe(name, |meta, _| meta.clone()).await
+    }
+
+    /// Registers and stores a new stream described by `meta`.
+    async fn insert_stream(&self, meta: StreamMeta) -> ApiResult<()> {
+        let epoch = meta.epoch;
+        let name = meta.name.clone();
         // Reserve the name first so concurrent creates of one name cannot both succeed.
-        let dir = store::stream_dir(&self.config.data_dir, &request.name, epoch);
+        let dir = store::stream_dir(&self.config.data_dir, &name, epoch);
         let stream = Arc::new(Stream {
-            name: request.name.clone(),
+            name: name.clone(),
             epoch,
             dir: dir.clone(),
             state: RwLock::new(StreamState::new(meta.clone(), BTreeMap::new())),
@@ -135,16 +161,16 @@ impl Catalog {
         let mut state = stream.state.write().await;
         {
             let mut streams = self.streams.write().unwrap_or_else(|p| p.into_inner());
-            if streams.contains_key(&request.name) {
+            if streams.contains_key(&name) {
                 return Err(ApiError::new(
                     ErrorKind::ResourceInUse,
                     format!(
                         "Stream {} under account {} already exists.",
-                        request.name, self.config.account
+                        name, self.config.account
                     ),
                 ));
             }
-            streams.insert(request.name.clone(), stream.clone());
+            streams.insert(name.clone(), stream.clone());
         }
         let created = self.materialize(&dir, &meta);
         match created {
@@ -156,7 +182,7 @@ impl Catalog {
                 self.streams
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
-                    .remove(&request.name);
+                    .remove(&name);
                 let _ = std::fs::remove_dir_all(&dir);
                 Err(error)
             }
@@ -171,7 +197,7 @@ impl Catalog {
     ) -> ApiResult<BTreeMap<u32, Arc<Shard>>> {
         std::fs::create_dir_all(dir).map_err(ApiError::internal)?;
         let mut shards = BTreeMap::new();
-        for shard in &meta.shards {
+        for shard in meta.shards.iter().filter(|s| meta.hosts(s)) {
             let log_dir = store::shard_dir(dir, shard.index);
             shards.insert(
                 shard.index,

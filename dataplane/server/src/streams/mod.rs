@@ -102,8 +102,9 @@ pub struct StreamState {
     pub meta: StreamMeta,
     /// Run-time handles of every retained shard.
     pub shards: BTreeMap<u32, Arc<Shard>>,
-    /// Open shards ordered by the start of their hash range, for routing.
-    routes: Vec<(model::ShardMeta, Arc<Shard>)>,
+    /// Open shards ordered by the start of their hash range, for routing, with their handles
+    /// where this server hosts them.
+    routes: Vec<(model::ShardMeta, Option<Arc<Shard>>)>,
 }
 
 impl StreamState {
@@ -122,12 +123,12 @@ impl StreamState {
             .meta
             .open_shards()
             .into_iter()
-            .filter_map(|m| Some((m.clone(), self.shards.get(&m.index)?.clone())))
+            .map(|m| (m.clone(), self.shards.get(&m.index).cloned()))
             .collect();
     }
 
-    /// The open shard owning `hash_key`.
-    fn route(&self, hash_key: u128) -> Option<&(model::ShardMeta, Arc<Shard>)> {
+    /// The open shard owning `hash_key`, and its handle if this server hosts it.
+    fn route(&self, hash_key: u128) -> Option<&(model::ShardMeta, Option<Arc<Shard>>)> {
         let position = self
             .routes
             .partition_point(|(meta, _)| meta.range.start <= hash_key);

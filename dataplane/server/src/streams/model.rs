@@ -54,6 +54,9 @@ pub struct ShardMeta {
     /// Offsets at which encryption was switched on or off, in order.
     #[serde(default)]
     pub encryption_changes: Vec<EncryptionChange>,
+    /// The shard group storing the shard's records (0 for a stream in one group).
+    #[serde(default)]
+    pub group: u32,
 }
 
 /// The end of a closed shard.
@@ -114,6 +117,23 @@ pub fn parse_shard_id(id: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+/// Where a stream spread over several shard groups keeps its records: every group holds the
+/// whole description, but stores and serves only the shards placed in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The shard group this server is part of.
+    pub group: u32,
+    /// Most open shards a group takes; new shards go to the first group with room.
+    pub shards_per_group: u32,
+}
+
+impl Placement {
+    /// The group of shard `index` of a new stream: shards are packed in index order.
+    pub fn initial_group(&self, index: u32) -> u32 {
+        index / self.shards_per_group.max(1)
+    }
+}
+
 /// An enhanced fan-out consumer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumerMeta {
@@ -152,6 +172,10 @@ pub struct StreamMeta {
     pub shard_count_updates: Vec<i64>,
     /// The resource policy document, if one was put.
     pub resource_policy: Option<String>,
+    /// Which shards this server hosts when the stream spans several shard groups; `None` when
+    /// it hosts them all.
+    #[serde(default)]
+    pub placement: Option<Placement>,
 }
 
 impl StreamMeta {
@@ -180,8 +204,123 @@ impl StreamMeta {
             .collect()
     }
 
+    /// Whether this server stores and serves the records of `shard`.
+    pub fn hosts(&self, shard: &ShardMeta) -> bool {
+        self.placement.is_none_or(|p| p.group == shard.group)
+    }
+
+    /// The group a shard opened now is placed in: the first group with fewer than
+    /// `shards_per_group` open shards, else a new group after the last. Every group of a stream
+    /// computes the same answer from the same description, which is what keeps them in step.
+    pub fn group_for_new_shard(&self) -> u32 {
+        let Some(placement) = self.placement else {
+            return 0;
+        };
+        let groups = self.shards.iter().map(|s| s.group + 1).max().unwrap_or(0);
+        (0..groups)
+            .find(|&group| {
+                let open = self
+                    .shards
+                    .iter()
+                    .filter(|s| s.group == group && s.is_open())
+                    .count();
+                open < placement.shards_per_group.max(1) as usize
+            })
+            .unwrap_or(groups)
+    }
+
     /// Retention in milliseconds.
     pub fn retention_ms(&self) -> i64 {
         i64::from(self.retention_hours) * 3_600_000
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(index: u32, group: u32, open: bool) -> ShardMeta {
+        ShardMeta {
+            index,
+            range: HashRange { start: 0, end: 0 },
+            parent: None,
+            adjacent_parent: None,
+            created_ms: 0,
+            closed: (!open).then_some(ShardClosed {
+                end_offset: 0,
+                closed_ms: 0,
+            }),
+            encryption_changes: Vec::new(),
+            group,
+        }
+    }
+
+    fn stream(shards: Vec<ShardMeta>, placement: Option<Placement>) -> StreamMeta {
+        StreamMeta {
+            name: "s".into(),
+            epoch: 1,
+            created_ms: 0,
+            mode: StreamMode::Provisioned,
+            retention_hours: 24,
+            max_record_size_kib: 1024,
+            shards,
+            tags: BTreeMap::new(),
+            consumers: Vec::new(),
+            encryption_key_id: None,
+            enhanced_metrics: BTreeSet::new(),
+            shard_count_updates: Vec::new(),
+            resource_policy: None,
+            placement,
+        }
+    }
+
+    #[test]
+    fn new_shards_fill_the_first_group_with_room_then_open_a_new_one() {
+        let placement = Some(Placement {
+            group: 0,
+            shards_per_group: 2,
+        });
+        let full = stream(
+            vec![shard(0, 0, true), shard(1, 0, true), shard(2, 1, true)],
+            placement,
+        );
+        assert_eq!(full.group_for_new_shard(), 1);
+        let mut packed = full.clone();
+        packed.shards.push(shard(3, 1, true));
+        assert_eq!(packed.group_for_new_shard(), 2);
+        packed.shards[0] = shard(0, 0, false);
+        assert_eq!(packed.group_for_new_shard(), 0, "a closed shard frees room");
+        assert_eq!(stream(vec![], placement).group_for_new_shard(), 0);
+    }
+
+    #[test]
+    fn a_stream_in_one_group_hosts_everything() {
+        let alone = stream(vec![shard(0, 0, true)], None);
+        assert!(alone.hosts(&shard(7, 3, true)));
+        assert_eq!(alone.group_for_new_shard(), 0);
+        let placed = stream(
+            vec![shard(0, 0, true)],
+            Some(Placement {
+                group: 1,
+                shards_per_group: 4,
+            }),
+        );
+        assert!(!placed.hosts(&shard(0, 0, true)));
+        assert!(placed.hosts(&shard(5, 1, true)));
+        assert_eq!(
+            Placement {
+                group: 0,
+                shards_per_group: 4
+            }
+            .initial_group(9),
+            2
+        );
+    }
+
+    #[test]
+    fn descriptions_without_placement_still_load() {
+        let old = r#"{"index":3,"range":{"start":"0","end":"5"},"parent":null,"adjacent_parent":null,"created_ms":1,"closed":null}"#;
+        let shard: ShardMeta = serde_json::from_str(old).expect("old format");
+        assert_eq!(shard.group, 0);
     }
 }

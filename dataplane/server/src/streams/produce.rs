@@ -49,13 +49,23 @@ impl Catalog {
                 ));
             }
             encrypted = state.meta.encryption_key_id.is_some();
+            // A request reaching a group that does not host one of its shards is refused whole,
+            // before anything is written, so the gateway can send it again to the right group.
+            for entry in entries.iter().filter(|_| state.meta.placement.is_some()) {
+                let hash_key = entry
+                    .explicit_hash_key
+                    .unwrap_or_else(|| hash_partition_key(&entry.partition_key));
+                if let Some((meta, None)) = state.route(hash_key) {
+                    return Err(ApiError::not_hosted(stream_name, meta));
+                }
+            }
             // Group entries by shard, keeping request order within each shard.
             let mut groups: Vec<(u32, Vec<usize>, Vec<RecordIn>)> = Vec::new();
             for (position, entry) in entries.into_iter().enumerate() {
                 let hash_key = entry
                     .explicit_hash_key
                     .unwrap_or_else(|| hash_partition_key(&entry.partition_key));
-                let Some((meta, shard)) = state.route(hash_key) else {
+                let Some((meta, Some(shard))) = state.route(hash_key) else {
                     results[position] =
                         Some(Err(ApiError::internal("no open shard owns the hash key")));
                     continue;

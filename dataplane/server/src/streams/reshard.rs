@@ -192,12 +192,19 @@ impl Catalog {
     ) -> ApiResult<()> {
         let now = now_ms();
         for &index in parents {
-            let handle = state
-                .shards
-                .get(&index)
-                .cloned()
-                .ok_or_else(|| ApiError::internal("shard without a log"))?;
-            let end_offset = handle.barrier().await?;
+            // A shard another group stores is closed here only in the description; its end is
+            // known to that group.
+            let end_offset = match state.shards.get(&index).cloned() {
+                Some(handle) => handle.barrier().await?,
+                None if state
+                    .meta
+                    .shard(index)
+                    .is_some_and(|s| !state.meta.hosts(s)) =>
+                {
+                    0
+                }
+                None => return Err(ApiError::internal("shard without a log")),
+            };
             if let Some(meta) = state.meta.shards.iter_mut().find(|s| s.index == index) {
                 meta.closed = Some(ShardClosed {
                     end_offset,
@@ -208,8 +215,7 @@ impl Catalog {
         let encrypted = state.meta.encryption_key_id.is_some();
         for &(range, parent, adjacent_parent) in children {
             let index = state.meta.next_shard_index();
-            let handle = self.open_shard(stream, index)?;
-            state.shards.insert(index, handle);
+            let group = state.meta.group_for_new_shard();
             state.meta.shards.push(ShardMeta {
                 index,
                 range,
@@ -225,7 +231,12 @@ impl Catalog {
                 } else {
                     Vec::new()
                 },
+                group,
             });
+            if state.meta.placement.is_none_or(|p| p.group == group) {
+                let handle = self.open_shard(stream, index)?;
+                state.shards.insert(index, handle);
+            }
         }
         state.rebuild_routes();
         for index in parents {
