@@ -4,7 +4,6 @@
 //! with every stream's readiness.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,7 +35,7 @@ use crate::settings::Settings;
 use crate::stream::{
     apply::{self, ApplyError},
     build::{BuildError, StreamPlan, build, plan},
-    data_plane::{Change, DataPlane, DataPlaneError, Observed, Wanted, next_change},
+    data_plane::{Change, DataPlane, DataPlaneError, Observed, Wanted, follow_change, next_change},
     dereference::{self, DereferenceError},
     naming::{GatewayNames, LABEL_MANAGED_BY, MANAGER, StreamNames},
     routes::{self, RouteTable},
@@ -329,12 +328,9 @@ async fn converge(
     let valid = validate(stream, &namesakes).map_err(Error::Invalid)?;
     let uid = stream.uid().unwrap_or_default();
     let recorded = dereference::recorded_layout(&ctx.client, namespace, names, &uid).await?;
-    // The objects exist before their pod does, so on a first pass this finds nothing and the
-    // stream is created in the data plane on the pass its pod's readiness triggers.
-    let data_plane = match dereference::serving_pod_ip(&ctx.client, namespace, names).await? {
-        Some(ip) => sync_data_plane(stream, &valid, ip, ctx, namespace).await?,
-        None => DataPlaneResult::Waiting,
-    };
+    // The objects exist before their pods do, so on a first pass this finds nothing and the
+    // stream is created in the data plane on the pass its pods' readiness triggers.
+    let data_plane = sync_data_plane(stream, &valid, ctx, namespace, names).await?;
     let known = match &data_plane {
         DataPlaneResult::Serving(observed) => Some(observed.layout.clone()),
         _ => recorded,
@@ -363,16 +359,17 @@ async fn converge(
     })
 }
 
-/// Brings the stream inside the shard group at `ip` towards the spec, one change at a time
-/// (create, retention, one reshard step), describing it after each change: the data plane, not
-/// this operator, says what the stream is. Only a failed status write is an error here; a failed
-/// call is a result the status reports.
+/// Brings the stream in its shard groups towards the spec, one change at a time, describing it
+/// after each change: the data plane, not this operator, says what the stream is. Group 0 is
+/// created from the spec and leads; every further group imports group 0's description and then
+/// follows its reshard steps (see [`follow_change`]). Only a failed status write or API read is
+/// an error here; a failed data-plane call is a result the status reports.
 async fn sync_data_plane(
     stream: &mut Stream,
     valid: &ValidStream,
-    ip: IpAddr,
     ctx: &Context,
     namespace: &str,
+    names: &StreamNames,
 ) -> Result<DataPlaneResult, Error> {
     let name = stream.name_any();
     let wanted = Wanted {
@@ -383,58 +380,171 @@ async fn sync_data_plane(
             StreamMode::OnDemand => None,
         },
         retention_hours: stream.spec.retention_period_hours.unsigned_abs(),
+        mode: match stream.spec.stream_mode {
+            StreamMode::Provisioned => "PROVISIONED",
+            StreamMode::OnDemand => "ON_DEMAND",
+        },
+        max_record_size_kib: stream.spec.max_record_size_kib.unsigned_abs(),
+        shards_per_group: valid.shards_per_group,
     };
-    let mut data_plane = match DataPlane::connect(ip).await {
+    let Some(ip) = dereference::serving_pod_ip(&ctx.client, namespace, names, 0).await? else {
+        return Ok(DataPlaneResult::Waiting);
+    };
+    let mut leader = match DataPlane::connect(ip).await {
         Ok(data_plane) => data_plane,
         Err(error) => return Ok(DataPlaneResult::Failed(error)),
     };
-    let mut observed = match data_plane.describe(&name).await {
+    let mut observed = match leader.describe(&name).await {
         Ok(observed) => observed,
         Err(error) => return Ok(DataPlaneResult::Failed(error)),
     };
-    // Create, set the retention, reshard: at most these three changes, in this order.
+    // Create, set the retention and settings: group 0 on its own, at most these three changes.
     for _ in 0..3 {
-        let Some(change) = next_change(&wanted, observed.as_ref()) else {
-            break;
+        let change = match next_change(&wanted, observed.as_ref()) {
+            None | Some(Change::Reshard { .. }) => break,
+            Some(change) => change,
         };
-        if let Change::Reshard { from, to, .. } = change {
-            let during = status::resharding_status(stream, from, to, &now_rfc3339());
-            write_status(stream, namespace, during.clone(), ctx).await?;
-            stream.status = Some(during);
-        }
-        tracing::info!(stream = %name, namespace, ?change, "changing the stream in its shard group");
-        if let Err(error) = data_plane.apply(&name, change).await {
+        tracing::info!(stream = %name, namespace, ?change, "changing the stream in shard group 0");
+        if let Err(error) = leader.apply(&name, change, &wanted, &[]).await {
             return Ok(DataPlaneResult::Failed(error));
         }
-        publish(ctx, &stream.object_ref(&()), change_event(change)).await;
-        observed = match data_plane.describe(&name).await {
+        publish(ctx, &stream.object_ref(&()), change_event(0, change)).await;
+        observed = match leader.describe(&name).await {
             Ok(observed) => observed,
             Err(error) => return Ok(DataPlaneResult::Failed(error)),
         };
-        // One reshard step per pass: the status records each step before the next.
-        if matches!(change, Change::Reshard { .. }) {
-            break;
+    }
+    let Some(mut current) = observed else {
+        return Ok(DataPlaneResult::Failed(leader.missing(&name)));
+    };
+    let in_step = match follow_group_zero(stream, &wanted, &mut leader, &current, ctx, names).await
+    {
+        Ok(in_step) => in_step,
+        Err(Error::DataPlane(error)) => return Ok(DataPlaneResult::Failed(error)),
+        Err(error) => return Err(error),
+    };
+    // One reshard step per pass, taken only while every group is in step; the status records
+    // each step before it is taken, and the other groups follow at once.
+    if in_step
+        && let Some(change @ Change::Reshard { from, to, .. }) =
+            next_change(&wanted, Some(&current))
+    {
+        let during = status::resharding_status(stream, from, to, &now_rfc3339());
+        write_status(stream, namespace, during.clone(), ctx).await?;
+        stream.status = Some(during);
+        tracing::info!(stream = %name, namespace, ?change, "resharding in shard group 0");
+        if let Err(error) = leader.apply(&name, change, &wanted, &[]).await {
+            return Ok(DataPlaneResult::Failed(error));
+        }
+        publish(ctx, &stream.object_ref(&()), change_event(0, change)).await;
+        current = match leader.describe(&name).await {
+            Ok(Some(observed)) => observed,
+            Ok(None) => return Ok(DataPlaneResult::Failed(leader.missing(&name))),
+            Err(error) => return Ok(DataPlaneResult::Failed(error)),
+        };
+        match follow_group_zero(stream, &wanted, &mut leader, &current, ctx, names).await {
+            Ok(_) => {}
+            Err(Error::DataPlane(error)) => return Ok(DataPlaneResult::Failed(error)),
+            Err(error) => return Err(error),
         }
     }
-    Ok(match observed {
-        Some(observed) => DataPlaneResult::Serving(observed),
-        None => DataPlaneResult::Failed(data_plane.missing(&name)),
-    })
+    Ok(DataPlaneResult::Serving(current))
 }
 
-fn change_event(change: Change) -> Event {
+/// Brings every shard group but 0 in step with group 0 (`current`): imports the stream where a
+/// group lacks it, then settings, then the reshard step group 0 took last. Returns whether all
+/// groups are in step; a group whose pod is not ready yet is not (its StatefulSet's readiness
+/// shows in the status, and wakes the stream again).
+async fn follow_group_zero(
+    stream: &Stream,
+    wanted: &Wanted,
+    leader: &mut DataPlane,
+    current: &Observed,
+    ctx: &Context,
+    names: &StreamNames,
+) -> Result<bool, Error> {
+    let name = stream.name_any();
+    let namespace = stream.namespace().unwrap_or_default();
+    let mut description: Option<Vec<u8>> = None;
+    let mut in_step = true;
+    for group in current.layout.groups().into_iter().filter(|g| *g != 0) {
+        let Some(ip) = dereference::serving_pod_ip(&ctx.client, &namespace, names, group).await?
+        else {
+            in_step = false;
+            continue;
+        };
+        let mut follower = DataPlane::connect(ip).await?;
+        let mut seen = follower.describe(&name).await?;
+        for _ in 0..4 {
+            let Some(change) = follow_change(wanted, group, current, seen.as_ref()) else {
+                break;
+            };
+            if matches!(change, Change::Import { .. }) && description.is_none() {
+                description = Some(leader.export(&name).await?);
+            }
+            tracing::info!(stream = %name, namespace, group, ?change, "shard group follows group 0");
+            follower
+                .apply(
+                    &name,
+                    change,
+                    wanted,
+                    description.as_deref().unwrap_or_default(),
+                )
+                .await?;
+            publish(ctx, &stream.object_ref(&()), change_event(group, change)).await;
+            seen = follower.describe(&name).await?;
+        }
+        match seen {
+            Some(seen) if seen.in_step_with(current) => {}
+            Some(seen) if seen.open_shards() == current.open_shards() => {
+                return Err(Error::DataPlane(DataPlaneError::Diverged { group }));
+            }
+            _ => in_step = false,
+        }
+    }
+    Ok(in_step)
+}
+
+fn change_event(group: u32, change: Change) -> Event {
     match change {
         Change::Create { shards } => normal(
             "StreamCreated",
-            format!("created the stream in its shard group with {shards} shards"),
+            format!("created the stream in shard group 0 with {shards} shards"),
+        ),
+        Change::Import { group } => normal(
+            "GroupAdded",
+            format!("shard group {group} took the stream's description from group 0"),
         ),
         Change::SetRetention { hours } => normal(
             "RetentionChanged",
-            format!("retention set to {hours} hours"),
+            format!("shard group {group}: retention set to {hours} hours"),
         ),
-        Change::Reshard { from, to, target } => normal(
+        Change::UpdateSettings {
+            mode,
+            max_record_size_kib,
+        } => normal(
+            "SettingsChanged",
+            format!(
+                "shard group {group}: {}",
+                [
+                    mode.map(|m| format!("mode {m}")),
+                    max_record_size_kib.map(|k| format!("largest record {k} KiB")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ")
+            ),
+        ),
+        Change::Reshard { from, to, target } if group == 0 => normal(
             "Resharded",
             format!("UpdateShardCount {from} \u{2192} {target} shards (towards {to})"),
+        ),
+        Change::Reshard { from, target, .. } => normal(
+            "Resharded",
+            format!(
+                "shard group {group} followed UpdateShardCount {from} \u{2192} {target} shards"
+            ),
         ),
     }
 }

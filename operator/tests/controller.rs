@@ -152,36 +152,26 @@ async fn a_stream_is_reconciled_kept_stable_pruned_and_released() {
         Some("shardId-000000000000,shardId-000000000001,shardId-000000000002,shardId-000000000003")
     );
 
-    let wide = wait_for("the two-group stream to be refused", WAIT, || async {
-        let s = streams.get("wide").await.ok()?;
-        condition(&s, ConditionType::Degraded).filter(|c| c.reason == "MultipleGroupsUnsupported")
+    // Ten shards at eight per group: two shard groups, each its own StatefulSet.
+    let wide_objects = ListParams::default().labels("riffle.dev/stream=wide");
+    let wide_sets = wait_for("both shard groups of the wide stream", WAIT, || async {
+        let mut names: Vec<String> = sts
+            .list(&wide_objects)
+            .await
+            .ok()?
+            .items
+            .iter()
+            .map(|s| s.name_any())
+            .collect();
+        names.sort();
+        (names.len() == 2).then_some(names)
     })
     .await;
-    assert_eq!(wide.status, ConditionStatus::True);
-    assert!(
-        wide.message.contains("not supported yet"),
-        "{}",
-        wide.message
-    );
-    let wide_stream = streams.get("wide").await.expect("wide");
+    assert_eq!(wide_sets, ["wide-g0", "wide-g1"]);
+    let wide_map = cms.get("wide-shard-map").await.expect("shard map");
     assert_eq!(
-        condition(&wide_stream, ConditionType::Ready).map(|c| (c.status, c.reason)),
-        Some((ConditionStatus::False, "MultipleGroupsUnsupported".into()))
-    );
-    let wide_objects = ListParams::default().labels("riffle.dev/stream=wide");
-    assert!(
-        sts.list(&wide_objects)
-            .await
-            .expect("list")
-            .items
-            .is_empty()
-    );
-    assert!(
-        cms.list(&wide_objects)
-            .await
-            .expect("list")
-            .items
-            .is_empty()
+        wide_map.data.as_ref().map(|d| d["group-1"].as_str()),
+        Some("shardId-000000000008,shardId-000000000009")
     );
 
     let routes = wait_for("the gateway's route table", WAIT, || async {

@@ -266,6 +266,8 @@ async fn a_computed_status_round_trips_through_the_schema() {
         ])
         .expect("a partition"),
         retention_hours: 24,
+        mode: "PROVISIONED".into(),
+        max_record_size_kib: 1024,
     };
     let planned = plan(&stream, &valid, Some(observed.layout.clone()));
     let groups = [GroupState {

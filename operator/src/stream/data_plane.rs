@@ -22,13 +22,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one call may take; UpdateShardCount returns once the new shards are open.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The stream as its shard group reports it.
+/// The stream as one of its shard groups reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
-    /// Every retained shard, with lineage; all in group 0 (a stream has one group for now).
+    /// Every retained shard, with lineage and the group storing it.
     pub layout: ShardLayout,
     /// Retention in hours.
     pub retention_hours: u32,
+    /// `PROVISIONED` or `ON_DEMAND`.
+    pub mode: String,
+    /// Largest record accepted, in KiB.
+    pub max_record_size_kib: u32,
 }
 
 impl Observed {
@@ -43,12 +47,29 @@ impl Observed {
         Ok(Observed {
             layout: ShardLayout::new(shards)?,
             retention_hours: description.retention_hours,
+            mode: description.mode.clone(),
+            max_record_size_kib: description.max_record_size_kib,
         })
     }
 
     /// Open shards.
     pub fn open_shards(&self) -> u32 {
         self.layout.open_count()
+    }
+
+    /// Whether `other` has the same open shards (ids, ranges and groups) as this view: two shard
+    /// groups of one stream that agree on them are in step. Closed shards may differ for a
+    /// moment while retention forgets them.
+    pub fn in_step_with(&self, other: &Observed) -> bool {
+        let open = |o: &Observed| -> Vec<Shard> {
+            o.layout
+                .shards()
+                .iter()
+                .filter(|s| s.state == ShardState::Open)
+                .cloned()
+                .collect()
+        };
+        open(self) == open(other)
     }
 }
 
@@ -77,7 +98,7 @@ fn shard_from(shard: &v1::Shard) -> Result<Shard, LayoutError> {
         } else {
             ShardState::Closed
         },
-        group: 0,
+        group: shard.group,
     })
 }
 
@@ -90,15 +111,33 @@ pub struct Wanted {
     pub shards: Option<u32>,
     /// Retention in hours.
     pub retention_hours: u32,
+    /// `PROVISIONED` or `ON_DEMAND`.
+    pub mode: &'static str,
+    /// Largest record accepted, in KiB.
+    pub max_record_size_kib: u32,
+    /// Most open shards placed in one shard group.
+    pub shards_per_group: u32,
 }
 
-/// One change to the stream in the data plane.
+/// One change to the stream in one shard group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
-    /// The stream does not exist yet.
+    /// The stream does not exist yet (group 0).
     Create {
         /// Its shard count.
         shards: u32,
+    },
+    /// The stream does not exist yet in a further group: it takes group 0's description.
+    Import {
+        /// The group.
+        group: u32,
+    },
+    /// The capacity mode or the largest record differs.
+    UpdateSettings {
+        /// The wanted mode, if it differs.
+        mode: Option<&'static str>,
+        /// The wanted largest record, if it differs.
+        max_record_size_kib: Option<u32>,
     },
     /// The retention differs.
     SetRetention {
@@ -124,10 +163,8 @@ pub fn next_change(wanted: &Wanted, observed: Option<&Observed>) -> Option<Chang
             shards: wanted.initial_shards.max(1),
         });
     };
-    if observed.retention_hours != wanted.retention_hours {
-        return Some(Change::SetRetention {
-            hours: wanted.retention_hours,
-        });
+    if let Some(change) = settings_change(wanted, observed) {
+        return Some(change);
     }
     let from = observed.open_shards();
     match wanted.shards {
@@ -138,6 +175,47 @@ pub fn next_change(wanted: &Wanted, observed: Option<&Observed>) -> Option<Chang
         }),
         _ => None,
     }
+}
+
+/// Retention and settings changes, which every group takes on its own.
+fn settings_change(wanted: &Wanted, observed: &Observed) -> Option<Change> {
+    if observed.retention_hours != wanted.retention_hours {
+        return Some(Change::SetRetention {
+            hours: wanted.retention_hours,
+        });
+    }
+    let mode = (observed.mode != wanted.mode).then_some(wanted.mode);
+    let max_record_size_kib = (observed.max_record_size_kib != wanted.max_record_size_kib)
+        .then_some(wanted.max_record_size_kib);
+    (mode.is_some() || max_record_size_kib.is_some()).then_some(Change::UpdateSettings {
+        mode,
+        max_record_size_kib,
+    })
+}
+
+/// The next change that brings shard group `group` (`None`: it lacks the stream) in step with
+/// group 0 (`leader`), or `None` when it is. A group follows group 0's shards rather than the
+/// spec: resharding is deterministic, so a group at group 0's previous shard count that is asked
+/// for group 0's count opens exactly group 0's shards. Group 0 takes a new reshard step only
+/// when every group is in step, so no group is ever more than one step behind.
+pub fn follow_change(
+    wanted: &Wanted,
+    group: u32,
+    leader: &Observed,
+    follower: Option<&Observed>,
+) -> Option<Change> {
+    let Some(follower) = follower else {
+        return Some(Change::Import { group });
+    };
+    if let Some(change) = settings_change(wanted, follower) {
+        return Some(change);
+    }
+    let (from, to) = (follower.open_shards(), leader.open_shards());
+    (from != to).then_some(Change::Reshard {
+        from,
+        to,
+        target: to,
+    })
 }
 
 /// The shard count to ask UpdateShardCount for on the way from `current` to `wanted` open shards:
@@ -176,6 +254,16 @@ pub enum DataPlaneError {
     Missing {
         /// `ip:port`.
         address: String,
+    },
+    /// A shard group holds other open shards than group 0 although it has as many: the groups
+    /// were changed apart (for example by SplitShard sent to one group directly).
+    #[error(
+        "shard group {group} holds other open shards than shard group 0; the groups of a stream \
+         must be changed together (through the gateway or the Stream's spec)"
+    )]
+    Diverged {
+        /// The group out of step.
+        group: u32,
     },
     /// The data plane described the stream in a way the operator cannot read.
     #[error("the data plane at {address} described an unreadable stream: {source}")]
@@ -256,15 +344,67 @@ impl DataPlane {
             })
     }
 
-    /// Makes `change` to the stream `name`.
-    pub async fn apply(&mut self, name: &str, change: Change) -> Result<(), DataPlaneError> {
+    /// The stream's description, for [`Change::Import`] into another group.
+    pub async fn export(&mut self, name: &str) -> Result<Vec<u8>, DataPlaneError> {
+        self.client
+            .export_stream(v1::ExportStreamRequest { name: name.into() })
+            .await
+            .map(|answer| answer.into_inner().description.to_vec())
+            .map_err(|status| self.failed("ExportStream", &status))
+    }
+
+    /// Makes `change` to the stream `name`; `description` is group 0's export, which only
+    /// [`Change::Import`] reads.
+    pub async fn apply(
+        &mut self,
+        name: &str,
+        change: Change,
+        wanted: &Wanted,
+        description: &[u8],
+    ) -> Result<(), DataPlaneError> {
         match change {
+            Change::Import { group } => {
+                let answer = self
+                    .client
+                    .import_stream(v1::ImportStreamRequest {
+                        description: description.to_vec().into(),
+                        placement: Some(v1::Placement {
+                            group,
+                            shards_per_group: wanted.shards_per_group,
+                        }),
+                    })
+                    .await;
+                match answer {
+                    Err(status) if status.code() == tonic::Code::AlreadyExists => Ok(()),
+                    Err(status) => Err(self.failed("ImportStream", &status)),
+                    Ok(_) => Ok(()),
+                }
+            }
+            Change::UpdateSettings {
+                mode,
+                max_record_size_kib,
+            } => self
+                .client
+                .update_stream(v1::UpdateStreamRequest {
+                    name: name.into(),
+                    mode: mode.unwrap_or_default().into(),
+                    max_record_size_kib: max_record_size_kib.unwrap_or(0),
+                })
+                .await
+                .map(|_| ())
+                .map_err(|status| self.failed("UpdateStream", &status)),
             Change::Create { shards } => {
                 let answer = self
                     .client
                     .create_stream(v1::CreateStreamRequest {
                         name: name.into(),
                         shard_count: shards,
+                        mode: wanted.mode.into(),
+                        max_record_size_kib: wanted.max_record_size_kib,
+                        placement: Some(v1::Placement {
+                            group: 0,
+                            shards_per_group: wanted.shards_per_group,
+                        }),
                     })
                     .await;
                 match answer {
@@ -317,6 +457,9 @@ mod tests {
             initial_shards: shards,
             shards: Some(shards),
             retention_hours: 24,
+            mode: "PROVISIONED",
+            max_record_size_kib: 1024,
+            shards_per_group: 8,
         }
     }
 
@@ -330,6 +473,7 @@ mod tests {
             open,
             starting_sequence_number: "0".into(),
             ending_sequence_number: None,
+            group: 0,
         }
     }
 
@@ -338,6 +482,8 @@ mod tests {
             name: "orders".into(),
             shards,
             retention_hours,
+            mode: "PROVISIONED".into(),
+            max_record_size_kib: 1024,
             ..v1::StreamDescription::default()
         }
     }
@@ -435,5 +581,62 @@ mod tests {
         assert_eq!(reshard_step(3, 1), 2);
         assert_eq!(reshard_step(2, 1), 1);
         assert_eq!(reshard_step(1, 1), 1);
+    }
+
+    #[test]
+    fn settings_follow_the_spec() {
+        let mut want = wanted(2);
+        want.mode = "ON_DEMAND";
+        want.max_record_size_kib = 2048;
+        assert_eq!(
+            next_change(&want, Some(&split_stream())),
+            Some(Change::UpdateSettings {
+                mode: Some("ON_DEMAND"),
+                max_record_size_kib: Some(2048)
+            })
+        );
+    }
+
+    #[test]
+    fn other_groups_import_then_follow_group_zero() {
+        let want = wanted(2);
+        let leader = split_stream();
+        assert_eq!(
+            follow_change(&want, 1, &leader, None),
+            Some(Change::Import { group: 1 })
+        );
+        assert_eq!(follow_change(&want, 1, &leader, Some(&leader)), None);
+        assert!(leader.in_step_with(&leader));
+        let behind = Observed::from_description(&described(
+            vec![shard("shardId-000000000000", 0, u128::MAX, true)],
+            24,
+        ))
+        .expect("readable");
+        assert!(!behind.in_step_with(&leader));
+        assert_eq!(
+            follow_change(&want, 1, &leader, Some(&behind)),
+            Some(Change::Reshard {
+                from: 1,
+                to: 2,
+                target: 2
+            })
+        );
+        let mut old_retention = leader.clone();
+        old_retention.retention_hours = 48;
+        assert_eq!(
+            follow_change(&want, 1, &leader, Some(&old_retention)),
+            Some(Change::SetRetention { hours: 24 })
+        );
+    }
+
+    #[test]
+    fn groups_come_from_the_description() {
+        let mut left = shard("shardId-000000000000", 0, (1u128 << 127) - 1, true);
+        let mut right = shard("shardId-000000000001", 1u128 << 127, u128::MAX, true);
+        left.group = 0;
+        right.group = 1;
+        let observed =
+            Observed::from_description(&described(vec![left, right], 24)).expect("readable");
+        assert_eq!(observed.layout.groups(), vec![0, 1]);
     }
 }

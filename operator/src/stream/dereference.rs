@@ -66,15 +66,16 @@ pub async fn recorded_layout(
         .map_err(|source| DereferenceError::Unreadable { name, source })
 }
 
-/// The IP of the pod serving shard group 0 of the stream (`{stream}-g0-0`), once it is Ready and
-/// not being deleted. The pod IP, rather than a Service name, works both in the cluster and
-/// from a host that routes the pod network (an operator run outside the cluster).
+/// The IP of the pod serving shard group `group` of the stream (`{stream}-g{group}-0`), once it
+/// is Ready and not being deleted. The pod IP, rather than a Service name, works both in the
+/// cluster and from a host that routes the pod network (an operator run outside the cluster).
 pub async fn serving_pod_ip(
     client: &Client,
     namespace: &str,
     names: &StreamNames,
+    group: u32,
 ) -> Result<Option<IpAddr>, DereferenceError> {
-    let name = names.group_pod(0, 0);
+    let name = names.group_pod(group, 0);
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let pod = api
         .get_opt(&name)

@@ -20,11 +20,12 @@ use kube::{
 use serde::Serialize;
 use serde_json::json;
 
-use crate::crd::{ConditionStatus, ConditionType, Stream};
+use crate::crd::{ConditionStatus, ConditionType, ShardState, ShardStatus, Stream};
 use crate::stream::naming::{
     APP_NAME, GatewayNames, LABEL_COMPONENT, LABEL_NAME, MANAGER, ROUTES_CONFIG_MAP, ROUTES_KEY,
     StreamNames,
 };
+use crate::stream::shards::parse_shard_id;
 
 /// Pod annotation carrying the checksum of the route table the gateway should serve.
 pub const ROUTES_CHECKSUM_ANNOTATION: &str = "riffle.dev/routes-checksum";
@@ -34,23 +35,87 @@ pub const COMPONENT_GATEWAY: &str = "gateway";
 /// The route file as the gateway reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RouteTable {
-    /// Stream name → base URL of the Kinesis API of the shard group serving it.
-    pub streams: BTreeMap<String, String>,
+    /// Stream name → where it is served.
+    pub streams: BTreeMap<String, StreamRoute>,
     /// Base URL of the operator's Kinesis API (CreateStream, DeleteStream, UpdateShardCount).
     pub admin: String,
 }
 
+/// Where one stream is served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum StreamRoute {
+    /// Base URL of the Kinesis API of the one shard group serving the stream.
+    Group(String),
+    /// A stream spread over several shard groups: their base URLs, by group index, and every
+    /// retained shard with the group storing it.
+    Groups {
+        /// Base URL of each group, by index.
+        groups: Vec<String>,
+        /// Every retained shard.
+        shards: Vec<ShardRoute>,
+    },
+}
+
+/// One shard of a stream spread over several shard groups, as the gateway routes to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShardRoute {
+    /// The number in the shard id.
+    pub index: u32,
+    /// First hash key, decimal.
+    pub start: String,
+    /// Last hash key (inclusive), decimal.
+    pub end: String,
+    /// Index of the group storing the shard.
+    pub group: u32,
+    /// Whether the shard takes writes.
+    pub open: bool,
+}
+
+impl StreamRoute {
+    /// The route of a stream named `name` in `namespace` whose status lists `shards`.
+    fn of(name: &str, namespace: &str, shards: &[ShardStatus]) -> StreamRoute {
+        let names = StreamNames::new(name);
+        let groups = shards
+            .iter()
+            .map(|s| s.group.max(0).unsigned_abs())
+            .max()
+            .unwrap_or(0);
+        if groups == 0 {
+            return StreamRoute::Group(names.group_url(0, namespace));
+        }
+        StreamRoute::Groups {
+            groups: (0..=groups)
+                .map(|group| names.group_url(group, namespace))
+                .collect(),
+            shards: shards
+                .iter()
+                .filter_map(|s| {
+                    Some(ShardRoute {
+                        index: parse_shard_id(&s.shard_id)?,
+                        start: s.hash_key_range.starting_hash_key.clone(),
+                        end: s.hash_key_range.ending_hash_key.clone(),
+                        group: s.group.max(0).unsigned_abs(),
+                        open: s.state == ShardState::Open,
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
 impl RouteTable {
-    /// The table for `streams` in the installation `gateway`: every Ready stream that is not
-    /// being deleted, under its name; when two namespaces hold streams of one name, the oldest
-    /// (the one validation lets through) gets the route.
+    /// The table for `streams` in the installation `gateway`: every stream that is not being
+    /// deleted and is Ready or has shards (a stream being resharded or waiting for a new shard
+    /// group keeps serving), under its name; when two namespaces hold streams of one name, the
+    /// oldest (the one validation lets through) gets the route.
     pub fn compute<'a>(
         streams: impl IntoIterator<Item = &'a Stream>,
         gateway: &GatewayNames,
     ) -> RouteTable {
-        let mut owners: BTreeMap<String, (Option<_>, String)> = BTreeMap::new();
+        let mut owners: BTreeMap<String, ((Option<_>, String), &[ShardStatus])> = BTreeMap::new();
         for stream in streams {
-            if stream.meta().deletion_timestamp.is_some() || !is_ready(stream) {
+            if stream.meta().deletion_timestamp.is_some() || !is_serving(stream) {
                 continue;
             }
             let Some(namespace) = stream.namespace() else {
@@ -60,21 +125,26 @@ impl RouteTable {
                 stream.metadata.creation_timestamp.as_ref().map(|t| t.0),
                 namespace,
             );
+            let shards = stream
+                .status
+                .as_ref()
+                .map(|s| s.shards.as_slice())
+                .unwrap_or_default();
             owners
                 .entry(stream.name_any())
                 .and_modify(|owner| {
-                    if key < *owner {
-                        *owner = key.clone();
+                    if key < owner.0 {
+                        *owner = (key.clone(), shards);
                     }
                 })
-                .or_insert(key);
+                .or_insert((key, shards));
         }
         RouteTable {
             streams: owners
                 .into_iter()
-                .map(|(name, (_, namespace))| {
-                    let url = StreamNames::new(&name).group_url(0, &namespace);
-                    (name, url)
+                .map(|(name, ((_, namespace), shards))| {
+                    let route = StreamRoute::of(&name, &namespace, shards);
+                    (name, route)
                 })
                 .collect(),
             admin: gateway.admin_url(),
@@ -97,14 +167,15 @@ impl RouteTable {
     }
 }
 
-fn is_ready(stream: &Stream) -> bool {
+fn is_serving(stream: &Stream) -> bool {
     stream
         .status
         .as_ref()
         .map(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == ConditionType::Ready && c.status == ConditionStatus::True)
+            !s.shards.is_empty()
+                || s.conditions
+                    .iter()
+                    .any(|c| c.type_ == ConditionType::Ready && c.status == ConditionStatus::True)
         })
         .unwrap_or(false)
 }
@@ -237,9 +308,12 @@ mod tests {
         assert_eq!(one.to_json(), other.to_json());
         assert_eq!(
             one.streams["orders"],
-            "http://orders-g0-headless.first.svc:4567"
+            StreamRoute::Group("http://orders-g0-headless.first.svc:4567".into())
         );
-        assert_eq!(one.streams["b"], "http://b-g0-headless.other.svc:4567");
+        assert_eq!(
+            one.streams["b"],
+            StreamRoute::Group("http://b-g0-headless.other.svc:4567".into())
+        );
     }
 
     #[test]
@@ -262,5 +336,29 @@ mod tests {
             table.to_json(),
             r#"{"streams":{},"admin":"http://riffle-operator.riffle-system.svc:4570"}"#
         );
+    }
+
+    #[test]
+    fn a_stream_over_several_groups_lists_its_shards() {
+        let layout = crate::stream::shards::ShardLayout::initial(3, 2);
+        let mut wide = ready(Stream::test(), ConditionStatus::False);
+        if let Some(status) = wide.status.as_mut() {
+            status.shards = layout.to_status();
+        }
+        let table = RouteTable::compute([&wide], &gateway());
+        let json: serde_json::Value = serde_json::from_str(&table.to_json()).expect("json");
+        let route = &json["streams"]["orders"];
+        assert_eq!(
+            route["groups"],
+            serde_json::json!([
+                "http://orders-g0-headless.shop.svc:4567",
+                "http://orders-g1-headless.shop.svc:4567"
+            ])
+        );
+        assert_eq!(route["shards"].as_array().map(Vec::len), Some(3));
+        assert_eq!(route["shards"][2]["group"], 1);
+        assert_eq!(route["shards"][2]["index"], 2);
+        assert_eq!(route["shards"][0]["start"], "0");
+        assert_eq!(route["shards"][0]["open"], true);
     }
 }

@@ -379,6 +379,8 @@ mod tests {
         Observed {
             layout: ShardLayout::initial(open, 8),
             retention_hours: 24,
+            mode: "PROVISIONED".into(),
+            max_record_size_kib: 1024,
         }
     }
 
@@ -641,32 +643,6 @@ mod tests {
             .collect();
         // Degraded moved from ReplicationUnavailable to InvalidSpec.
         assert_eq!(warnings.len(), 1);
-    }
-
-    #[test]
-    fn a_new_stream_needing_two_groups_is_not_ready_and_says_why() {
-        let stream = Stream::test().with_shards(10);
-        let problems = Problems(vec![Problem::MultipleGroups {
-            shards: 10,
-            per_group: 8,
-        }]);
-        let status = compute(&stream, &Settings::test(), Outcome::Invalid(&problems), T1);
-        for type_ in ConditionType::ALL {
-            assert_eq!(
-                condition(&status, type_).reason,
-                "MultipleGroupsUnsupported",
-                "{type_:?}"
-            );
-        }
-        assert_eq!(
-            condition(&status, ConditionType::Ready).status,
-            ConditionStatus::False
-        );
-        assert_eq!(
-            condition(&status, ConditionType::Degraded).status,
-            ConditionStatus::True
-        );
-        assert!(status.shards.is_empty());
     }
 
     #[test]

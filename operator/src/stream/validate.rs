@@ -41,14 +41,6 @@ pub enum Problem {
     ShardsPerGroupOutOfRange(i32),
     /// `storage.size` is not a quantity.
     StorageSize(String),
-    /// The stream needs more than one shard group; the data plane cannot route between groups
-    /// yet, so a stream must fit in one.
-    MultipleGroups {
-        /// Open shards requested.
-        shards: u32,
-        /// Shards one group may host.
-        per_group: u32,
-    },
 }
 
 impl fmt::Display for Problem {
@@ -88,12 +80,6 @@ impl fmt::Display for Problem {
                     "storage.size {s:?} is not a Kubernetes quantity such as 10Gi"
                 )
             }
-            Problem::MultipleGroups { shards, per_group } => write!(
-                f,
-                "{shards} shards need more than one shard group (shardsPerGroup is {per_group}); \
-                 streams spanning several shard groups are not supported yet: \
-                 request at most {per_group} shards or raise shardsPerGroup"
-            ),
         }
     }
 }
@@ -103,20 +89,9 @@ impl fmt::Display for Problem {
 pub struct Problems(pub Vec<Problem>);
 
 impl Problems {
-    /// CamelCase reason of the conditions reporting these problems: `MultipleGroupsUnsupported`
-    /// when that is the only problem (the spec is fine, the data plane is not there yet),
-    /// `InvalidSpec` otherwise.
+    /// CamelCase reason of the conditions reporting these problems.
     pub fn reason(&self) -> &'static str {
-        let only_groups = !self.0.is_empty()
-            && self
-                .0
-                .iter()
-                .all(|p| matches!(p, Problem::MultipleGroups { .. }));
-        if only_groups {
-            "MultipleGroupsUnsupported"
-        } else {
-            "InvalidSpec"
-        }
+        "InvalidSpec"
     }
 }
 
@@ -178,16 +153,6 @@ pub fn validate(stream: &Stream, same_name: &[&Stream]) -> Result<ValidStream, P
     }
     if !is_quantity(&spec.storage.size) {
         problems.push(Problem::StorageSize(spec.storage.size.clone()));
-    }
-    let per_group = spec.shards_per_group;
-    if requested > 0
-        && (1..=MAX_SHARDS_PER_GROUP).contains(&per_group)
-        && requested > per_group.unsigned_abs()
-    {
-        problems.push(Problem::MultipleGroups {
-            shards: requested,
-            per_group: per_group.unsigned_abs(),
-        });
     }
     if !problems.is_empty() {
         problems.sort();
@@ -269,30 +234,13 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_needing_two_groups_is_refused_for_now() {
-        let problems = validate(&Stream::test().with_shards(10), &[]).expect_err("two groups");
-        assert_eq!(
-            problems.0,
-            [Problem::MultipleGroups {
-                shards: 10,
-                per_group: 8
-            }]
-        );
-        assert_eq!(problems.reason(), "MultipleGroupsUnsupported");
-        assert!(
-            problems.to_string().contains("not supported yet"),
-            "{problems}"
-        );
+    fn a_stream_may_span_several_groups() {
+        let valid = validate(&Stream::test().with_shards(20), &[]).expect("three groups");
+        assert_eq!(valid.requested_shards, 20);
+        assert_eq!(valid.shards_per_group, 8);
         let both = validate(&Stream::test().with_shards(10).with_retention(10), &[])
-            .expect_err("two problems");
+            .expect_err("bad retention");
         assert_eq!(both.reason(), "InvalidSpec");
-        assert!(
-            validate(
-                &Stream::test().with_shards(10).with_shards_per_group(10),
-                &[]
-            )
-            .is_ok()
-        );
     }
 
     #[test]
