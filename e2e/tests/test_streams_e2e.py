@@ -418,29 +418,61 @@ def test_an_invalid_stream_is_refused_naming_retention(cluster: Cluster):
     assert get_stream(cluster.namespace, f"{cluster.stream}-bad") is None
 
 
-def test_a_stream_needing_two_shard_groups_is_refused_before_anything_is_made(cluster: Cluster):
+def test_a_stream_spanning_shard_groups_serves_as_one_stream(cluster: Cluster):
+    """Four shards at two per group: two data-plane pods behind one Kinesis stream; scaling to
+    six places the new shards in a third group and keeps every record."""
     name = f"{cluster.stream}-wide"
-    manifest = example_manifest(cluster.namespace, name).replace("shardCount: 4", "shardCount: 10")
-    assert "shardCount: 10" in manifest
+    manifest = example_manifest(cluster.namespace, name).replace(
+        "shardCount: 4", "shardCount: 4\n  shardsPerGroup: 2"
+    )
+    assert "shardsPerGroup: 2" in manifest
     kubectl("apply", "-f", "-", stdin=manifest)
+    stream = wait_ready(cluster.namespace, name)
+    groups = sorted({s["group"] for s in stream["status"]["shards"]})
+    assert groups == [0, 1], stream["status"]["shards"]
+    sets = kubectl_json("get", "statefulsets", "-n", cluster.namespace, "-l", f"{LABEL}={name}")["items"]
+    assert sorted(s["metadata"]["name"] for s in sets) == [f"{name}-g0", f"{name}-g1"]
 
-    def refused():
-        stream = get_stream(cluster.namespace, name)
-        degraded = condition(stream or {}, "Degraded")
-        return stream if degraded.get("reason") == "MultipleGroupsUnsupported" else None
+    def routed_over_groups():
+        routes = json.loads(
+            kubectl_json("get", "configmap", "riffle-gateway-routes", "-n", INSTALL_NAMESPACE)["data"]["routes.json"]
+        )
+        route = routes["streams"].get(name)
+        return route if isinstance(route, dict) else None
 
-    stream = wait_for(refused, 60, "the two-group stream to be refused")
-    assert condition(stream, "Degraded")["status"] == "True"
-    assert condition(stream, "Ready")["status"] == "False"
-    assert "not supported yet" in condition(stream, "Degraded")["message"]
-    kinds = "statefulsets,services,configmaps,persistentvolumeclaims,poddisruptionbudgets"
-    made = kubectl_json("get", kinds, "-n", cluster.namespace, "-l", f"{LABEL}={name}")["items"]
-    assert made == [], "nothing is created for a stream that cannot be served"
-    events = kubectl_json(
-        "get", "events", "-n", cluster.namespace, "--field-selector", f"involvedObject.name={name}"
-    )["items"]
-    assert any(e.get("reason") == "MultipleGroupsUnsupported" and e.get("type") == "Warning" for e in events)
-    kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=60s")
+    route = wait_for(routed_over_groups, ROUTED_WITHIN, "a route listing both groups")
+    assert len(route["groups"]) == 2 and len(route["shards"]) == 4
+
+    def summary():
+        return cluster.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+
+    assert wait_for(summary, ROUTED_WITHIN, "the gateway to route the wide stream", interval=0.5)["OpenShardCount"] == 4
+    written = put_batch(cluster.kinesis, name, "wide", 400)
+    assert len(set(written.values())) == 4, "400 keys spread over both groups' shards"
+    read = {r["Data"].decode(): shard for shard, rs in all_records(cluster.kinesis, name).items() for r in rs}
+    assert read == written
+
+    kubectl("scale", "stream", name, "-n", cluster.namespace, "--replicas=6")
+    stream = wait_settled(cluster.namespace, name, 6)
+    check_lineage(stream)
+    open_groups = [s["group"] for s in stream["status"]["shards"] if s["state"] == "Open"]
+    assert max(open_groups) == 2, f"the new shards needed a third group: {stream['status']['shards']}"
+    assert all(open_groups.count(g) <= 2 for g in set(open_groups)), open_groups
+    wait_for(
+        lambda: cluster.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["OpenShardCount"] == 6,
+        ROUTED_WITHIN,
+        "the gateway to see six open shards",
+        interval=0.5,
+    )
+    listed = {s["ShardId"]: s for s in cluster.kinesis.list_shards(StreamName=name)["Shards"]}
+    for shard in stream["status"]["shards"]:
+        closed = "EndingSequenceNumber" in listed[shard["shardId"]]["SequenceNumberRange"]
+        assert closed == (shard["state"] == "Closed"), shard
+    written.update(put_batch(cluster.kinesis, name, "wide-after", 300))
+    read = {r["Data"].decode() for rs in all_records(cluster.kinesis, name).values() for r in rs}
+    assert read == set(written), "every record is readable after scaling across groups"
+    kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
+    assert_nothing_left(cluster.namespace, name)
 
 
 def assert_nothing_left(namespace: str, name: str) -> None:

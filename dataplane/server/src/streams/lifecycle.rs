@@ -311,6 +311,11 @@ impl Catalog {
         store::save(&stream.dir, meta).map_err(ApiError::internal)
     }
 
+    /// Removes the (empty) log directory of a shard `stream` no longer stores.
+    pub(super) fn remove_shard_dir(&self, stream: &Stream, index: u32) {
+        let _ = std::fs::remove_dir_all(store::shard_dir(&stream.dir, index));
+    }
+
     /// Opens the log of a new shard of `stream`.
     pub(super) fn open_shard(&self, stream: &Stream, index: u32) -> ApiResult<Arc<Shard>> {
         Shard::open(

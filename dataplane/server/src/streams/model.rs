@@ -229,6 +229,35 @@ impl StreamMeta {
             .unwrap_or(groups)
     }
 
+    /// Places the shards opened by one UpdateShardCount (indexes from `first_new` on) once it
+    /// is complete: the open ones first-fit into groups with fewer than `shards_per_group` open
+    /// shards, in index order, opening groups after the last as needed; the ones it opened and
+    /// closed again on the way (they never took a record) stay with their parent. Placing only
+    /// the result keeps the intermediate steps from opening groups the result does not need.
+    pub fn place_resharded(&mut self, first_new: u32) {
+        let Some(placement) = self.placement else {
+            return;
+        };
+        let per_group = placement.shards_per_group.max(1) as usize;
+        let mut open_in: BTreeMap<u32, usize> = BTreeMap::new();
+        for shard in self.shards.iter().filter(|s| s.index < first_new) {
+            let count = open_in.entry(shard.group).or_default();
+            *count += usize::from(shard.is_open());
+        }
+        let parents: BTreeMap<u32, u32> = self.shards.iter().map(|s| (s.index, s.group)).collect();
+        for shard in self.shards.iter_mut().filter(|s| s.index >= first_new) {
+            if shard.is_open() {
+                let group = (0u32..)
+                    .find(|g| open_in.get(g).copied().unwrap_or(0) < per_group)
+                    .unwrap_or(0);
+                *open_in.entry(group).or_default() += 1;
+                shard.group = group;
+            } else if let Some(group) = shard.parent.and_then(|p| parents.get(&p)) {
+                shard.group = *group;
+            }
+        }
+    }
+
     /// Retention in milliseconds.
     pub fn retention_ms(&self) -> i64 {
         i64::from(self.retention_hours) * 3_600_000
@@ -291,6 +320,48 @@ mod tests {
         packed.shards[0] = shard(0, 0, false);
         assert_eq!(packed.group_for_new_shard(), 0, "a closed shard frees room");
         assert_eq!(stream(vec![], placement).group_for_new_shard(), 0);
+    }
+
+    #[test]
+    fn a_reshard_places_only_its_result() {
+        let placement = Some(Placement {
+            group: 0,
+            shards_per_group: 2,
+        });
+        // Four closed originals in groups 0 and 1, two transient shards, six new open ones.
+        let mut shards = vec![
+            shard(0, 0, false),
+            shard(1, 0, false),
+            shard(2, 1, false),
+            shard(3, 1, false),
+        ];
+        let mut transient = shard(4, 7, false);
+        transient.parent = Some(2);
+        shards.push(transient);
+        shards.push(shard(5, 7, false));
+        for index in 6..12 {
+            shards.push(shard(index, 9, true));
+        }
+        let mut meta = stream(shards, placement);
+        meta.place_resharded(4);
+        let groups: Vec<(u32, u32)> = meta.shards.iter().map(|s| (s.index, s.group)).collect();
+        assert_eq!(
+            groups,
+            [
+                (0, 0),
+                (1, 0),
+                (2, 1),
+                (3, 1),
+                (4, 1),
+                (5, 7),
+                (6, 0),
+                (7, 0),
+                (8, 1),
+                (9, 1),
+                (10, 2),
+                (11, 2)
+            ]
+        );
     }
 
     #[test]

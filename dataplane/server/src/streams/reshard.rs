@@ -113,6 +113,7 @@ impl Catalog {
         if target > current {
             self.check_shard_limit(target - current, current).await?;
         }
+        let first_new = state.meta.next_shard_index();
         let targets = HashRange::divide_evenly(target);
         // Split wherever a target range starts inside an open shard.
         for boundary in targets.iter().skip(1).map(|r| r.start) {
@@ -152,6 +153,7 @@ impl Catalog {
                 .await?;
             }
         }
+        self.place_resharded(&stream, &mut state, first_new)?;
         state.meta.shard_count_updates.push(now);
         self.save(&stream, &state.meta)?;
         Ok(ShardCountChange { current, target })
@@ -244,6 +246,45 @@ impl Catalog {
                 parent.wake_readers();
             }
         }
+        Ok(())
+    }
+
+    /// Re-places the shards an UpdateShardCount opened (see [`super::model::StreamMeta::place_resharded`])
+    /// and opens or drops their logs to match. None of them has taken a record yet: the
+    /// stream's write lock has been held since before they were opened.
+    fn place_resharded(
+        &self,
+        stream: &Stream,
+        state: &mut StreamState,
+        first_new: u32,
+    ) -> ApiResult<()> {
+        if state.meta.placement.is_none() {
+            return Ok(());
+        }
+        state.meta.place_resharded(first_new);
+        let new: Vec<(u32, bool)> = state
+            .meta
+            .shards
+            .iter()
+            .filter(|s| s.index >= first_new)
+            .map(|s| (s.index, state.meta.hosts(s)))
+            .collect();
+        for (index, hosted) in new {
+            match (hosted, state.shards.contains_key(&index)) {
+                (true, false) => {
+                    let handle = self.open_shard(stream, index)?;
+                    state.shards.insert(index, handle);
+                }
+                (false, true) => {
+                    if let Some(handle) = state.shards.remove(&index) {
+                        handle.log.close();
+                    }
+                    self.remove_shard_dir(stream, index);
+                }
+                _ => {}
+            }
+        }
+        state.rebuild_routes();
         Ok(())
     }
 
