@@ -6,7 +6,14 @@
 //! [`Replica`] API: propose a command, get its result once a quorum has it durable and it has
 //! been applied.
 
+pub mod network;
+mod replica;
+pub mod state_machine;
 pub mod storage;
 pub mod types;
 
+pub use replica::{
+    ProposeError, Proposed, Replica, ReplicaConfig, ReplicaStatus, Role, StartError,
+};
+pub use state_machine::{Applied, SnapshotView, StateMachine};
 pub use types::{Command, LogId, NodeId, TypeConfig};

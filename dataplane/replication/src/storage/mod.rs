@@ -12,8 +12,15 @@ mod vote;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use durable_file::sync_dir;
 pub use error::StoreError;
 pub(crate) use error::to_raft;
 pub use log::{DEFAULT_SEGMENT_BYTES, LogConfig, LogReader, RaftLog};
 pub use log_store::LogStore;
 pub use vote::VoteFile;
+pub(crate) use vote::u64_at;
+
+/// Reads a little-endian `u64` from the first 8 bytes of `buf`.
+pub(crate) fn u64_le(buf: &[u8]) -> u64 {
+    u64_at(buf, 0)
+}

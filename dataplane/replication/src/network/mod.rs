@@ -1,0 +1,57 @@
+//! Raft traffic between the replicas of a shard group, over gRPC (`riffle.replication.v1`).
+//!
+//! openraft messages travel as CBOR inside protobuf `bytes` (snapshot chunk data raw, beside its
+//! CBOR header). [`client::NetworkFactory`] gives openraft one lazily connected channel per peer;
+//! tonic reconnects it after failures, and every call has a deadline (openraft's RPC TTL).
+//! [`server::RaftServer`] feeds incoming calls to the local [`Raft`](crate::types::Raft).
+//!
+//! [`Faults`] is a fault-injection switch for tests: traffic to and from blocked peers is dropped
+//! at both ends, which partitions a replica without touching the host network.
+
+pub mod client;
+pub mod server;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::types::NodeId;
+
+/// Generated messages, client and server of `riffle.replication.v1`.
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    tonic::include_proto!("riffle.replication.v1");
+}
+
+/// The metadata header naming the sending replica.
+pub const FROM_HEADER: &str = "x-riffle-from";
+
+/// Peers whose replication traffic is dropped (fault injection for tests; empty in production).
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    blocked: Arc<RwLock<BTreeSet<NodeId>>>,
+}
+
+impl Faults {
+    /// Drops all traffic to and from `peers` from now on (replacing the previous set).
+    pub fn block(&self, peers: impl IntoIterator<Item = NodeId>) {
+        *self.blocked.write().unwrap_or_else(PoisonError::into_inner) = peers.into_iter().collect();
+    }
+
+    /// Whether traffic with `peer` is dropped.
+    pub fn is_blocked(&self, peer: NodeId) -> bool {
+        self.blocked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&peer)
+    }
+}
+
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    ciborium::into_writer(value, &mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    ciborium::from_reader(bytes).map_err(|e| e.to_string())
+}

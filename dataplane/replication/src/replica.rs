@@ -1,0 +1,378 @@
+//! One replica of a shard group: storage, state machine, network and raft, started together.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, RaftNetworkFactory, ServerState};
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::network::Faults;
+use crate::network::client::{MAX_MESSAGE_BYTES, NetworkFactory};
+use crate::network::proto::raft_service_server::RaftServiceServer;
+use crate::network::server::RaftServer;
+use crate::state_machine::{StateMachine, StateMachineStore};
+use crate::storage::{LogConfig, LogStore, StoreError};
+use crate::types::{Command, NodeId, Raft};
+
+/// How a replica is started.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// This replica's id; must be a key of `members`.
+    pub id: NodeId,
+    /// Where the replication server listens.
+    pub listen: SocketAddr,
+    /// Replication address (`host:port`) of every member of the group, this one included.
+    pub members: BTreeMap<NodeId, String>,
+    /// Directory of the raft log, vote and snapshots (`raft/`, `snapshot/`).
+    pub data_dir: PathBuf,
+    /// Raft timing and snapshot policy. The defaults of [`ReplicaConfig::new`] elect a new
+    /// leader within about two seconds of losing the old one.
+    pub raft: openraft::Config,
+    /// Segment size and whether the log `fdatasync`s (always in production).
+    pub log: LogConfig,
+}
+
+impl ReplicaConfig {
+    /// A configuration with production defaults: 150 ms heartbeats, 800–1600 ms election
+    /// timeouts, a snapshot every 20 000 entries (keeping 5 000 entries of log behind it for
+    /// followers that are only slightly behind), 1 MiB snapshot chunks.
+    pub fn new(
+        id: NodeId,
+        listen: SocketAddr,
+        members: BTreeMap<NodeId, String>,
+        data_dir: PathBuf,
+    ) -> Self {
+        let raft = openraft::Config {
+            cluster_name: "riffle-shard-group".into(),
+            heartbeat_interval: 150,
+            election_timeout_min: 800,
+            election_timeout_max: 1600,
+            install_snapshot_timeout: 2000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
+            max_in_snapshot_log_to_keep: 5_000,
+            snapshot_max_chunk_size: 1 << 20,
+            max_payload_entries: 500,
+            ..Default::default()
+        };
+        ReplicaConfig {
+            id,
+            listen,
+            members,
+            data_dir,
+            raft,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Why a replica could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is inconsistent.
+    #[error("invalid replica configuration: {0}")]
+    Config(String),
+    /// The raft log, vote or snapshot could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The replication port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// openraft refused to start.
+    #[error("raft failed to start: {0}")]
+    Raft(String),
+}
+
+/// Why a proposal was not committed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// This replica is not the leader; retry on `leader` (if known). The command was not
+    /// appended here.
+    #[error("not the leader; the leader is {leader:?} at {leader_addr:?}")]
+    NotLeader {
+        /// The leader's node id, if known.
+        leader: Option<NodeId>,
+        /// The leader's replication address, if known.
+        leader_addr: Option<String>,
+    },
+    /// The replica stopped (shut down, or a fatal storage error). The command may or may not
+    /// have been committed.
+    #[error("replica stopped: {0}")]
+    Stopped(String),
+}
+
+/// A committed and applied proposal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposed {
+    /// The log index of the command.
+    pub index: u64,
+    /// The state machine's response.
+    pub response: Vec<u8>,
+}
+
+/// Role of a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Accepts proposals.
+    Leader,
+    /// Replicates from the leader.
+    Follower,
+    /// Asking for votes.
+    Candidate,
+    /// Replicates but does not vote.
+    Learner,
+    /// Stopped.
+    Shutdown,
+}
+
+/// What a replica reports about itself, for metrics and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// This replica.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its current term.
+    pub term: u64,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// The leader's replication address.
+    pub leader_addr: Option<String>,
+    /// Last index in its log.
+    pub last_log_index: Option<u64>,
+    /// Last index applied to its state machine.
+    pub applied: Option<u64>,
+    /// Index covered by its snapshot.
+    pub snapshot: Option<u64>,
+    /// Last index purged from its log.
+    pub purged: Option<u64>,
+    /// The voting members.
+    pub voters: BTreeSet<NodeId>,
+    /// Whether it stopped on a fatal error (the error).
+    pub fatal: Option<String>,
+}
+
+/// A running replica. Dropping it does not stop it; call [`Replica::shutdown`].
+pub struct Replica<S: StateMachine> {
+    id: NodeId,
+    raft: Raft,
+    sm: Arc<Mutex<S>>,
+    faults: Faults,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl<S: StateMachine> Replica<S> {
+    /// Opens storage, starts the replication server and raft, and — on the lowest member id —
+    /// bootstraps the group once: only when none of the peers reports being part of a group
+    /// already and all of them answered (so a replacement replica with an empty volume joins
+    /// the existing group instead of founding a new one). Must run inside a Tokio runtime.
+    pub async fn start(config: ReplicaConfig, sm: S) -> Result<Replica<S>, StartError> {
+        if !config.members.contains_key(&config.id) {
+            return Err(StartError::Config(format!(
+                "node {} is not among the members {:?}",
+                config.id,
+                config.members.keys().collect::<Vec<_>>()
+            )));
+        }
+        let raft_config = Arc::new(
+            config
+                .raft
+                .clone()
+                .validate()
+                .map_err(|e| StartError::Config(e.to_string()))?,
+        );
+        let log_store = LogStore::open(&config.data_dir.join("raft"), config.log)?;
+        let sm = Arc::new(Mutex::new(sm));
+        let sm_store = StateMachineStore::open(Arc::clone(&sm), &config.data_dir.join("snapshot"))?;
+        let faults = Faults::default();
+        let network = NetworkFactory::new(config.id, faults.clone());
+        let raft = Raft::new(config.id, raft_config, network.clone(), log_store, sm_store)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let (stop, mut stopped) = watch::channel(false);
+        let service = RaftServiceServer::new(RaftServer::new(raft.clone(), faults.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let server = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(service)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "replication server failed");
+            }
+        });
+        let mut tasks = vec![server];
+        if config.members.keys().next() == Some(&config.id) {
+            tasks.push(tokio::spawn(bootstrap(
+                raft.clone(),
+                network,
+                config.id,
+                config.members.clone(),
+                stop.subscribe(),
+            )));
+        }
+        Ok(Replica {
+            id: config.id,
+            raft,
+            sm,
+            faults,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Replicates `command`; returns once a quorum has it durable and it is applied here.
+    pub async fn propose(&self, command: Bytes) -> Result<Proposed, ProposeError> {
+        match self.raft.client_write(Command(command)).await {
+            Ok(written) => Ok(Proposed {
+                index: written.log_id.index,
+                response: written.data,
+            }),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ProposeError::NotLeader {
+                    leader: f.leader_id,
+                    leader_addr: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(e) => Err(ProposeError::Stopped(e.to_string())),
+        }
+    }
+
+    /// The state machine (for queries; lock it briefly, applies wait on it).
+    pub fn state_machine(&self) -> Arc<Mutex<S>> {
+        Arc::clone(&self.sm)
+    }
+
+    /// The openraft handle, for what this API does not cover (membership changes, metrics
+    /// streams, linearizable reads).
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Fault injection: drop replication traffic with these peers (tests only).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// A snapshot of this replica's raft state.
+    pub fn status(&self) -> ReplicaStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let leader_addr = m
+            .current_leader
+            .and_then(|l| membership.get_node(&l).map(|n| n.addr.clone()));
+        ReplicaStatus {
+            id: self.id,
+            role: match m.state {
+                ServerState::Leader => Role::Leader,
+                ServerState::Follower => Role::Follower,
+                ServerState::Candidate => Role::Candidate,
+                ServerState::Learner => Role::Learner,
+                ServerState::Shutdown => Role::Shutdown,
+            },
+            term: m.current_term,
+            leader: m.current_leader,
+            leader_addr,
+            last_log_index: m.last_log_index,
+            applied: m.last_applied.map(|l| l.index),
+            snapshot: m.snapshot.map(|l| l.index),
+            purged: m.purged.map(|l| l.index),
+            voters: membership.voter_ids().collect(),
+            fatal: m.running_state.err().map(|e| e.to_string()),
+        }
+    }
+
+    /// Stops raft and the replication server.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown failed");
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Founds the group from the lowest member, once. Retries until this replica is initialized
+/// (by itself or by hearing from a leader), or some peer is already in a group.
+async fn bootstrap(
+    raft: Raft,
+    mut network: NetworkFactory,
+    id: NodeId,
+    members: BTreeMap<NodeId, String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let nodes: BTreeMap<NodeId, BasicNode> = members
+        .iter()
+        .map(|(&id, addr)| (id, BasicNode::new(addr)))
+        .collect();
+    let mut tick = tokio::time::interval(Duration::from_millis(300));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match raft.is_initialized().await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(_) => return,
+        }
+        let mut all_fresh = true;
+        for (&peer, node) in &nodes {
+            if peer == id {
+                continue;
+            }
+            let client = network.new_client(peer, node).await;
+            match client.probe(Duration::from_millis(500)).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::info!(
+                        peer,
+                        "a peer is already in a group; waiting to be caught up"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(peer, error = %e, "peer not reachable yet; not bootstrapping");
+                    all_fresh = false;
+                }
+            }
+        }
+        if !all_fresh {
+            continue;
+        }
+        match raft.initialize(nodes.clone()).await {
+            Ok(()) => {
+                tracing::info!(members = ?members, "bootstrapped the group");
+                return;
+            }
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => return,
+            Err(e) => tracing::warn!(error = %e, "bootstrapping failed; retrying"),
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! The state machine a shard group replicates, and its openraft adapter.
+//!
+//! The server implements [`StateMachine`]; [`StateMachineStore`] drives it for openraft: applies
+//! committed entries in log order, builds snapshots into a file, and installs snapshots streamed
+//! from the leader.
+//!
+//! # Contract
+//!
+//! - **Determinism**: [`StateMachine::apply`] must compute its effect and response from the
+//!   state and the command only (no clocks, no randomness, no local configuration), so every
+//!   replica reaches the same state and the same responses.
+//! - **Position stored with the state**: every `apply`, `advance` and `install` carries an
+//!   [`Applied`] position; the state machine stores it atomically with the effect (e.g. in the
+//!   same record) and returns the last stored one from [`StateMachine::applied`]. After a restart
+//!   openraft resumes at the entry after `applied()`, so nothing is applied twice or skipped.
+//!   The state need not be synced to disk on every apply: the raft log holds every committed
+//!   entry after the last snapshot, and at open the adapter reinstalls the snapshot if the
+//!   state machine came back behind it.
+//! - **Snapshots**: [`StateMachine::snapshot`] returns a point-in-time view that can be read
+//!   after the state machine lock is released (applies continue meanwhile).
+//!
+//! # Snapshot file
+//!
+//! `snapshot.bin` in the snapshot directory, replaced atomically:
+//! `magic "RFSNAP01" | header length u32 | header CRC32C u32 | header (CBOR snapshot meta) |
+//! data | data length u64 | data CRC32C u32`. The whole file is what travels to followers, in
+//! chunks of `Config::snapshot_max_chunk_size`; a snapshot therefore never needs to fit in one
+//! message or in memory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
+    StorageError,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::storage::{StoreError, sync_dir, to_raft};
+use crate::types::{Entry, LogId, Node, NodeId, StoredMembership, TypeConfig};
+
+const SNAPSHOT_FILE: &str = "snapshot.bin";
+const INCOMING_FILE: &str = "snapshot.incoming";
+const BUILDING_FILE: &str = "snapshot.building";
+const MAGIC: &[u8; 8] = b"RFSNAP01";
+const TRAILER: u64 = 12;
+
+/// Where a state stands in the replicated log: the last entry applied to it and the group
+/// membership in force at that entry.
+///
+/// Opaque to the state machine except for [`Applied::index`]; store it with [`Applied::encode`]
+/// and give it back through [`StateMachine::applied`] with [`Applied::decode`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub(crate) log_id: Option<LogId>,
+    pub(crate) membership: StoredMembership,
+}
+
+/// An [`Applied`] position could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("bad applied position: {0}")]
+pub struct DecodeError(String);
+
+impl Applied {
+    /// The index of the last applied entry (`None` before the first entry).
+    pub fn index(&self) -> Option<u64> {
+        self.log_id.map(|l| l.index)
+    }
+
+    /// The term of the leader that wrote the last applied entry.
+    pub fn term(&self) -> Option<u64> {
+        self.log_id.map(|l| l.leader_id.term)
+    }
+
+    /// The position as bytes, to store with the state.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        // Writing CBOR into a Vec cannot fail for these plain types.
+        if let Err(e) = ciborium::into_writer(self, &mut out) {
+            tracing::error!(error = %e, "encoding an applied position failed");
+        }
+        out
+    }
+
+    /// Decodes bytes produced by [`Applied::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Applied, DecodeError> {
+        ciborium::from_reader(bytes).map_err(|e| DecodeError(e.to_string()))
+    }
+}
+
+/// A point-in-time view of the state for a snapshot.
+pub struct SnapshotView {
+    /// The position of the view: everything up to it and nothing after.
+    pub applied: Applied,
+    /// The state's bytes, as [`StateMachine::install`] will read them back.
+    pub data: Box<dyn Read + Send>,
+}
+
+/// The replicated state of a shard group, implemented by the server. See the module docs for
+/// the contract.
+///
+/// Errors are local failures (a full disk): they stop the replica (openraft treats storage
+/// errors as fatal), so a command that is merely invalid must be answered in the response
+/// bytes, deterministically, not with an error.
+pub trait StateMachine: Send + 'static {
+    /// The position stored with the current state; `None` for the initial empty state.
+    fn applied(&self) -> Option<Applied>;
+
+    /// Applies one committed command at position `at` and returns the response for the
+    /// proposer. Must be deterministic.
+    fn apply(&mut self, at: &Applied, command: &[u8]) -> io::Result<Vec<u8>>;
+
+    /// Records that `at` (an entry without a command: a new leader's blank entry or a
+    /// membership change) was applied.
+    fn advance(&mut self, at: &Applied) -> io::Result<()>;
+
+    /// A consistent view of the current state, readable after this call returns.
+    fn snapshot(&mut self) -> io::Result<SnapshotView>;
+
+    /// Replaces the whole state with the snapshot data read from `data`, at position `at`.
+    fn install(&mut self, at: &Applied, data: &mut dyn Read) -> io::Result<()>;
+}
+
+/// openraft's view of a [`StateMachine`] plus the snapshot file.
+pub struct StateMachineStore<S: StateMachine> {
+    sm: Arc<Mutex<S>>,
+    dir: PathBuf,
+}
+
+fn lock<S>(sm: &Mutex<S>) -> MutexGuard<'_, S> {
+    sm.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn sm_err(e: impl Into<openraft::AnyError>, verb: ErrorVerb) -> StorageError<NodeId> {
+    to_raft(e, ErrorSubject::StateMachine, verb)
+}
+
+fn snap_err(e: impl Into<openraft::AnyError>, verb: ErrorVerb) -> StorageError<NodeId> {
+    to_raft(e, ErrorSubject::Snapshot(None), verb)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(format!("blocking task failed: {e}"))))
+}
+
+impl<S: StateMachine> StateMachineStore<S> {
+    /// Wraps `sm`, keeping snapshots in `dir`. If the stored snapshot is ahead of the state
+    /// machine (state lost or never synced), installs it first.
+    pub fn open(sm: Arc<Mutex<S>>, dir: &Path) -> Result<Self, StoreError> {
+        fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let _ = fs::remove_file(dir.join(BUILDING_FILE));
+        let _ = fs::remove_file(dir.join(INCOMING_FILE));
+        let store = StateMachineStore {
+            sm,
+            dir: dir.to_path_buf(),
+        };
+        let path = dir.join(SNAPSHOT_FILE);
+        if path.exists() {
+            let meta = read_meta(&path)?;
+            let behind = {
+                let sm = lock(&store.sm);
+                let at = sm.applied().and_then(|a| a.log_id).map(|l| l.index);
+                meta.last_log_id.map(|l| l.index) > at
+            };
+            if behind {
+                tracing::info!(snapshot = %meta, "state machine is behind its snapshot; reinstalling it");
+                install_file(&store.sm, &path, &meta)?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// The state machine, shared with the server (which reads it for queries).
+    pub fn state_machine(&self) -> Arc<Mutex<S>> {
+        Arc::clone(&self.sm)
+    }
+}
+
+/// Builds snapshots from a state machine view without holding the state machine lock.
+pub struct SnapshotBuilder<S: StateMachine> {
+    sm: Arc<Mutex<S>>,
+    dir: PathBuf,
+}
+
+impl<S: StateMachine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<S> {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let sm = Arc::clone(&self.sm);
+        let dir = self.dir.clone();
+        let (meta, file) = blocking(move || {
+            let view = lock(&sm).snapshot()?;
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let meta = SnapshotMeta {
+                last_log_id: view.applied.log_id,
+                last_membership: view.applied.membership.clone(),
+                snapshot_id: format!(
+                    "{}-{}-{nanos}",
+                    view.applied.term().unwrap_or(0),
+                    view.applied.index().unwrap_or(0)
+                ),
+            };
+            let building = dir.join(BUILDING_FILE);
+            write_file(&building, &meta, view.data)?;
+            let path = dir.join(SNAPSHOT_FILE);
+            fs::rename(&building, &path)?;
+            sync_dir(&dir)?;
+            let file = File::open(&path)?;
+            Ok((meta, file))
+        })
+        .await
+        .map_err(|e| snap_err(&e, ErrorVerb::Write))?;
+        tracing::info!(snapshot = %meta, "built snapshot");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        })
+    }
+}
+
+/// Writes a snapshot file: header, data streamed from `data`, trailer; synced.
+fn write_file(
+    path: &Path,
+    meta: &SnapshotMeta<NodeId, Node>,
+    mut data: Box<dyn Read + Send>,
+) -> io::Result<()> {
+    let mut header = Vec::new();
+    ciborium::into_writer(meta, &mut header).map_err(io::Error::other)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    out.write_all(MAGIC)?;
+    out.write_all(&(header.len() as u32).to_le_bytes())?;
+    out.write_all(&crc32c::crc32c(&header).to_le_bytes())?;
+    out.write_all(&header)?;
+    let mut crc = 0u32;
+    let mut len = 0u64;
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = data.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        len += n as u64;
+        out.write_all(&buf[..n])?;
+    }
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(&crc.to_le_bytes())?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
+}
+
+/// Reads and checks a snapshot file's header; returns the meta and the data's byte range.
+fn read_header(
+    file: &mut File,
+    path: &Path,
+) -> Result<(SnapshotMeta<NodeId, Node>, u64, u64), StoreError> {
+    let io_err = |e| StoreError::io(path, e);
+    let total = file.metadata().map_err(io_err)?.len();
+    let mut fixed = [0u8; 16];
+    file.read_exact(&mut fixed).map_err(io_err)?;
+    if &fixed[..8] != MAGIC {
+        return Err(StoreError::corrupt(path, 0, "bad snapshot magic"));
+    }
+    let hlen = u64::from(u32::from_le_bytes([
+        fixed[8], fixed[9], fixed[10], fixed[11],
+    ]));
+    let hcrc = u32::from_le_bytes([fixed[12], fixed[13], fixed[14], fixed[15]]);
+    if 16 + hlen + TRAILER > total {
+        return Err(StoreError::corrupt(path, 8, "snapshot header length"));
+    }
+    let mut header = vec![0u8; hlen as usize];
+    file.read_exact(&mut header).map_err(io_err)?;
+    if crc32c::crc32c(&header) != hcrc {
+        return Err(StoreError::corrupt(
+            path,
+            16,
+            "snapshot header CRC mismatch",
+        ));
+    }
+    let meta = ciborium::from_reader(&header[..])
+        .map_err(|e| StoreError::corrupt(path, 16, format!("snapshot header: {e}")))?;
+    let start = 16 + hlen;
+    Ok((meta, start, total - TRAILER - start))
+}
+
+fn read_meta(path: &Path) -> Result<SnapshotMeta<NodeId, Node>, StoreError> {
+    let mut file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    Ok(read_header(&mut file, path)?.0)
+}
+
+/// Checks the data CRC of a snapshot file, then installs it into the state machine.
+fn install_file<S: StateMachine>(
+    sm: &Mutex<S>,
+    path: &Path,
+    meta: &SnapshotMeta<NodeId, Node>,
+) -> Result<(), StoreError> {
+    let io_err = |e| StoreError::io(path, e);
+    let mut file = File::open(path).map_err(io_err)?;
+    let (_, start, len) = read_header(&mut file, path)?;
+    let mut trailer = [0u8; TRAILER as usize];
+    file.seek(SeekFrom::Start(start + len)).map_err(io_err)?;
+    file.read_exact(&mut trailer).map_err(io_err)?;
+    let want_len = crate::storage::u64_le(&trailer[..8]);
+    let want_crc = u32::from_le_bytes([trailer[8], trailer[9], trailer[10], trailer[11]]);
+    if want_len != len {
+        return Err(StoreError::corrupt(
+            path,
+            start + len,
+            "snapshot data length",
+        ));
+    }
+    file.seek(SeekFrom::Start(start)).map_err(io_err)?;
+    let mut reader = BufReader::with_capacity(1 << 20, (&mut file).take(len));
+    let mut crc = 0u32;
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = reader.read(&mut buf).map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+    }
+    if crc != want_crc {
+        return Err(StoreError::corrupt(
+            path,
+            start,
+            "snapshot data CRC mismatch",
+        ));
+    }
+    file.seek(SeekFrom::Start(start)).map_err(io_err)?;
+    let mut data = BufReader::with_capacity(1 << 20, file.take(len));
+    let at = Applied {
+        log_id: meta.last_log_id,
+        membership: meta.last_membership.clone(),
+    };
+    lock(sm).install(&at, &mut data).map_err(io_err)
+}
+
+impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
+    type SnapshotBuilder = SnapshotBuilder<S>;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership), StorageError<NodeId>> {
+        Ok(match lock(&self.sm).applied() {
+            Some(a) => (a.log_id, a.membership),
+            None => (None, StoredMembership::default()),
+        })
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<u8>>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let sm = Arc::clone(&self.sm);
+        blocking(move || {
+            let mut sm = lock(&sm);
+            let current = sm.applied();
+            let mut membership = current
+                .as_ref()
+                .map(|a| a.membership.clone())
+                .unwrap_or_default();
+            let done = current.and_then(|a| a.log_id).map(|l| l.index);
+            let mut responses = Vec::with_capacity(entries.len());
+            for entry in entries {
+                if Some(entry.log_id.index) <= done {
+                    // Already in the state (stored with it); never apply twice.
+                    responses.push(Vec::new());
+                    continue;
+                }
+                if let EntryPayload::Membership(m) = &entry.payload {
+                    membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                }
+                let at = Applied {
+                    log_id: Some(entry.log_id),
+                    membership: membership.clone(),
+                };
+                match &entry.payload {
+                    EntryPayload::Normal(command) => responses.push(sm.apply(&at, &command.0)?),
+                    _ => {
+                        sm.advance(&at)?;
+                        responses.push(Vec::new());
+                    }
+                }
+            }
+            Ok(responses)
+        })
+        .await
+        .map_err(|e| sm_err(&e, ErrorVerb::Write))
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            sm: Arc::clone(&self.sm),
+            dir: self.dir.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
+        let path = self.dir.join(INCOMING_FILE);
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(|e| snap_err(&e, ErrorVerb::Write))?;
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Node>,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let file = snapshot.into_std().await;
+        let sm = Arc::clone(&self.sm);
+        let dir = self.dir.clone();
+        let meta = meta.clone();
+        blocking(move || {
+            file.sync_all()?;
+            drop(file);
+            let incoming = dir.join(INCOMING_FILE);
+            install_file(&sm, &incoming, &meta)?;
+            fs::rename(&incoming, dir.join(SNAPSHOT_FILE))?;
+            sync_dir(&dir)?;
+            tracing::info!(snapshot = %meta, "installed snapshot from the leader");
+            Ok(())
+        })
+        .await
+        .map_err(|e| snap_err(&e, ErrorVerb::Write))
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let path = self.dir.join(SNAPSHOT_FILE);
+        let found = blocking(move || {
+            let mut file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let (meta, _, _) = read_header(&mut file, &path)?;
+            file.seek(SeekFrom::Start(0))?;
+            Ok(Some((meta, file)))
+        })
+        .await
+        .map_err(|e| snap_err(&e, ErrorVerb::Read))?;
+        Ok(found.map(|(meta, file)| Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        }))
+    }
+}
