@@ -4,12 +4,16 @@
 //!
 //! A group that cannot take its part (unreachable, or failing with a 5xx) turns only its
 //! records into per-record failures, which clients retry like throttled records. A group that
-//! does not host a shard it was sent (placement moving) gets those records again, regrouped by
-//! the routes in force, until [`NOT_HOSTED_PATIENCE`] runs out. A group refusing its part as a
+//! does not host a shard it was sent (placement moving, routes behind) refuses its whole part;
+//! those records are sent again, one sub-request per shard so that one misplaced shard holds
+//! back only its own records, each to the group the refusal named or else where the routes in
+//! force place it, until [`NOT_HOSTED_PATIENCE`] runs out; then they fail with
+//! `ServiceUnavailable`. A group refusing its part as a
 //! malformed request (4xx) has that refusal returned for the whole call, as Kinesis would have
 //! refused the whole call; records other groups took in the meantime may then be written twice
 //! when the client sends them again, which Kinesis's at-least-once contract allows.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -45,8 +49,19 @@ pub struct Records {
 pub struct Batch {
     /// Position of the group in the stream's route.
     pub group: usize,
+    /// The one shard whose records these are, for a shard sent alone.
+    pub shard: Option<u32>,
     /// Positions of the records in the request, in request order.
     pub positions: Vec<usize>,
+}
+
+/// What earlier refusals taught about where records go.
+#[derive(Debug, Clone, Default)]
+pub struct Redirects {
+    /// Shards whose records are sent in a sub-request of their own.
+    pub alone: BTreeSet<u32>,
+    /// The group a refusal named for a shard, tried before the routes' group.
+    pub named: BTreeMap<u32, usize>,
 }
 
 impl Records {
@@ -91,25 +106,61 @@ impl Records {
         self.records.is_empty()
     }
 
-    /// Groups the records at `pending` by the group storing their shard under `route`,
-    /// groups in route order, records in request order.
-    pub fn batches(&self, pending: &[usize], route: &StreamRoute) -> Vec<Batch> {
+    /// Groups the records at `pending` by the group storing their shard under `route` (or the
+    /// group `redirects` names for it), groups in route order, records in request order; the
+    /// records of shards `redirects` sets alone get batches of their own.
+    pub fn batches(
+        &self,
+        pending: &[usize],
+        route: &StreamRoute,
+        redirects: &Redirects,
+    ) -> Vec<Batch> {
         let mut batches: Vec<Batch> = Vec::new();
         for &position in pending {
-            let group = match route.spread() {
-                Some(spread) => spread.shard_for_key(self.keys[position]).group,
-                None => 0,
+            let (group, shard) = match route.spread() {
+                Some(spread) => {
+                    let shard = spread.shard_for_key(self.keys[position]);
+                    let group = redirects
+                        .named
+                        .get(&shard.index)
+                        .copied()
+                        .filter(|&g| g < spread.groups.len())
+                        .unwrap_or(shard.group);
+                    (
+                        group,
+                        redirects
+                            .alone
+                            .contains(&shard.index)
+                            .then_some(shard.index),
+                    )
+                }
+                None => (0, None),
             };
-            match batches.iter_mut().find(|b| b.group == group) {
+            match batches
+                .iter_mut()
+                .find(|b| b.group == group && b.shard == shard)
+            {
                 Some(batch) => batch.positions.push(position),
                 None => batches.push(Batch {
                     group,
+                    shard,
                     positions: vec![position],
                 }),
             }
         }
-        batches.sort_by_key(|b| b.group);
+        batches.sort_by_key(|b| (b.group, b.shard));
         batches
+    }
+
+    /// The shards (under `route`) of the records at `positions`.
+    pub fn shards(&self, positions: &[usize], route: &StreamRoute) -> BTreeSet<u32> {
+        let Some(spread) = route.spread() else {
+            return BTreeSet::new();
+        };
+        positions
+            .iter()
+            .map(|&p| spread.shard_for_key(self.keys[p]).index)
+            .collect()
     }
 
     /// The request for the records at `positions`: the client's request (stream name or ARN
@@ -247,11 +298,14 @@ pub async fn put_records(
     let mut pending: Vec<usize> = (0..records.len()).collect();
     let mut table: Arc<RouteTable> = routes.current();
     let mut attempt = 0u32;
+    let mut redirects = Redirects::default();
     loop {
         let Some(route) = table.streams.get(stream) else {
             return Outcome::Gone;
         };
-        let batches = records.batches(&pending, route);
+        let batches = records.batches(&pending, route, &redirects);
+        // A named group is tried once; after that the routes decide again.
+        redirects.named.clear();
         let mut sends = JoinSet::new();
         for (slot, batch) in batches.iter().enumerate() {
             let whole = batch.positions.len() == records.len();
@@ -274,8 +328,17 @@ pub async fn put_records(
             };
             let batch = &batches[slot];
             match result {
-                Ok(answer) if not_hosted(answer.status, &answer.headers).is_some() => {
+                Ok(answer) if let Some(named) = not_hosted(answer.status, &answer.headers) => {
                     again.extend_from_slice(&batch.positions);
+                    match (batch.shard, named) {
+                        (Some(shard), Some(group)) if group != batch.group => {
+                            redirects.named.insert(shard, group);
+                        }
+                        (Some(_), _) => {}
+                        (None, _) => redirects
+                            .alone
+                            .extend(records.shards(&batch.positions, route)),
+                    }
                 }
                 Ok(answer) if batch.positions.len() == records.len() => {
                     return Outcome::Relay(answer);
@@ -367,14 +430,16 @@ mod tests {
             let records = Records::read(&request(&keys, format), format).unwrap();
             let all: Vec<usize> = (0..keys.len()).collect();
             assert_eq!(
-                records.batches(&all, &route),
+                records.batches(&all, &route, &Redirects::default()),
                 vec![
                     Batch {
                         group: 0,
+                        shard: None,
                         positions: vec![1, 3, 4]
                     },
                     Batch {
                         group: 1,
+                        shard: None,
                         positions: vec![0, 2]
                     },
                 ]
@@ -402,11 +467,59 @@ mod tests {
         let single = StreamRoute::Single("http://g0".into());
         let records = Records::read(&request(&keys, Format::Json), Format::Json).unwrap();
         assert_eq!(
-            records.batches(&[4, 0], &single),
+            records.batches(&[4, 0], &single, &Redirects::default()),
             vec![Batch {
                 group: 0,
+                shard: None,
                 positions: vec![4, 0]
             }]
+        );
+    }
+
+    #[test]
+    fn refused_records_go_alone_by_shard_and_where_the_refusal_points() {
+        let route = StreamRoute::Groups(spread_route());
+        // Shards 2 and 3 (quarters 0 and 1) are in group 0, shards 4 and 5 in group 1.
+        let keys = [quarter(0), quarter(1), quarter(3), quarter(0)];
+        let records = Records::read(&request(&keys, Format::Json), Format::Json).unwrap();
+        assert_eq!(
+            records.shards(&[0, 1, 3], &route),
+            BTreeSet::from([2, 3]),
+            "the shards of group 0's refused part"
+        );
+        let mut redirects = Redirects {
+            alone: BTreeSet::from([2, 3]),
+            named: BTreeMap::new(),
+        };
+        let all = [0, 1, 2, 3];
+        let batch = |group, shard, positions: &[usize]| Batch {
+            group,
+            shard,
+            positions: positions.to_vec(),
+        };
+        assert_eq!(
+            records.batches(&all, &route, &redirects),
+            vec![
+                batch(0, Some(2), &[0, 3]),
+                batch(0, Some(3), &[1]),
+                batch(1, None, &[2]),
+            ]
+        );
+        // Shard 3's group said group 1 stores it: its records go there, alone.
+        redirects.named.insert(3, 1);
+        assert_eq!(
+            records.batches(&all, &route, &redirects),
+            vec![
+                batch(0, Some(2), &[0, 3]),
+                batch(1, None, &[2]),
+                batch(1, Some(3), &[1]),
+            ]
+        );
+        // A named group the route does not have is ignored.
+        redirects.named.insert(3, 9);
+        assert_eq!(
+            records.batches(&[1], &route, &redirects),
+            vec![batch(0, Some(3), &[1])]
         );
     }
 
@@ -417,7 +530,10 @@ mod tests {
         let body = br#"{"StreamName":"orders","Records":[{"PartitionKey":"a","Data":"aGk="}]}"#;
         let value = Format::Json.decode(body).unwrap();
         let records = Records::read(&value, Format::Json).unwrap();
-        assert_eq!(records.batches(&[0], &route)[0].group, 0);
+        assert_eq!(
+            records.batches(&[0], &route, &Redirects::default())[0].group,
+            0
+        );
     }
 
     #[test]
