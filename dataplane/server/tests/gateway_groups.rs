@@ -720,3 +720,147 @@ async fn requests_reach_the_right_group_while_the_routes_are_wrong_or_a_group_is
         }
     }
 }
+
+/// The ending sequence number of each closed shard as `caller` lists it, by shard index.
+async fn ends(caller: &Caller) -> Vec<(u32, Option<String>)> {
+    let listed = caller
+        .ok("ListShards", json!({"StreamName": "orders"}))
+        .await;
+    listed["Shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|shard| {
+            (
+                shard["ShardId"]
+                    .as_str()
+                    .unwrap()
+                    .strip_prefix("shardId-")
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+                shard["SequenceNumberRange"]["EndingSequenceNumber"]
+                    .as_str()
+                    .map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn closed_shards_end_where_their_own_group_says() {
+    let (mut g0, mut g1) = (group().await, group().await);
+    spread_stream(&mut g0, &mut g1).await;
+    let shards = layout(&mut g0).await;
+    let bases = [format!("http://{}", g0.http), format!("http://{}", g1.http)];
+    let routes_dir = tempfile::tempdir().unwrap();
+    let routes = routes_dir.path().join("routes.json");
+    write_routes(&routes, &bases, &shards);
+    let through = gateway(routes.clone()).await;
+    let records = records_for_every_shard(&shards, 3, "before");
+    let put = through
+        .ok(
+            "PutRecords",
+            json!({"StreamName": "orders", "Records": records}),
+        )
+        .await;
+    assert_eq!(put["FailedRecordCount"], 0, "{put}");
+    let last_in_shard_3 = put["Records"][11]["SequenceNumber"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Both groups take the same reshard step (as the operator has them do): four shards
+    // merged into two.
+    for group in [&mut g0, &mut g1] {
+        group
+            .grpc
+            .update_shard_count(v1::UpdateShardCountRequest {
+                name: "orders".into(),
+                target_shard_count: 2,
+            })
+            .await
+            .unwrap();
+    }
+    let after = layout(&mut g0).await;
+    assert_eq!(after, layout(&mut g1).await);
+    let closed_in_g1: Vec<u32> = after
+        .iter()
+        .filter(|s| !s.4 && s.3 == 1)
+        .map(|s| s.0)
+        .collect();
+    assert_eq!(closed_in_g1, [2, 3], "{after:?}");
+    write_routes(&routes, &bases, &after);
+
+    // Through the gateway, every closed shard ends where the group storing it says.
+    let by_g0 = ends(&caller(g0.http)).await;
+    let by_g1 = ends(&caller(g1.http)).await;
+    assert_ne!(
+        by_g0[3], by_g1[3],
+        "group 0 cannot know where shard 3's records ended"
+    );
+    let seen = ends(&through).await;
+    assert_eq!(seen.len(), after.len());
+    for ((index, end), (_, _, _, group, open)) in seen.iter().zip(&after) {
+        let own = if *group == 0 { &by_g0 } else { &by_g1 };
+        let expected = &own.iter().find(|(i, _)| i == index).unwrap().1;
+        assert_eq!(end, expected, "shard {index}");
+        assert_eq!(end.is_none(), *open, "shard {index}");
+    }
+    let end_of_3 = seen[3].1.clone().unwrap();
+    assert!(
+        end_of_3.parse::<u128>().unwrap() >= last_in_shard_3.parse::<u128>().unwrap(),
+        "shard 3 ends at {end_of_3}, after its last record {last_in_shard_3}"
+    );
+    let described = through
+        .ok("DescribeStream", json!({"StreamName": "orders"}))
+        .await;
+    let described_end =
+        &described["StreamDescription"]["Shards"][3]["SequenceNumberRange"]["EndingSequenceNumber"];
+    assert_eq!(described_end, &json!(end_of_3));
+
+    // The closed shard of group 1 reads to its end through the gateway, then names its child.
+    let iterator = through
+        .ok(
+            "GetShardIterator",
+            json!({"StreamName": "orders", "ShardId": shard_id(3), "ShardIteratorType": "TRIM_HORIZON"}),
+        )
+        .await;
+    let mut iterator = iterator["ShardIterator"].as_str().map(str::to_string);
+    let mut read = 0;
+    let mut children = Value::Null;
+    let deadline = Instant::now() + PATIENCE;
+    while let Some(current) = iterator {
+        assert!(Instant::now() < deadline, "shard 3 not read to its end");
+        let answer = through
+            .ok("GetRecords", json!({"ShardIterator": current}))
+            .await;
+        read += answer["Records"].as_array().unwrap().len();
+        if !answer["ChildShards"].is_null() {
+            children = answer["ChildShards"].clone();
+        }
+        iterator = answer["NextShardIterator"].as_str().map(str::to_string);
+    }
+    assert_eq!(read, 3);
+    assert_eq!(children[0]["ShardId"], shard_id(5), "{children}");
+
+    // New records reach the children.
+    let records = records_for_every_shard(&shards, 1, "after");
+    let put = through
+        .ok(
+            "PutRecords",
+            json!({"StreamName": "orders", "Records": records}),
+        )
+        .await;
+    assert_eq!(put["FailedRecordCount"], 0, "{put}");
+    let children: Vec<&str> = put["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ShardId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        children,
+        [shard_id(4), shard_id(4), shard_id(5), shard_id(5)]
+    );
+}
