@@ -864,3 +864,79 @@ async fn closed_shards_end_where_their_own_group_says() {
         [shard_id(4), shard_id(4), shard_id(5), shard_id(5)]
     );
 }
+
+#[tokio::test]
+async fn a_retried_consumer_change_completes_in_every_group() {
+    let (mut g0, mut g1) = (group().await, group().await);
+    spread_stream(&mut g0, &mut g1).await;
+    let shards = layout(&mut g0).await;
+    let bases = [format!("http://{}", g0.http), format!("http://{}", g1.http)];
+    let routes_dir = tempfile::tempdir().unwrap();
+    let routes = routes_dir.path().join("routes.json");
+    write_routes(&routes, &bases, &shards);
+    let through = gateway(routes).await;
+    let summary = through
+        .ok("DescribeStreamSummary", json!({"StreamName": "orders"}))
+        .await;
+    let stream_arn = summary["StreamDescriptionSummary"]["StreamARN"].clone();
+
+    // A registration that reached group 0 only (group 1 failed): the client's retry is
+    // refused by group 0 as Kinesis would, and completes the registration in group 1 with
+    // group 0's ARN.
+    let registered = caller(g0.http)
+        .ok(
+            "RegisterStreamConsumer",
+            json!({"StreamARN": stream_arn, "ConsumerName": "late"}),
+        )
+        .await;
+    let consumer_arn = registered["Consumer"]["ConsumerARN"].clone();
+    let (status, _) = caller(g1.http)
+        .call(
+            "DescribeStreamConsumer",
+            json!({"ConsumerARN": consumer_arn}),
+        )
+        .await;
+    assert_eq!(status, 400, "group 1 does not know the consumer yet");
+    let (status, retried) = through
+        .call(
+            "RegisterStreamConsumer",
+            json!({"StreamARN": stream_arn, "ConsumerName": "late"}),
+        )
+        .await;
+    assert_eq!(
+        (status, retried["__type"].as_str()),
+        (400, Some("ResourceInUseException"))
+    );
+    let described = caller(g1.http)
+        .ok(
+            "DescribeStreamConsumer",
+            json!({"ConsumerARN": consumer_arn}),
+        )
+        .await;
+    assert_eq!(
+        described["ConsumerDescription"]["ConsumerARN"],
+        consumer_arn
+    );
+
+    // Likewise a deregistration that reached group 0 only.
+    caller(g0.http)
+        .ok(
+            "DeregisterStreamConsumer",
+            json!({"ConsumerARN": consumer_arn}),
+        )
+        .await;
+    let (status, retried) = through
+        .call(
+            "DeregisterStreamConsumer",
+            json!({"ConsumerARN": consumer_arn}),
+        )
+        .await;
+    assert_eq!(
+        (status, retried["__type"].as_str()),
+        (400, Some("ResourceNotFoundException"))
+    );
+    let listed = caller(g1.http)
+        .ok("ListStreamConsumers", json!({"StreamARN": stream_arn}))
+        .await;
+    assert_eq!(listed["Consumers"], json!([]), "{listed}");
+}
