@@ -83,8 +83,13 @@ impl Records {
         for record in records {
             let doc = Doc::new(record, format).ok()?;
             keys.push(record_hash_key(&doc)?);
-            let key_len = record.get("PartitionKey").and_then(Value::as_str)?.len();
-            bytes += key_len + data_len(record.get("Data")?)?;
+            // Every record's partition key is checked, even one routed by an explicit hash
+            // key, so that no group refuses its part for it after others wrote theirs.
+            let partition_key = record.get("PartitionKey").and_then(Value::as_str)?;
+            if !(1..=256).contains(&partition_key.chars().count()) {
+                return None;
+            }
+            bytes += partition_key.len() + data_len(record.get("Data")?)?;
         }
         if bytes > MAX_BYTES {
             return None;
@@ -545,6 +550,7 @@ mod tests {
             r#"{"StreamName":"orders","Records":[{"PartitionKey":"a"}]}"#,
             r#"{"StreamName":"orders","Records":[{"PartitionKey":"a","Data":"aGk=","ExplicitHashKey":"x"}]}"#,
             r#"{"StreamName":"orders","Records":[7]}"#,
+            r#"{"StreamName":"orders","Records":[{"PartitionKey":"","ExplicitHashKey":"1","Data":"aGk="}]}"#,
         ];
         for body in malformed {
             let value = Format::Json.decode(body.as_bytes()).unwrap();
