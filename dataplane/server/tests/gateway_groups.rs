@@ -818,6 +818,29 @@ async fn closed_shards_end_where_their_own_group_says() {
     let described_end =
         &described["StreamDescription"]["Shards"][3]["SequenceNumberRange"]["EndingSequenceNumber"];
     assert_eq!(described_end, &json!(end_of_3));
+    // The same in CBOR, whose timestamps and all survive the gateway's patching.
+    let (status, cbor) = through
+        .call_cbor(
+            "DescribeStream",
+            &riffle_wire::Value::map()
+                .with("StreamName", "orders")
+                .build(),
+        )
+        .await;
+    assert_eq!(status, 200, "{cbor:?}");
+    let description = cbor.get("StreamDescription").unwrap();
+    assert!(matches!(
+        description.get("StreamCreationTimestamp"),
+        Some(riffle_wire::Value::Timestamp(_))
+    ));
+    let Some(riffle_wire::Value::List(cbor_shards)) = description.get("Shards") else {
+        panic!("no shards: {cbor:?}")
+    };
+    let cbor_end = cbor_shards[3]
+        .get("SequenceNumberRange")
+        .and_then(|range| range.get("EndingSequenceNumber"))
+        .and_then(riffle_wire::Value::as_str);
+    assert_eq!(cbor_end, Some(end_of_3.as_str()));
 
     // The closed shard of group 1 reads to its end through the gateway, then names its child.
     let iterator = through
