@@ -647,12 +647,18 @@ async fn requests_reach_the_right_group_while_the_routes_are_wrong_or_a_group_is
     write_routes(&routes, &[bases[0].clone(), bases[0].clone()], &shards);
     let through = gateway(routes.clone()).await;
     let records = records_for_every_shard(&shards, 2, "stuck");
-    let put = through
-        .ok(
+    // Both wait out the gateway's patience, so they wait together.
+    let ((status, put), (refused_status, refused)) = tokio::join!(
+        through.call(
             "PutRecords",
             json!({"StreamName": "orders", "Records": records}),
-        )
-        .await;
+        ),
+        through.call(
+            "GetShardIterator",
+            json!({"StreamName": "orders", "ShardId": shard_id(2), "ShardIteratorType": "LATEST"}),
+        ),
+    );
+    assert_eq!(status, 200, "{put}");
     assert_eq!(put["FailedRecordCount"], 4, "{put}");
     for (i, result) in put["Records"].as_array().unwrap().iter().enumerate() {
         if i < 4 {
@@ -661,14 +667,8 @@ async fn requests_reach_the_right_group_while_the_routes_are_wrong_or_a_group_is
             assert_eq!(result["ErrorCode"], "ServiceUnavailable", "{result}");
         }
     }
-    let (status, refused) = through
-        .call(
-            "GetShardIterator",
-            json!({"StreamName": "orders", "ShardId": shard_id(2), "ShardIteratorType": "LATEST"}),
-        )
-        .await;
     assert_eq!(
-        (status, refused["__type"].as_str()),
+        (refused_status, refused["__type"].as_str()),
         (503, Some("ServiceUnavailable")),
         "{refused}"
     );
