@@ -16,11 +16,11 @@ use riffle_wire::{AwsError, Format, Value};
 
 /// Header a shard group sets on the `ServiceUnavailable` it answers for a shard it does not
 /// host: the group that does (its index) or `unknown`.
-pub const NOT_HOSTED: &str = "x-riffle-not-hosted";
+pub use crate::kinesis::NOT_HOSTED_HEADER as NOT_HOSTED;
 
 /// Header giving RegisterStreamConsumer the consumer's creation time (epoch seconds), so every
 /// group of a stream gives the consumer the same ARN.
-pub const CONSUMER_CREATED: &str = "x-riffle-consumer-created";
+pub use crate::kinesis::CONSUMER_CREATED_HEADER as CONSUMER_CREATED;
 
 /// How long a request for a shard that is not where the routes say waits for the routes (or
 /// the groups) to agree before the client gets `ServiceUnavailable`.
