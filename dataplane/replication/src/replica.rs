@@ -306,6 +306,21 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
+    /// Waits until raft stops on a fatal error (a storage failure, a panic in the raft core)
+    /// and returns it. A server should then exit so that it is restarted and recovers from
+    /// disk; a stopped replica neither votes nor replicates.
+    pub async fn wait_fatal(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(e) = &metrics.borrow_and_update().running_state {
+                return e.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft metrics closed".into();
+            }
+        }
+    }
+
     /// Stops raft and the replication server.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);

@@ -1,0 +1,174 @@
+//! Fault tests on three real `riffle-replica` processes on loopback.
+//!
+//! Partitions use the replicas' fault-injection switch (`Partition` RPC): each side drops raft
+//! traffic to and from the other, at both ends; the host network is untouched.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Cluster, Load, Opts, SERIAL, check};
+
+const ELECTION: Duration = Duration::from_secs(20);
+const CONVERGE: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_the_leader_under_load() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = Cluster::start(3, Opts::default());
+    let leader = cluster.wait_leader(&[1, 2, 3], ELECTION).await;
+    let load = Load::start(&cluster, 4);
+    load.wait_acks_after(Instant::now(), 300, Duration::from_secs(30))
+        .await;
+
+    cluster.kill(leader);
+    let killed = Instant::now();
+    let first = load
+        .wait_acks_after(killed, 1, Duration::from_secs(15))
+        .await;
+    let failover = first.at - killed;
+    println!("failover after kill -9 of leader {leader}: {failover:?}");
+    load.wait_acks_after(killed, 300, Duration::from_secs(30))
+        .await;
+
+    cluster.spawn(leader);
+    let acks = load.stop().await;
+    let reads = cluster.wait_converged(CONVERGE).await;
+    let verified = check(&acks, &reads);
+    println!("kill-leader: {verified:?}");
+    assert!(
+        failover < Duration::from_secs(5),
+        "failover took {failover:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_with_an_empty_volume_catches_up_by_snapshot() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = Cluster::start(
+        3,
+        Opts {
+            snapshot_every: 200,
+            keep_log: 20,
+        },
+    );
+    let leader = cluster.wait_leader(&[1, 2, 3], ELECTION).await;
+    let follower = if leader == 3 { 2 } else { 3 };
+    let load = Load::start(&cluster, 3);
+    load.wait_acks_after(Instant::now(), 400, Duration::from_secs(30))
+        .await;
+
+    cluster.kill(follower);
+    cluster.wipe(follower);
+    load.wait_acks_after(Instant::now(), 600, Duration::from_secs(30))
+        .await;
+    let leader_status = cluster.status(leader).await.expect("leader status");
+    let snapshots_before = cluster
+        .log_of(follower)
+        .matches("installed snapshot from the leader")
+        .count();
+    assert!(
+        leader_status.purged.is_some(),
+        "the leader has purged its log, so only a snapshot can catch the follower up: {leader_status:?}"
+    );
+    cluster.spawn(follower);
+    load.wait_acks_after(Instant::now(), 200, Duration::from_secs(30))
+        .await;
+    let acks = load.stop().await;
+    let reads = cluster.wait_converged(CONVERGE).await;
+    let verified = check(&acks, &reads);
+    let status = cluster.status(follower).await.expect("follower status");
+    println!("empty follower {follower} caught up: {verified:?}; its status {status:?}");
+    let snapshots_after = cluster
+        .log_of(follower)
+        .matches("installed snapshot from the leader")
+        .count();
+    assert!(
+        snapshots_after > snapshots_before,
+        "the follower with an empty volume caught up without installing a snapshot"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_group_restarts() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = Cluster::start(3, Opts::default());
+    cluster.wait_leader(&[1, 2, 3], ELECTION).await;
+    let load = Load::start(&cluster, 3);
+    load.wait_acks_after(Instant::now(), 300, Duration::from_secs(30))
+        .await;
+    for id in [1, 2, 3] {
+        cluster.kill(id);
+    }
+    let down = Instant::now();
+    for id in [1, 2, 3] {
+        cluster.spawn(id);
+    }
+    let first = load.wait_acks_after(down, 1, Duration::from_secs(30)).await;
+    println!(
+        "writes resumed {:?} after restarting all replicas",
+        first.at - down
+    );
+    load.wait_acks_after(down, 200, Duration::from_secs(30))
+        .await;
+    let acks = load.stop().await;
+    let reads = cluster.wait_converged(CONVERGE).await;
+    let verified = check(&acks, &reads);
+    println!("whole-group restart: {verified:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_acknowledges_nothing() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(3, Opts::default());
+    let old = cluster.wait_leader(&[1, 2, 3], ELECTION).await;
+    let majority: Vec<u64> = [1, 2, 3].into_iter().filter(|&i| i != old).collect();
+    let load = Load::start(&cluster, 3);
+    load.wait_acks_after(Instant::now(), 200, Duration::from_secs(30))
+        .await;
+
+    cluster.block(old, &majority).await;
+    for &id in &majority {
+        cluster.block(id, &[old]).await;
+    }
+    let cut = Instant::now();
+    // Writes sent to the isolated leader must not be acknowledged.
+    let mut minority_payloads = Vec::new();
+    for seq in 0..3 {
+        let payload = common::payload(99, seq);
+        minority_payloads.push(payload.clone());
+        let mut req = tonic::Request::new(common::proto::AppendRequest {
+            payload: payload.into(),
+        });
+        req.set_timeout(Duration::from_secs(2));
+        let reply = cluster.client(old).append(req).await;
+        assert!(
+            !reply.as_ref().is_ok_and(|r| r.get_ref().ok),
+            "the minority side acknowledged a write: {reply:?}"
+        );
+    }
+    let new = cluster.wait_leader(&majority, ELECTION).await;
+    let first = load.wait_acks_after(cut, 1, Duration::from_secs(20)).await;
+    println!(
+        "partition: new leader {new} (old {old}); writes resumed {:?} after the cut",
+        first.at - cut
+    );
+    load.wait_acks_after(cut, 200, Duration::from_secs(30))
+        .await;
+
+    for id in [1, 2, 3] {
+        cluster.block(id, &[]).await;
+    }
+    let acks = load.stop().await;
+    let reads = cluster.wait_converged(CONVERGE).await;
+    let verified = check(&acks, &reads);
+    for (id, read) in &reads {
+        for p in &minority_payloads {
+            assert!(
+                !read.records.iter().any(|r| r.payload[..] == p[..]),
+                "replica {id} applied a write sent only to the minority side"
+            );
+        }
+    }
+    println!("partition: {verified:?}");
+}
