@@ -133,28 +133,38 @@ async fn a_partitioned_leader_acknowledges_nothing() {
     }
     let cut = Instant::now();
     // Writes sent to the isolated leader must not be acknowledged.
-    let mut minority_payloads = Vec::new();
-    for seq in 0..3 {
-        let payload = common::payload(99, seq);
-        minority_payloads.push(payload.clone());
-        let mut req = tonic::Request::new(common::proto::AppendRequest {
-            payload: payload.into(),
-        });
-        req.set_timeout(Duration::from_secs(2));
-        let reply = cluster.client(old).append(req).await;
+    let minority_payloads: Vec<Vec<u8>> = (0..3).map(|seq| common::payload(99, seq)).collect();
+    let minority_writes = minority_payloads
+        .iter()
+        .map(|payload| {
+            let mut client = cluster.client(old);
+            let mut req = tonic::Request::new(common::proto::AppendRequest {
+                payload: payload.clone().into(),
+            });
+            req.set_timeout(Duration::from_secs(3));
+            tokio::spawn(async move { client.append(req).await })
+        })
+        .collect::<Vec<_>>();
+    let new = cluster.wait_leader(&majority, ELECTION).await;
+    let elected = cut.elapsed();
+    let first = load.wait_acks_after(cut, 1, Duration::from_secs(20)).await;
+    println!(
+        "partition: new leader {new} (old {old}) seen {elected:?} after the cut; writes resumed {:?} after the cut",
+        first.at - cut
+    );
+    assert!(
+        first.at - cut < Duration::from_secs(10),
+        "writes resumed too late"
+    );
+    load.wait_acks_after(cut, 200, Duration::from_secs(30))
+        .await;
+    for write in minority_writes {
+        let reply = write.await.expect("minority write task");
         assert!(
             !reply.as_ref().is_ok_and(|r| r.get_ref().ok),
             "the minority side acknowledged a write: {reply:?}"
         );
     }
-    let new = cluster.wait_leader(&majority, ELECTION).await;
-    let first = load.wait_acks_after(cut, 1, Duration::from_secs(20)).await;
-    println!(
-        "partition: new leader {new} (old {old}); writes resumed {:?} after the cut",
-        first.at - cut
-    );
-    load.wait_acks_after(cut, 200, Duration::from_secs(30))
-        .await;
 
     for id in [1, 2, 3] {
         cluster.block(id, &[]).await;

@@ -25,7 +25,7 @@ use proto::{AppendRequest, PartitionRequest, ReadReply, ReadRequest, StatusReply
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How long a client call may take before it counts as failed.
-const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Tuning passed to every replica.
 #[derive(Debug, Clone, Copy)]
