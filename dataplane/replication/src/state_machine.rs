@@ -471,3 +471,203 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::Cursor;
+
+    use bytes::Bytes;
+    use openraft::{BasicNode, Membership};
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+    use crate::types::{Command, log_id};
+
+    /// A state machine in memory: the applied commands and the position.
+    #[derive(Default)]
+    struct Memory {
+        applied: Option<Applied>,
+        items: Vec<(u64, Vec<u8>)>,
+        advances: usize,
+    }
+
+    impl StateMachine for Memory {
+        fn applied(&self) -> Option<Applied> {
+            self.applied.clone()
+        }
+        fn apply(&mut self, at: &Applied, command: &[u8]) -> io::Result<Vec<u8>> {
+            let index = at.index().expect("index");
+            self.items.push((index, command.to_vec()));
+            self.applied = Some(at.clone());
+            Ok(index.to_le_bytes().to_vec())
+        }
+        fn advance(&mut self, at: &Applied) -> io::Result<()> {
+            self.advances += 1;
+            self.applied = Some(at.clone());
+            Ok(())
+        }
+        fn snapshot(&mut self) -> io::Result<SnapshotView> {
+            let mut data = Vec::new();
+            ciborium::into_writer(&self.items, &mut data).map_err(io::Error::other)?;
+            Ok(SnapshotView {
+                applied: self
+                    .applied
+                    .clone()
+                    .ok_or_else(|| io::Error::other("empty"))?,
+                data: Box::new(Cursor::new(data)),
+            })
+        }
+        fn install(&mut self, at: &Applied, data: &mut dyn Read) -> io::Result<()> {
+            self.items = ciborium::from_reader(data).map_err(io::Error::other)?;
+            self.applied = Some(at.clone());
+            Ok(())
+        }
+    }
+
+    fn membership_entry(index: u64) -> Entry {
+        let nodes: BTreeMap<u64, BasicNode> =
+            [(1, BasicNode::new("a:1")), (2, BasicNode::new("b:1"))].into();
+        Entry {
+            log_id: log_id(1, 1, index),
+            payload: EntryPayload::Membership(Membership::new(vec![[1, 2].into()], nodes)),
+        }
+    }
+
+    fn command(index: u64) -> Entry {
+        Entry {
+            log_id: log_id(1, 1, index),
+            payload: EntryPayload::Normal(Command(Bytes::from(format!("c{index}")))),
+        }
+    }
+
+    fn store(sm: Memory, dir: &Path) -> StateMachineStore<Memory> {
+        StateMachineStore::open(Arc::new(Mutex::new(sm)), dir).expect("open")
+    }
+
+    #[tokio::test]
+    async fn applies_in_order_with_positions_and_never_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = store(Memory::default(), dir.path());
+        let out = store
+            .apply(vec![membership_entry(0), command(1), command(2)])
+            .await
+            .expect("apply");
+        assert_eq!(
+            out,
+            vec![
+                Vec::new(),
+                1u64.to_le_bytes().to_vec(),
+                2u64.to_le_bytes().to_vec()
+            ]
+        );
+        let (last, membership) = store.applied_state().await.expect("applied");
+        assert_eq!(last, Some(log_id(1, 1, 2)));
+        assert_eq!(membership.log_id(), &Some(log_id(1, 1, 0)));
+        // Entries replayed after a restart are not applied again.
+        let out = store
+            .apply(vec![command(2), command(3)])
+            .await
+            .expect("apply");
+        assert_eq!(out.len(), 2);
+        let sm = store.state_machine();
+        let sm = lock(&sm);
+        let indexes: Vec<u64> = sm.items.iter().map(|(i, _)| *i).collect();
+        assert_eq!(indexes, vec![1, 2, 3]);
+        assert_eq!(sm.advances, 1);
+        let position = sm.applied.clone().expect("position");
+        assert_eq!(
+            Applied::decode(&position.encode()).expect("decode"),
+            position
+        );
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_reinstalled_into_a_state_machine_that_came_back_behind_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut first = store(Memory::default(), dir.path());
+        first
+            .apply(vec![membership_entry(0), command(1), command(2)])
+            .await
+            .expect("apply");
+        let snapshot = first
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        assert_eq!(snapshot.meta.last_log_id, Some(log_id(1, 1, 2)));
+        drop(first);
+
+        // The state was lost (e.g. never synced); the snapshot brings it back.
+        let mut again = store(Memory::default(), dir.path());
+        let (last, _) = again.applied_state().await.expect("applied");
+        assert_eq!(last, Some(log_id(1, 1, 2)));
+        assert_eq!(lock(&again.state_machine()).items.len(), 2);
+        let current = again
+            .get_current_snapshot()
+            .await
+            .expect("current")
+            .expect("some");
+        assert_eq!(current.meta, snapshot.meta);
+    }
+
+    #[tokio::test]
+    async fn a_streamed_snapshot_is_checked_and_installed() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let mut leader = store(Memory::default(), leader_dir.path());
+        leader
+            .apply(vec![
+                membership_entry(0),
+                command(1),
+                command(2),
+                command(3),
+            ])
+            .await
+            .expect("apply");
+        let snapshot = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        let bytes = fs::read(leader_dir.path().join(SNAPSHOT_FILE)).expect("read");
+
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let mut follower = store(Memory::default(), follower_dir.path());
+        // Damaged in transit: refused, state untouched.
+        let mut damaged = bytes.clone();
+        let n = damaged.len();
+        damaged[n - TRAILER as usize - 1] ^= 1;
+        let mut incoming = follower.begin_receiving_snapshot().await.expect("begin");
+        for chunk in damaged.chunks(7) {
+            incoming.write_all(chunk).await.expect("write");
+        }
+        assert!(
+            follower
+                .install_snapshot(&snapshot.meta, incoming)
+                .await
+                .is_err()
+        );
+        assert!(lock(&follower.state_machine()).items.is_empty());
+
+        let mut incoming = follower.begin_receiving_snapshot().await.expect("begin");
+        for chunk in bytes.chunks(7) {
+            incoming.write_all(chunk).await.expect("write");
+        }
+        follower
+            .install_snapshot(&snapshot.meta, incoming)
+            .await
+            .expect("install");
+        let (last, membership) = follower.applied_state().await.expect("applied");
+        assert_eq!(last, Some(log_id(1, 1, 3)));
+        assert_eq!(membership.log_id(), &Some(log_id(1, 1, 0)));
+        assert_eq!(lock(&follower.state_machine()).items.len(), 3);
+        let current = follower
+            .get_current_snapshot()
+            .await
+            .expect("current")
+            .expect("some");
+        assert_eq!(current.meta, snapshot.meta);
+    }
+}
