@@ -203,12 +203,16 @@ impl<S: StateMachine> Replica<S> {
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
 
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(l) => l,
+            Err(source) => {
+                let _ = raft.shutdown().await;
+                return Err(StartError::Listen {
+                    addr: config.listen,
+                    source,
+                });
+            }
+        };
         let (stop, mut stopped) = watch::channel(false);
         let service = RaftServiceServer::new(RaftServer::new(raft.clone(), faults.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

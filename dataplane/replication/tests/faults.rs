@@ -182,3 +182,38 @@ async fn a_partitioned_leader_acknowledges_nothing() {
     }
     println!("partition: {verified:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrapping_replica_with_an_empty_volume_rejoins_its_group() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = Cluster::start(
+        3,
+        Opts {
+            snapshot_every: 200,
+            keep_log: 20,
+        },
+    );
+    cluster.wait_leader(&[1, 2, 3], ELECTION).await;
+    let load = Load::start(&cluster, 3);
+    load.wait_acks_after(Instant::now(), 300, Duration::from_secs(30))
+        .await;
+
+    // Replica 1 founded the group; it comes back with nothing and must not found another.
+    cluster.kill(1);
+    cluster.wipe(1);
+    let leader = cluster.wait_leader(&[2, 3], ELECTION).await;
+    cluster.spawn(1);
+    load.wait_acks_after(Instant::now(), 300, Duration::from_secs(30))
+        .await;
+    let acks = load.stop().await;
+    let reads = cluster.wait_converged(CONVERGE).await;
+    let verified = check(&acks, &reads);
+    let log = cluster.log_of(1);
+    assert!(
+        log.matches("bootstrapped the group").count() == 1,
+        "replica 1 bootstrapped a second group"
+    );
+    let status = cluster.status(1).await.expect("status");
+    assert_eq!(status.leader, Some(leader));
+    println!("empty bootstrapper rejoined leader {leader}: {verified:?}");
+}
