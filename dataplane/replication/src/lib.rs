@@ -1,10 +1,56 @@
-//! Raft replication of a shard group's commands, on [openraft].
+//! Raft replication of a shard group's commands, on [openraft] 0.9.
 //!
 //! A shard group runs one or three replicas. Each replica keeps a durable raft log and vote
 //! ([`storage`]), applies committed commands to a [`StateMachine`] the server implements
-//! ([`state_machine`]), talks to its peers over gRPC ([`network`]) and is driven through the
-//! [`Replica`] API: propose a command, get its result once a quorum has it durable and it has
-//! been applied.
+//! ([`state_machine`]), talks to its peers over gRPC ([`network`]) and is driven through
+//! [`Replica`].
+//!
+//! # Using it
+//!
+//! ```no_run
+//! # async fn run<S: riffle_replication::StateMachine>(sm: S) -> anyhow::Result<()> {
+//! use std::collections::BTreeMap;
+//! use riffle_replication::{ProposeError, Replica, ReplicaConfig};
+//!
+//! let members = BTreeMap::from([
+//!     (1, "group-0-0.group-0:7100".to_string()),
+//!     (2, "group-0-1.group-0:7100".to_string()),
+//!     (3, "group-0-2.group-0:7100".to_string()),
+//! ]);
+//! let config = ReplicaConfig::new(1, "0.0.0.0:7100".parse()?, members, "/data".into());
+//! let replica = Replica::start(config, sm).await?;
+//! match replica.propose(bytes::Bytes::from_static(b"command")).await {
+//!     Ok(done) => println!("committed at {} -> {:?}", done.index, done.response),
+//!     Err(ProposeError::NotLeader { leader, .. }) => println!("ask {leader:?}"),
+//!     Err(e) => return Err(e.into()),
+//! }
+//! println!("{:?}", replica.status());
+//! # Ok(()) }
+//! ```
+//!
+//! # Guarantees
+//!
+//! - [`Replica::propose`] returns `Ok` only after the command is durable (`fdatasync`) on a
+//!   quorum and applied on this replica; its index is greater than that of every command
+//!   acknowledged before it was proposed.
+//! - A replica that restarts resumes from its log, vote and state machine position; the state
+//!   machine never sees an entry twice or misses one (see [`state_machine`]).
+//! - The lowest member id founds the group once, and only if every peer answers that it is not
+//!   in a group yet; a replica restarted with an empty volume is caught up by the leader (by
+//!   log, or by snapshot if the log it needs was purged).
+//!
+//! # Limits
+//!
+//! - A replica that lost its volume also lost its vote, and Raft assumes votes are never
+//!   forgotten: such a replica could vote a second time in a term it already voted in, which
+//!   matters only if it rejoins during that same election. openraft's
+//!   `loosen-follower-log-revert` feature is enabled so that the leader re-sends such a replica
+//!   everything instead of stopping. Replacing a lost replica through a membership change
+//!   would close the gap; it is not done here.
+//! - Membership is fixed at bootstrap; adding or replacing members (`Raft::change_membership`
+//!   through [`Replica::raft`]) is not wrapped yet.
+//! - Vote, truncate and purge `fsync` on the calling task (they are rare); appends are written
+//!   on the raft task and synced on a dedicated thread (group commit).
 
 pub mod network;
 mod replica;

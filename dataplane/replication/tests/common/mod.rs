@@ -64,12 +64,18 @@ pub struct Cluster {
     _dir: tempfile::TempDir,
 }
 
+/// A port that is free now and outside the kernel's ephemeral range (32768 and up by
+/// default), so that no outgoing connection takes it before the replica binds it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 500) * 10;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (base + n % 7_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Cluster {
@@ -224,6 +230,33 @@ impl Cluster {
         }
     }
 
+    /// Waits until replica `id` follows `leader` and its log reaches where the leader's log was
+    /// when the wait began.
+    pub async fn wait_caught_up(&self, id: u64, leader: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        let target = loop {
+            if let Some(s) = self.status(leader).await {
+                break s.last_log_index;
+            }
+            assert!(Instant::now() < deadline, "leader {leader} does not answer");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        loop {
+            if let Some(s) = self.status(id).await
+                && s.leader == Some(leader)
+                && s.last_log_index >= target
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {id} did not catch up with {leader} within {within:?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until every running replica has applied the same records, and returns them.
     pub async fn wait_converged(&self, within: Duration) -> Vec<(u64, ReadReply)> {
         let deadline = Instant::now() + within;
@@ -274,8 +307,8 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            // Keep the replicas' logs of a failed test.
+        if std::thread::panicking() || std::env::var_os("RIFFLE_KEEP_LOGS").is_some() {
+            // Keep the replicas' logs of a failed test (or when asked to).
             let keep =
                 std::env::temp_dir().join(format!("riffle-replication-{}", std::process::id()));
             if fs::create_dir_all(&keep).is_ok() {
@@ -303,6 +336,8 @@ pub struct Ack {
     pub payload: Vec<u8>,
     /// The index the group returned.
     pub index: u64,
+    /// The replica that acknowledged it.
+    pub by: u64,
     /// When the acknowledgement arrived.
     pub at: Instant,
 }
@@ -367,6 +402,7 @@ impl Load {
                                     writer: w,
                                     payload: body,
                                     index,
+                                    by: target,
                                     at: Instant::now(),
                                 });
                                 continue;
@@ -413,10 +449,22 @@ impl Load {
     /// Waits until at least `n` acknowledgements arrived after `since`; returns the first of
     /// them.
     pub async fn wait_acks_after(&self, since: Instant, n: usize, within: Duration) -> Ack {
+        self.wait_acks_from(since, n, within, |_| true).await
+    }
+
+    /// Like [`Load::wait_acks_after`], counting only acknowledgements by replicas for which
+    /// `by` holds.
+    pub async fn wait_acks_from(
+        &self,
+        since: Instant,
+        n: usize,
+        within: Duration,
+        by: impl Fn(u64) -> bool,
+    ) -> Ack {
         let deadline = Instant::now() + within;
         loop {
             let acks = self.acks();
-            let after: Vec<&Ack> = acks.iter().filter(|a| a.at > since).collect();
+            let after: Vec<&Ack> = acks.iter().filter(|a| a.at > since && by(a.by)).collect();
             if after.len() >= n {
                 let first = after.iter().min_by_key(|a| a.at).expect("non-empty");
                 return (*first).clone();
