@@ -475,6 +475,73 @@ def test_a_stream_spanning_shard_groups_serves_as_one_stream(cluster: Cluster):
     assert_nothing_left(cluster.namespace, name)
 
 
+def test_an_on_demand_stream_gains_shards_under_load_and_readers_follow(cluster: Cluster):
+    """An OnDemand stream starts with 4 shards (4 MiB/s); writing about 3 MiB/s makes the operator
+    grow it to twice the peak, and every accepted record stays readable across the lineage."""
+    name = f"{cluster.stream}-auto"
+    manifest = example_manifest(cluster.namespace, name).replace(
+        "streamMode: Provisioned", "streamMode: OnDemand"
+    )
+    assert "streamMode: OnDemand" in manifest
+    kubectl("apply", "-f", "-", stdin=manifest)
+    stream = wait_ready(cluster.namespace, name)
+    assert stream["status"]["openShardCount"] == 4
+    wait_for(
+        lambda: cluster.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"],
+        ROUTED_WITHIN,
+        "the gateway to route the on-demand stream",
+        interval=0.5,
+    )
+    summary = cluster.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+    assert summary["StreamModeDetails"]["StreamMode"] == "ON_DEMAND"
+
+    accepted: set[str] = set()
+    payload = b"x" * 6000
+    started = time.monotonic()
+    grown = None
+    batch = 0
+    # About 3 MiB/s: one PutRecords of 500 x 6 KB per second, until the stream has grown.
+    while time.monotonic() - started < 240:
+        tick = time.monotonic()
+        entries = [
+            {"Data": f"auto-{batch}-{i}|".encode() + payload, "PartitionKey": f"auto-{batch}-{i}"}
+            for i in range(500)
+        ]
+        answer = cluster.kinesis.put_records(StreamName=name, Records=entries)
+        for entry, result in zip(entries, answer["Records"]):
+            if "SequenceNumber" in result:
+                accepted.add(entry["Data"].split(b"|")[0].decode())
+        batch += 1
+        current = get_stream(cluster.namespace, name)
+        if current and (current["status"].get("openShardCount") or 0) > 4:
+            grown = current
+            break
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
+    assert grown, f"the on-demand stream did not grow within 240 s of load ({len(accepted)} records accepted)"
+    print(f"\ne2e: on-demand stream grew to {grown['status']['openShardCount']} shards "
+          f"{time.monotonic() - started:.0f} s after the load began")
+    events = kubectl_json(
+        "get", "events", "-n", cluster.namespace, "--field-selector", f"involvedObject.name={name}"
+    )["items"]
+    scaling = [e for e in events if e.get("reason") == "OnDemandScaling"]
+    assert scaling and "MiB/s" in scaling[0]["message"], events
+    settled = wait_for(
+        lambda: (lambda s: s if s and condition(s, "Progressing").get("status") == "False" else None)(
+            get_stream(cluster.namespace, name)
+        ),
+        READY_WITHIN,
+        "the on-demand stream to settle",
+    )
+    check_lineage(settled)
+    read = {
+        r["Data"].split(b"|")[0].decode()
+        for rs in all_records(cluster.kinesis, name).values()
+        for r in rs
+    }
+    assert accepted <= read, f"{len(accepted - read)} accepted records are missing"
+    kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
+
+
 def assert_nothing_left(namespace: str, name: str) -> None:
     kinds = "statefulsets,services,configmaps,persistentvolumeclaims,poddisruptionbudgets"
 

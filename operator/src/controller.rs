@@ -38,6 +38,7 @@ use crate::stream::{
     data_plane::{Change, DataPlane, DataPlaneError, Observed, Wanted, follow_change, next_change},
     dereference::{self, DereferenceError},
     naming::{GatewayNames, LABEL_MANAGED_BY, MANAGER, StreamNames},
+    on_demand::{Tracker, decide},
     routes::{self, RouteTable},
     status::{self, DataPlaneView, GroupState, Outcome},
     validate::{Problems, ValidStream, validate},
@@ -52,6 +53,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How soon a stream is looked at again while it waits for its shard group's pod (readiness
 /// changes also wake it through its StatefulSet; this is the safety net).
 pub const WAITING_RECHECK: Duration = Duration::from_secs(10);
+/// How often an on-demand stream's writes are sampled (each pass takes one sample).
+pub const ON_DEMAND_SAMPLE: Duration = Duration::from_secs(5);
 /// How soon the next step of a reshard that needs several is taken.
 pub const RESHARD_STEP: Duration = Duration::from_secs(1);
 /// How often the gateway's route table is recomputed from every stream even without a change
@@ -141,6 +144,10 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Serializes writes of the gateway's route table.
     routes: tokio::sync::Mutex<()>,
+    /// Write samples of on-demand streams per `namespace/name`, for sizing them.
+    on_demand: Mutex<HashMap<String, Tracker>>,
+    /// The instant on-demand samples are timed from.
+    started: std::time::Instant,
 }
 
 fn object_key(obj: &DeserializeGuard<Stream>) -> String {
@@ -303,6 +310,9 @@ async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Error> {
             {
                 Ok(Action::requeue(RESHARD_STEP))
             }
+            DataPlaneResult::Serving(_) if stream.spec.stream_mode == StreamMode::OnDemand => {
+                Ok(Action::requeue(ON_DEMAND_SAMPLE))
+            }
             DataPlaneResult::Serving(_) => Ok(Action::requeue(RESYNC)),
         },
         // An invalid spec is waiting for the user; the resync notices a freed-up name.
@@ -424,11 +434,16 @@ async fn sync_data_plane(
         Err(error) => return Err(error),
     };
     // One reshard step per pass, taken only while every group is in step; the status records
-    // each step before it is taken, and the other groups follow at once.
-    if in_step
-        && let Some(change @ Change::Reshard { from, to, .. }) =
-            next_change(&wanted, Some(&current))
-    {
+    // each step before it is taken, and the other groups follow at once. The spec sizes
+    // provisioned streams; on-demand streams are sized by their writes.
+    let step = match stream.spec.stream_mode {
+        StreamMode::Provisioned => next_change(&wanted, Some(&current)),
+        StreamMode::OnDemand if in_step => {
+            size_on_demand(stream, &mut leader, &current, ctx, names).await?
+        }
+        StreamMode::OnDemand => None,
+    };
+    if in_step && let Some(change @ Change::Reshard { from, to, .. }) = step {
         let during = status::resharding_status(stream, from, to, &now_rfc3339());
         write_status(stream, namespace, during.clone(), ctx).await?;
         stream.status = Some(during);
@@ -449,6 +464,67 @@ async fn sync_data_plane(
         }
     }
     Ok(DataPlaneResult::Serving(current))
+}
+
+/// Samples the writes of an on-demand stream across its groups and returns the reshard step
+/// its load calls for, publishing the figures behind it as an Event. A group that cannot be
+/// asked skips this sample.
+async fn size_on_demand(
+    stream: &Stream,
+    leader: &mut DataPlane,
+    current: &Observed,
+    ctx: &Context,
+    names: &StreamNames,
+) -> Result<Option<Change>, Error> {
+    let name = stream.name_any();
+    let namespace = stream.namespace().unwrap_or_default();
+    let mut counters = match leader.counters(&name).await {
+        Ok(counters) => counters,
+        Err(_) => return Ok(None),
+    };
+    for group in current.layout.groups().into_iter().filter(|g| *g != 0) {
+        let Some(ip) = dereference::serving_pod_ip(&ctx.client, &namespace, names, group).await?
+        else {
+            return Ok(None);
+        };
+        let Ok(more) = async { DataPlane::connect(ip).await?.counters(&name).await }.await else {
+            return Ok(None);
+        };
+        counters.bytes += more.bytes;
+        counters.records += more.records;
+        counters.throttled += more.throttled;
+    }
+    let now = ctx.started.elapsed();
+    let key = format!("{namespace}/{name}");
+    let decision = {
+        let mut trackers = lock(&ctx.on_demand);
+        let tracker = trackers.entry(key).or_default();
+        let Some(load) = tracker.observe(now, counters) else {
+            return Ok(None);
+        };
+        let since_change = tracker.last_change().map(|at| now.saturating_sub(at));
+        let decision = decide(current.open_shards(), &load, &tracker.peak(), since_change);
+        if decision.is_some() {
+            tracker.changed(now);
+        }
+        decision
+    };
+    let Some(decision) = decision else {
+        return Ok(None);
+    };
+    tracing::info!(stream = %name, namespace, reason = %decision.reason, "sizing an on-demand stream");
+    publish(
+        ctx,
+        &stream.object_ref(&()),
+        normal("OnDemandScaling", decision.reason),
+    )
+    .await;
+    let from = current.open_shards();
+    Ok(Some(Change::Reshard {
+        from,
+        to: decision.target,
+        target: decision.target,
+    }))
 }
 
 /// Brings every shard group but 0 in step with group 0 (`current`): imports the stream where a
@@ -770,6 +846,8 @@ pub async fn run(
         streams: controller.store(),
         failures: Mutex::new(HashMap::new()),
         routes: tokio::sync::Mutex::new(()),
+        on_demand: Mutex::new(HashMap::new()),
+        started: std::time::Instant::now(),
     });
     // The route table must name the operator even before any stream exists, and must converge
     // when nothing reconciles (a stream deleted while the operator was down, an edited ConfigMap).

@@ -15,6 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::crd::ShardState;
 use crate::stream::naming::GRPC_PORT;
+use crate::stream::on_demand::Counters;
 use crate::stream::shards::{LayoutError, Shard, ShardLayout, parse_shard_id};
 
 /// How long connecting to a shard group's pod may take.
@@ -342,6 +343,24 @@ impl DataPlane {
                 address: self.address.clone(),
                 source,
             })
+    }
+
+    /// The write counters of the shards this group stores, summed.
+    pub async fn counters(&mut self, name: &str) -> Result<Counters, DataPlaneError> {
+        let answer = self
+            .client
+            .shard_metrics(v1::ShardMetricsRequest { name: name.into() })
+            .await
+            .map_err(|status| self.failed("ShardMetrics", &status))?;
+        Ok(answer
+            .into_inner()
+            .shards
+            .iter()
+            .fold(Counters::default(), |sum, shard| Counters {
+                bytes: sum.bytes + shard.incoming_bytes,
+                records: sum.records + shard.incoming_records,
+                throttled: sum.throttled + shard.write_throttled,
+            }))
     }
 
     /// The stream's description, for [`Change::Import`] into another group.

@@ -1,6 +1,7 @@
 //! The `Stream` controller's pipeline, one module per step:
 //! [`validate`] → [`dereference`] → [`data_plane`] → [`build`] → [`apply`] → [`status`], and the
-//! gateway's [`routes`] computed from every stream.
+//! gateway's [`routes`] computed from every stream, and the sizing of on-demand streams
+//! ([`on_demand`]).
 //!
 //! `validate`, `build`, `status`, `routes` and the choice of the next data-plane change are pure
 //! and unit-tested on fixtures; `dereference` and `apply` are the only steps that talk to the API
@@ -11,6 +12,7 @@ pub mod build;
 pub mod data_plane;
 pub mod dereference;
 pub mod naming;
+pub mod on_demand;
 pub mod routes;
 pub mod shards;
 pub mod status;

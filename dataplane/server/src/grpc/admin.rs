@@ -231,13 +231,37 @@ pub async fn update_shard_count(
 ) -> Result<v1::UpdateShardCountResponse, Status> {
     check_stream_name(&request.name)?;
     let change = catalog
-        .update_shard_count(&request.name, request.target_shard_count)
+        .scale_shards(&request.name, request.target_shard_count)
         .await
         .map_err(status)?;
     Ok(v1::UpdateShardCountResponse {
         current_shard_count: change.current,
         target_shard_count: change.target,
     })
+}
+
+/// ShardMetrics: the write counters of every shard this server stores.
+pub async fn shard_metrics(
+    catalog: &Catalog,
+    request: v1::ShardMetricsRequest,
+) -> Result<v1::ShardMetricsResponse, Status> {
+    check_stream_name(&request.name)?;
+    let shards = catalog
+        .describe(&request.name, |_, state| {
+            state
+                .shards
+                .values()
+                .map(|shard| v1::ShardCounters {
+                    id: shard_id(shard.index),
+                    incoming_bytes: shard.metrics.incoming_bytes.get(),
+                    incoming_records: shard.metrics.incoming_records.get(),
+                    write_throttled: shard.metrics.write_throttled.get(),
+                })
+                .collect()
+        })
+        .await
+        .map_err(status)?;
+    Ok(v1::ShardMetricsResponse { shards })
 }
 
 /// UpdateRetention: one call for both directions, so that a caller holding a desired retention

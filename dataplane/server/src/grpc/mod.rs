@@ -148,6 +148,15 @@ impl Streams for StreamsService {
             .map(Response::new)
     }
 
+    async fn shard_metrics(
+        &self,
+        request: Request<v1::ShardMetricsRequest>,
+    ) -> Result<Response<v1::ShardMetricsResponse>, Status> {
+        admin::shard_metrics(&self.catalog, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn put(
         &self,
         request: Request<v1::PutRequest>,

@@ -15,6 +15,15 @@ pub struct ShardCountChange {
     pub target: u32,
 }
 
+/// Who asks for a new shard count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resize {
+    /// A client, through UpdateShardCount.
+    Requested,
+    /// The service sizing an on-demand stream.
+    Managed,
+}
+
 /// Most UpdateShardCount calls per stream in 24 hours.
 const SHARD_COUNT_UPDATES_PER_DAY: usize = 10;
 
@@ -87,9 +96,32 @@ impl Catalog {
         stream_name: &str,
         target: u32,
     ) -> ApiResult<ShardCountChange> {
+        self.resize(stream_name, target, Resize::Requested).await
+    }
+
+    /// UpdateShardCount on behalf of the service itself: also for on-demand streams (the operator
+    /// sizes them), and without the limit of calls per day for those. Provisioned streams keep
+    /// every rule of [`Catalog::update_shard_count`].
+    pub async fn scale_shards(
+        &self,
+        stream_name: &str,
+        target: u32,
+    ) -> ApiResult<ShardCountChange> {
+        self.resize(stream_name, target, Resize::Managed).await
+    }
+
+    async fn resize(
+        &self,
+        stream_name: &str,
+        target: u32,
+        resize: Resize,
+    ) -> ApiResult<ShardCountChange> {
         let stream = self.stream(stream_name)?;
         let mut state = stream.state.write().await;
-        self.check_provisioned(&stream, &state)?;
+        let managed = resize == Resize::Managed && state.meta.mode == StreamMode::OnDemand;
+        if !managed {
+            self.check_provisioned(&stream, &state)?;
+        }
         let current = state.meta.open_shards().len() as u32;
         if target == 0 || target > current * 2 || target * 2 < current {
             return Err(ApiError::invalid(format!(
@@ -101,7 +133,7 @@ impl Catalog {
             .meta
             .shard_count_updates
             .retain(|t| now - t < 86_400_000);
-        if state.meta.shard_count_updates.len() >= SHARD_COUNT_UPDATES_PER_DAY {
+        if !managed && state.meta.shard_count_updates.len() >= SHARD_COUNT_UPDATES_PER_DAY {
             return Err(ApiError::new(
                 ErrorKind::LimitExceeded,
                 format!(
