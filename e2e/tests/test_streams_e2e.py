@@ -555,6 +555,91 @@ def test_an_on_demand_stream_gains_shards_under_load_and_readers_follow(cluster:
     kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
 
 
+def test_force_deleting_data_plane_pods_under_load_loses_no_acknowledged_record(cluster: Cluster):
+    """Writers keep putting while the stream's pods are force-deleted (no grace period) twice;
+    every record the gateway acknowledged is read back exactly once, with its sequence number."""
+    import threading
+
+    name = f"{cluster.stream}-kill"
+    manifest = example_manifest(cluster.namespace, name).replace(
+        "shardCount: 4", "shardCount: 4\n  shardsPerGroup: 2"
+    )
+    kubectl("apply", "-f", "-", stdin=manifest)
+    wait_ready(cluster.namespace, name)
+    wait_for(
+        lambda: cluster.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"],
+        ROUTED_WITHIN,
+        "the gateway to route the stream",
+        interval=0.5,
+    )
+    client = boto3.client(
+        "kinesis",
+        endpoint_url=cluster.endpoint,
+        config=cluster.config.merge(Config(retries={"max_attempts": 1}, read_timeout=20)),
+    )
+    acknowledged: dict[str, str] = {}
+    failures = [0]
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def writer(number: int) -> None:
+        batch = 0
+        while not stop.is_set():
+            entries = [
+                {"Data": f"w{number}-{batch}-{i}".encode(), "PartitionKey": f"k{number}-{batch}-{i}"}
+                for i in range(50)
+            ]
+            batch += 1
+            try:
+                answer = client.put_records(StreamName=name, Records=entries)
+            except Exception:  # the pod is gone: nothing of this call was acknowledged
+                with lock:
+                    failures[0] += 1
+                continue
+            with lock:
+                for entry, result in zip(entries, answer["Records"]):
+                    if "SequenceNumber" in result:
+                        acknowledged[entry["Data"].decode()] = result["SequenceNumber"]
+                    else:
+                        failures[0] += 1
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for group in (0, 1):
+            wait_for(lambda: len(acknowledged) > 500 * (group + 1), 60, "writes to be acknowledged")
+            pod = f"{name}-g{group}-0"
+            uid = kubectl_json("get", "pod", pod, "-n", cluster.namespace)["metadata"]["uid"]
+            kubectl("delete", "pod", pod, "-n", cluster.namespace, "--grace-period=0", "--force", "--wait=false")
+
+            def replaced():
+                found = kubectl_json("get", "pod", pod, "-n", cluster.namespace)
+                ready = any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in found.get("status", {}).get("conditions", [])
+                )
+                return found["metadata"]["uid"] != uid and ready
+
+            wait_for(replaced, READY_WITHIN, f"{pod} to be replaced and Ready")
+            before = len(acknowledged)
+            wait_for(lambda: len(acknowledged) > before + 200, 60, "writes to be acknowledged again")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    print(f"\ne2e: {len(acknowledged)} records acknowledged, {failures[0]} refused or cut off by the kills")
+    read: dict[str, list[str]] = {}
+    for records in all_records(cluster.kinesis, name).values():
+        for record in records:
+            read.setdefault(record["Data"].decode(), []).append(record["SequenceNumber"])
+    missing = [data for data in acknowledged if data not in read]
+    assert not missing, f"{len(missing)} acknowledged records lost, e.g. {missing[:3]}"
+    for data, sequence in acknowledged.items():
+        assert read[data] == [sequence], f"{data}: acknowledged as {sequence}, read as {read[data]}"
+    kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
+
+
 def assert_nothing_left(namespace: str, name: str) -> None:
     kinds = "statefulsets,services,configmaps,persistentvolumeclaims,poddisruptionbudgets"
 
