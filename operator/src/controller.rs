@@ -555,7 +555,11 @@ async fn follow_group_zero(
             let Some(change) = follow_change(wanted, group, current, seen.as_ref()) else {
                 break;
             };
-            if matches!(change, Change::Import { .. }) && description.is_none() {
+            if matches!(
+                change,
+                Change::Import { .. } | Change::FollowReshards { .. }
+            ) && description.is_none()
+            {
                 description = Some(leader.export(&name).await?);
             }
             tracing::info!(stream = %name, namespace, group, ?change, "shard group follows group 0");
@@ -572,7 +576,8 @@ async fn follow_group_zero(
         }
         match seen {
             Some(seen) if seen.in_step_with(current) => {}
-            Some(seen) if seen.open_shards() == current.open_shards() => {
+            // Same history but other shards, or a longer history than group 0's: changed apart.
+            Some(seen) if seen.reshard_count >= current.reshard_count => {
                 return Err(Error::DataPlane(DataPlaneError::Diverged { group }));
             }
             _ => in_step = false,
@@ -612,15 +617,20 @@ fn change_event(group: u32, change: Change) -> Event {
                 .join(", ")
             ),
         ),
+        Change::FollowReshards { from, to } => normal(
+            "Resharded",
+            format!(
+                "shard group {group} replayed reshards {} to {to} of group 0",
+                from + 1
+            ),
+        ),
         Change::Reshard { from, to, target } if group == 0 => normal(
             "Resharded",
             format!("UpdateShardCount {from} \u{2192} {target} shards (towards {to})"),
         ),
         Change::Reshard { from, target, .. } => normal(
             "Resharded",
-            format!(
-                "shard group {group} followed UpdateShardCount {from} \u{2192} {target} shards"
-            ),
+            format!("shard group {group}: UpdateShardCount {from} \u{2192} {target} shards"),
         ),
     }
 }

@@ -268,6 +268,7 @@ async fn a_computed_status_round_trips_through_the_schema() {
         retention_hours: 24,
         mode: "PROVISIONED".into(),
         max_record_size_kib: 1024,
+        reshard_count: 0,
     };
     let planned = plan(&stream, &valid, Some(observed.layout.clone()));
     let groups = [GroupState {

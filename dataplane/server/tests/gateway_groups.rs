@@ -474,8 +474,44 @@ async fn a_stream_spread_over_two_groups_looks_like_one_stream() {
         assert_eq!(tags["Tags"], json!([{"Key": "team", "Value": "payments"}]));
     }
 
-    // Resharding one shard at a time is refused, with the way to reshard instead.
-    let (status, refused) = through
+    // A split is made in both groups, which open the same children in the same groups.
+    through
+        .ok(
+            "SplitShard",
+            json!({"StreamName": "orders", "ShardToSplit": shard_id(0),
+                   "NewStartingHashKey": "12345"}),
+        )
+        .await;
+    let mut listings = Vec::new();
+    for group in [&g0, &g1] {
+        let listed = caller(group.http)
+            .ok("ListShards", json!({"StreamName": "orders"}))
+            .await;
+        let shards: Vec<(String, Option<String>, String)> = listed["Shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["ShardId"].as_str().unwrap().to_string(),
+                    s["ParentShardId"].as_str().map(str::to_string),
+                    s["HashKeyRange"]["StartingHashKey"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                )
+            })
+            .collect();
+        listings.push(shards);
+    }
+    assert_eq!(listings[0], listings[1], "both groups hold the same shards");
+    assert_eq!(listings[0].len(), 6);
+    assert_eq!(
+        listings[0][5],
+        (shard_id(5), Some(shard_id(0)), "12345".to_string())
+    );
+    // Asking again finds the parent closed in group 0 and leaves both groups as they are.
+    let (status, again) = through
         .call(
             "SplitShard",
             json!({"StreamName": "orders", "ShardToSplit": shard_id(0),
@@ -483,14 +519,7 @@ async fn a_stream_spread_over_two_groups_looks_like_one_stream() {
         )
         .await;
     assert_eq!(status, 400);
-    assert_eq!(refused["__type"], "InvalidArgumentException");
-    assert!(
-        refused["message"]
-            .as_str()
-            .unwrap()
-            .contains("spans 2 shard groups"),
-        "{refused}"
-    );
+    assert_eq!(again["__type"], "ResourceInUseException");
 
     // An enhanced fan-out consumer is registered in both groups with one ARN and can
     // subscribe to a shard of group 1.

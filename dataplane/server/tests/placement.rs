@@ -195,3 +195,47 @@ async fn resharding_both_groups_keeps_them_in_step() {
         .await
         .expect("group 0 serves its child");
 }
+
+#[tokio::test]
+async fn a_group_replays_the_reshards_of_group_zero_exactly() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (catalog(dir_a.path()), catalog(dir_b.path()));
+    two_groups(&a, &b).await;
+    // Group 0 alone: a split, a merge of its children, then a resize.
+    let split_at = (u128::MAX / 8).to_string();
+    a.split_shard("orders", "shardId-000000000000", &split_at)
+        .await
+        .expect("split");
+    a.merge_shards("orders", "shardId-000000000004", "shardId-000000000005")
+        .await
+        .expect("merge");
+    a.scale_shards("orders", 8).await.expect("resize");
+    assert_ne!(layout(&a).await, layout(&b).await);
+
+    let history = a.export_stream("orders").await.expect("export").reshards;
+    assert_eq!(history.len(), 3);
+    let replayed = b.replay_reshards("orders", &history).await.expect("replay");
+    assert_eq!((replayed.before, replayed.after), (0, 3));
+    assert_eq!(
+        layout(&a).await,
+        layout(&b).await,
+        "the same shards in both groups"
+    );
+    let again = b
+        .replay_reshards("orders", &history)
+        .await
+        .expect("replay again");
+    assert_eq!((again.before, again.after), (3, 3));
+    assert_eq!(layout(&a).await, layout(&b).await);
+
+    // A group changed apart cannot be joined by replaying.
+    let (dir_c, dir_d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (c, d) = (catalog(dir_c.path()), catalog(dir_d.path()));
+    two_groups(&c, &d).await;
+    d.scale_shards("orders", 2).await.expect("resize d");
+    let refused = d
+        .replay_reshards("orders", &history)
+        .await
+        .expect_err("diverged");
+    assert_eq!(refused.kind, ErrorKind::ResourceInUse);
+}

@@ -34,6 +34,8 @@ pub struct Observed {
     pub mode: String,
     /// Largest record accepted, in KiB.
     pub max_record_size_kib: u32,
+    /// Reshards made so far.
+    pub reshard_count: u32,
 }
 
 impl Observed {
@@ -50,6 +52,7 @@ impl Observed {
             retention_hours: description.retention_hours,
             mode: description.mode.clone(),
             max_record_size_kib: description.max_record_size_kib,
+            reshard_count: description.reshard_count,
         })
     }
 
@@ -58,10 +61,13 @@ impl Observed {
         self.layout.open_count()
     }
 
-    /// Whether `other` has the same open shards (ids, ranges and groups) as this view: two shard
-    /// groups of one stream that agree on them are in step. Closed shards may differ for a
-    /// moment while retention forgets them.
+    /// Whether `other` has made the same reshards and holds the same open shards (ids, ranges
+    /// and groups) as this view: two shard groups of one stream that agree are in step. Closed
+    /// shards may differ for a moment while retention forgets them.
     pub fn in_step_with(&self, other: &Observed) -> bool {
+        if self.reshard_count != other.reshard_count {
+            return false;
+        }
         let open = |o: &Observed| -> Vec<Shard> {
             o.layout
                 .shards()
@@ -133,6 +139,13 @@ pub enum Change {
         /// The group.
         group: u32,
     },
+    /// A further group has made fewer reshards than group 0: it replays group 0's.
+    FollowReshards {
+        /// Reshards the group has made.
+        from: u32,
+        /// Reshards group 0 has made.
+        to: u32,
+    },
     /// The capacity mode or the largest record differs.
     UpdateSettings {
         /// The wanted mode, if it differs.
@@ -195,10 +208,10 @@ fn settings_change(wanted: &Wanted, observed: &Observed) -> Option<Change> {
 }
 
 /// The next change that brings shard group `group` (`None`: it lacks the stream) in step with
-/// group 0 (`leader`), or `None` when it is. A group follows group 0's shards rather than the
-/// spec: resharding is deterministic, so a group at group 0's previous shard count that is asked
-/// for group 0's count opens exactly group 0's shards. Group 0 takes a new reshard step only
-/// when every group is in step, so no group is ever more than one step behind.
+/// group 0 (`leader`), or `None` when it is. A group follows group 0's reshards rather than the
+/// spec: it replays the ones group 0 made and it has not (resharding is deterministic, so it then
+/// holds exactly group 0's shards), whoever asked for them (the operator, or SplitShard and
+/// MergeShards through the gateway).
 pub fn follow_change(
     wanted: &Wanted,
     group: u32,
@@ -211,11 +224,9 @@ pub fn follow_change(
     if let Some(change) = settings_change(wanted, follower) {
         return Some(change);
     }
-    let (from, to) = (follower.open_shards(), leader.open_shards());
-    (from != to).then_some(Change::Reshard {
-        from,
-        to,
-        target: to,
+    (follower.reshard_count < leader.reshard_count).then_some(Change::FollowReshards {
+        from: follower.reshard_count,
+        to: leader.reshard_count,
     })
 }
 
@@ -256,10 +267,10 @@ pub enum DataPlaneError {
         /// `ip:port`.
         address: String,
     },
-    /// A shard group holds other open shards than group 0 although it has as many: the groups
-    /// were changed apart (for example by SplitShard sent to one group directly).
+    /// A shard group was resharded apart from group 0 (for example by SplitShard sent to its
+    /// pod directly), so replaying group 0's reshards cannot bring it in step.
     #[error(
-        "shard group {group} holds other open shards than shard group 0; the groups of a stream \
+        "shard group {group} was resharded apart from shard group 0; the groups of a stream \
          must be changed together (through the gateway or the Stream's spec)"
     )]
     Diverged {
@@ -399,6 +410,15 @@ impl DataPlane {
                     Ok(_) => Ok(()),
                 }
             }
+            Change::FollowReshards { .. } => self
+                .client
+                .replay_reshards(v1::ReplayReshardsRequest {
+                    name: name.into(),
+                    description: description.to_vec().into(),
+                })
+                .await
+                .map(|_| ())
+                .map_err(|status| self.failed("ReplayReshards", &status)),
             Change::UpdateSettings {
                 mode,
                 max_record_size_kib,
@@ -515,7 +535,9 @@ mod tests {
         let mut right = shard("shardId-000000000002", half, u128::MAX, true);
         right.parent_shard_id = Some("shardId-000000000000".into());
         let parent = shard("shardId-000000000000", 0, u128::MAX, false);
-        Observed::from_description(&described(vec![right, parent, left], 24)).expect("readable")
+        let mut description = described(vec![right, parent, left], 24);
+        description.reshard_count = 1;
+        Observed::from_description(&description).expect("readable")
     }
 
     #[test]
@@ -634,11 +656,7 @@ mod tests {
         assert!(!behind.in_step_with(&leader));
         assert_eq!(
             follow_change(&want, 1, &leader, Some(&behind)),
-            Some(Change::Reshard {
-                from: 1,
-                to: 2,
-                target: 2
-            })
+            Some(Change::FollowReshards { from: 0, to: 1 })
         );
         let mut old_retention = leader.clone();
         old_retention.retention_hours = 48;

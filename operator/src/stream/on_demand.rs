@@ -181,7 +181,11 @@ mod tests {
         let mut tracker = Tracker::default();
         let t = Duration::from_secs;
         assert_eq!(tracker.observe(t(100), Counters::default()), None);
-        assert_eq!(tracker.last_change(), Some(t(100)), "the cool-down starts now");
+        assert_eq!(
+            tracker.last_change(),
+            Some(t(100)),
+            "the cool-down starts now"
+        );
         let second = tracker
             .observe(
                 t(110),

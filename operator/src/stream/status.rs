@@ -381,6 +381,7 @@ mod tests {
             retention_hours: 24,
             mode: "PROVISIONED".into(),
             max_record_size_kib: 1024,
+            reshard_count: 0,
         }
     }
 

@@ -1,14 +1,18 @@
-//! Changes to a stream spread over several shard groups (tags, retention, encryption,
-//! monitoring, consumers, policies, mode, record size): every group holds the stream's whole
-//! description, so each change is made in every group.
+//! Changes to a stream spread over several shard groups (splits and merges, tags, retention,
+//! encryption, monitoring, consumers, policies, mode, record size): every group holds the
+//! stream's whole description, so each change is made in every group. Resharding is
+//! deterministic, so a split or merge made in every group opens the same children, placed in the
+//! same groups; a group that missed one is brought in step by the operator, which replays group
+//! 0's reshards there.
 //!
 //! Group 0 goes first and decides: if it refuses, the client gets its refusal and no other
 //! group is asked. Then the other groups follow in order, and the client gets group 0's answer.
 //! A later group failing returns that group's error; the client's retry reaches group 0 again,
-//! where the changes are idempotent, and the later groups catch up. Two refusals are the mark
+//! where the changes are idempotent, and the later groups catch up. Some refusals are the mark
 //! of a change made by an earlier attempt, and are taken as success from the later groups:
-//! `ResourceInUseException` for RegisterStreamConsumer (already registered) and
-//! `ResourceNotFoundException` for DeregisterStreamConsumer (already gone). When group 0 itself
+//! `ResourceInUseException` for RegisterStreamConsumer (already registered), SplitShard and
+//! MergeShards (the shard is closed already), and `ResourceNotFoundException` for
+//! DeregisterStreamConsumer (already gone). When group 0 itself
 //! answers so, the other groups are still brought in line before its answer is returned, so a
 //! retry after a partial registration or deregistration completes it.
 //!
@@ -35,6 +39,8 @@ fn already_done(operation: &str) -> Option<&'static str> {
     match operation {
         "RegisterStreamConsumer" => Some(kind::RESOURCE_IN_USE),
         "DeregisterStreamConsumer" => Some(kind::RESOURCE_NOT_FOUND),
+        // The shard is closed already: the split or merge was made there before.
+        "SplitShard" | "MergeShards" => Some(kind::RESOURCE_IN_USE),
         _ => None,
     }
 }

@@ -193,10 +193,6 @@ impl Gateway {
     ) -> Response<Body> {
         let format = call.format;
         match within {
-            Within::Refused => error_response(
-                format,
-                &target::refusal(&call.operation, stream, route.groups().len()),
-            ),
             Within::Everywhere => {
                 match broadcast::everywhere(
                     &self.upstream,

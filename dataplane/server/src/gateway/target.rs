@@ -86,12 +86,12 @@ pub enum Within {
     /// A shard listing, answered by group 0 with each closed shard's end as its own group
     /// reports it.
     ShardListing,
-    /// Resharding one shard at a time, which a spread stream does not offer.
-    Refused,
 }
 
 /// Operations that change what every group holds about a stream.
-const STREAM_CHANGES: [&str; 17] = [
+const STREAM_CHANGES: [&str; 19] = [
+    "SplitShard",
+    "MergeShards",
     "AddTagsToStream",
     "RemoveTagsFromStream",
     "TagResource",
@@ -134,7 +134,6 @@ pub fn within(operation: &str, doc: &Doc<'_>) -> Within {
                 Within::Shard(iterator.shard_index)
             }),
         "DescribeStream" | "ListShards" => Within::ShardListing,
-        "SplitShard" | "MergeShards" => Within::Refused,
         change if STREAM_CHANGES.contains(&change) => Within::Everywhere,
         _ => Within::First,
     }
@@ -151,14 +150,6 @@ pub fn record_hash_key(doc: &Doc<'_>) -> Option<u128> {
             (1..=256).contains(&chars).then(|| hash_partition_key(key))
         }
     }
-}
-
-/// The refusal of SplitShard and MergeShards on a stream spread over `groups` shard groups.
-pub fn refusal(operation: &str, stream: &str, groups: usize) -> AwsError {
-    AwsError::invalid_argument(format!(
-        "{operation} is not available for stream {stream}, which spans {groups} shard groups; \
-         change its shard count with UpdateShardCount or the Stream's spec.shardCount."
-    ))
 }
 
 /// The stream name inside a stream or consumer ARN (`arn:aws:kinesis:<region>:<account>:stream/<name>[/consumer/...]`).
@@ -241,8 +232,6 @@ mod tests {
         assert_eq!(within_of("PutRecords", "{}"), Within::Records);
         assert_eq!(within_of("DescribeStream", "{}"), Within::ShardListing);
         assert_eq!(within_of("ListShards", "{}"), Within::ShardListing);
-        assert_eq!(within_of("SplitShard", "{}"), Within::Refused);
-        assert_eq!(within_of("MergeShards", "{}"), Within::Refused);
         for change in STREAM_CHANGES {
             assert_eq!(within_of(change, "{}"), Within::Everywhere, "{change}");
         }
@@ -255,18 +244,6 @@ mod tests {
         ] {
             assert_eq!(within_of(first, "{}"), Within::First, "{first}");
         }
-    }
-
-    #[test]
-    fn split_and_merge_are_refused_with_a_way_out() {
-        let error = refusal("SplitShard", "orders", 2);
-        assert_eq!(error.kind, "InvalidArgumentException");
-        assert_eq!(error.status, 400);
-        assert_eq!(
-            error.message,
-            "SplitShard is not available for stream orders, which spans 2 shard groups; \
-             change its shard count with UpdateShardCount or the Stream's spec.shardCount."
-        );
     }
 
     #[test]

@@ -141,6 +141,25 @@ pub async fn import_stream(
     Ok(v1::ImportStreamResponse {})
 }
 
+/// ReplayReshards.
+pub async fn replay_reshards(
+    catalog: &Catalog,
+    request: v1::ReplayReshardsRequest,
+) -> Result<v1::ReplayReshardsResponse, Status> {
+    check_stream_name(&request.name)?;
+    let meta: StreamMeta = serde_json::from_slice(&request.description)
+        .map_err(|e| invalid(format!("The stream description cannot be read: {e}")))?;
+    let replayed = catalog
+        .replay_reshards(&request.name, &meta.reshards)
+        .await
+        .map_err(status)?;
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    Ok(v1::ReplayReshardsResponse {
+        before: count(replayed.before),
+        after: count(replayed.after),
+    })
+}
+
 /// DeleteStream.
 pub async fn delete_stream(
     catalog: &Catalog,
@@ -194,6 +213,7 @@ fn describe(meta: &StreamMeta, arn: String) -> v1::StreamDescription {
         encrypted: meta.encryption_key_id.is_some(),
         max_record_size_kib: meta.max_record_size_kib,
         shards: meta.shards.iter().map(|s| shard(meta, s)).collect(),
+        reshard_count: u32::try_from(meta.reshards.len()).unwrap_or(u32::MAX),
         placement: meta.placement.map(|p| v1::Placement {
             group: p.group,
             shards_per_group: p.shards_per_group,

@@ -157,6 +157,15 @@ impl Streams for StreamsService {
             .map(Response::new)
     }
 
+    async fn replay_reshards(
+        &self,
+        request: Request<v1::ReplayReshardsRequest>,
+    ) -> Result<Response<v1::ReplayReshardsResponse>, Status> {
+        admin::replay_reshards(&self.catalog, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn put(
         &self,
         request: Request<v1::PutRequest>,

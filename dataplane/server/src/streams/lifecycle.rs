@@ -129,6 +129,7 @@ impl Catalog {
             shard_count_updates: Vec::new(),
             resource_policy: None,
             placement: request.placement,
+            reshards: Vec::new(),
         };
         self.insert_stream(meta).await
     }

@@ -36,7 +36,7 @@ pub use consumers::ConsumerView;
 pub use error::{ApiError, ApiResult, ErrorKind};
 pub use lifecycle::CreateStream;
 pub use produce::{PutEntry, PutOutcome};
-pub use reshard::ShardCountChange;
+pub use reshard::{Replayed, ShardCountChange};
 
 use encryption::DataKey;
 use model::StreamMeta;

@@ -134,6 +134,33 @@ impl Placement {
     }
 }
 
+/// One reshard of a stream, as recorded in its history. Resharding is deterministic, so a shard
+/// group that replays another group's history from the same start ends with the same shards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op")]
+pub enum ReshardOp {
+    /// SplitShard.
+    Split {
+        /// The parent's index.
+        shard: u32,
+        /// The first hash key of the second child.
+        #[serde(with = "super::hash_key::u128_string")]
+        at: u128,
+    },
+    /// MergeShards.
+    Merge {
+        /// The first parent's index.
+        shard: u32,
+        /// The adjacent parent's index.
+        adjacent: u32,
+    },
+    /// UpdateShardCount.
+    Resize {
+        /// The target count.
+        target: u32,
+    },
+}
+
 /// An enhanced fan-out consumer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumerMeta {
@@ -176,6 +203,10 @@ pub struct StreamMeta {
     /// it hosts them all.
     #[serde(default)]
     pub placement: Option<Placement>,
+    /// Every reshard made, oldest first: what another shard group of the stream replays to
+    /// catch up.
+    #[serde(default)]
+    pub reshards: Vec<ReshardOp>,
 }
 
 impl StreamMeta {
@@ -300,6 +331,7 @@ mod tests {
             shard_count_updates: Vec::new(),
             resource_policy: None,
             placement,
+            reshards: Vec::new(),
         }
     }
 

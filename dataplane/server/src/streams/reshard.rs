@@ -3,7 +3,7 @@
 
 use super::error::{ApiError, ApiResult, ErrorKind};
 use super::hash_key::{HashRange, parse_hash_key};
-use super::model::{ShardClosed, ShardMeta, StreamMode, parse_shard_id};
+use super::model::{ReshardOp, ShardClosed, ShardMeta, StreamMode, parse_shard_id, shard_id};
 use super::{Catalog, Stream, StreamState, now_ms};
 
 /// Result of UpdateShardCount.
@@ -15,6 +15,15 @@ pub struct ShardCountChange {
     pub target: u32,
 }
 
+/// What replaying another shard group's reshard history did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replayed {
+    /// Reshards this group had made before.
+    pub before: usize,
+    /// Reshards it has made now.
+    pub after: usize,
+}
+
 /// Who asks for a new shard count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Resize {
@@ -22,6 +31,8 @@ enum Resize {
     Requested,
     /// The service sizing an on-demand stream.
     Managed,
+    /// Replaying a reshard another group of the stream made: no limit applies twice.
+    Replayed,
 }
 
 /// Most UpdateShardCount calls per stream in 24 hours.
@@ -54,6 +65,10 @@ impl Catalog {
         self.check_shard_limit(1, state.meta.open_shards().len() as u32)
             .await?;
         self.split(&stream, &mut state, &parent, split_at).await?;
+        state.meta.reshards.push(ReshardOp::Split {
+            shard: parent.index,
+            at: split_at,
+        });
         self.save(&stream, &state.meta)
     }
 
@@ -86,6 +101,10 @@ impl Catalog {
             &[(range, Some(first.index), Some(second.index))],
         )
         .await?;
+        state.meta.reshards.push(ReshardOp::Merge {
+            shard: first.index,
+            adjacent: second.index,
+        });
         self.save(&stream, &state.meta)
     }
 
@@ -118,7 +137,8 @@ impl Catalog {
     ) -> ApiResult<ShardCountChange> {
         let stream = self.stream(stream_name)?;
         let mut state = stream.state.write().await;
-        let managed = resize == Resize::Managed && state.meta.mode == StreamMode::OnDemand;
+        let managed = (resize == Resize::Managed && state.meta.mode == StreamMode::OnDemand)
+            || resize == Resize::Replayed;
         if !managed {
             self.check_provisioned(&stream, &state)?;
         }
@@ -187,8 +207,53 @@ impl Catalog {
         }
         self.place_resharded(&stream, &mut state, first_new)?;
         state.meta.shard_count_updates.push(now);
+        state.meta.reshards.push(ReshardOp::Resize { target });
         self.save(&stream, &state.meta)?;
         Ok(ShardCountChange { current, target })
+    }
+
+    /// Brings this group's copy of the stream up to `history`, the reshards another group of
+    /// the stream made (group 0's, in practice): the ones this group has not made yet are made
+    /// in order, each exactly as recorded. Idempotent. A history that does not begin with this
+    /// group's own is refused: the groups were changed apart and replaying cannot join them.
+    pub async fn replay_reshards(
+        &self,
+        stream_name: &str,
+        history: &[ReshardOp],
+    ) -> ApiResult<Replayed> {
+        let before = self
+            .describe(stream_name, |meta, _| meta.reshards.clone())
+            .await?;
+        if history.len() < before.len() || history[..before.len()] != before[..] {
+            return Err(ApiError::new(
+                ErrorKind::ResourceInUse,
+                format!(
+                    "Stream {stream_name} under account {} was resharded differently in this shard group ({} reshards) than in the history given ({} reshards).",
+                    self.config.account,
+                    before.len(),
+                    history.len()
+                ),
+            ));
+        }
+        for op in &history[before.len()..] {
+            match op {
+                ReshardOp::Split { shard, at } => {
+                    self.split_shard(stream_name, &shard_id(*shard), &at.to_string())
+                        .await?
+                }
+                ReshardOp::Merge { shard, adjacent } => {
+                    self.merge_shards(stream_name, &shard_id(*shard), &shard_id(*adjacent))
+                        .await?
+                }
+                ReshardOp::Resize { target } => {
+                    self.resize(stream_name, *target, Resize::Replayed).await?;
+                }
+            }
+        }
+        Ok(Replayed {
+            before: before.len(),
+            after: history.len(),
+        })
     }
 
     /// Splits open shard `parent` into `[start, split_at)` and `[split_at, end]`.
