@@ -59,7 +59,8 @@ pub mod storage;
 pub mod types;
 
 pub use replica::{
-    ProposeError, Proposed, Replica, ReplicaConfig, ReplicaStatus, Role, StartError,
+    MAX_BATCH_BYTES, MAX_COMMAND_BYTES, ProposeError, Proposed, Replica, ReplicaConfig,
+    ReplicaStatus, Role, StartError,
 };
 pub use state_machine::{Applied, SnapshotView, StateMachine};
 pub use types::{Command, LogId, NodeId, TypeConfig};

@@ -20,6 +20,13 @@ use crate::state_machine::{StateMachine, StateMachineStore};
 use crate::storage::{LogConfig, LogStore, StoreError};
 use crate::types::{Command, NodeId, Raft};
 
+/// Largest command [`Replica::propose`] accepts: 8 MiB (a Kinesis PutRecords request is at
+/// most 5 MiB). One command is replicated in one message, within one heartbeat interval.
+pub const MAX_COMMAND_BYTES: usize = 8 << 20;
+
+/// Replication batches (AppendEntries) are cut to about this size: 4 MiB.
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+
 /// How a replica is started.
 #[derive(Debug, Clone)]
 pub struct ReplicaConfig {
@@ -39,9 +46,11 @@ pub struct ReplicaConfig {
 }
 
 impl ReplicaConfig {
-    /// A configuration with production defaults: 50 ms heartbeats, 300–800 ms election
-    /// timeouts (openraft adds the 800 ms leader lease, so followers stand for election
-    /// 1.1–1.6 s after the last heartbeat), a snapshot every 20 000 entries (keeping 5 000 entries of log behind it for
+    /// A configuration with production defaults: 100 ms heartbeats, 400–900 ms election
+    /// timeouts (openraft adds the 900 ms leader lease, so followers stand for election
+    /// 1.3–1.8 s after the last heartbeat). openraft also uses the heartbeat interval as the
+    /// deadline of every AppendEntries call, so it must cover sending and syncing one
+    /// replication batch (at most [`MAX_BATCH_BYTES`] unless one command is larger); a snapshot every 20 000 entries (keeping 5 000 entries of log behind it for
     /// followers that are only slightly behind), 1 MiB snapshot chunks.
     pub fn new(
         id: NodeId,
@@ -51,9 +60,9 @@ impl ReplicaConfig {
     ) -> Self {
         let raft = openraft::Config {
             cluster_name: "riffle-shard-group".into(),
-            heartbeat_interval: 50,
-            election_timeout_min: 300,
-            election_timeout_max: 800,
+            heartbeat_interval: 100,
+            election_timeout_min: 400,
+            election_timeout_max: 900,
             install_snapshot_timeout: 2000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
             max_in_snapshot_log_to_keep: 5_000,
@@ -107,6 +116,9 @@ pub enum ProposeError {
         /// The leader's replication address, if known.
         leader_addr: Option<String>,
     },
+    /// The command is larger than [`MAX_COMMAND_BYTES`]; nothing was proposed.
+    #[error("command of {0} bytes exceeds the limit of {MAX_COMMAND_BYTES}")]
+    TooLarge(usize),
     /// The replica stopped (shut down, or a fatal storage error). The command may or may not
     /// have been committed.
     #[error("replica stopped: {0}")]
@@ -252,6 +264,9 @@ impl<S: StateMachine> Replica<S> {
 
     /// Replicates `command`; returns once a quorum has it durable and it is applied here.
     pub async fn propose(&self, command: Bytes) -> Result<Proposed, ProposeError> {
+        if command.len() > MAX_COMMAND_BYTES {
+            return Err(ProposeError::TooLarge(command.len()));
+        }
         match self.raft.client_write(Command(command)).await {
             Ok(written) => Ok(Proposed {
                 index: written.log_id.index,

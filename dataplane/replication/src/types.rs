@@ -86,7 +86,8 @@ impl<'de> Deserialize<'de> for Command {
                 Ok(Command(Bytes::from(out)))
             }
         }
-        deserializer.deserialize_bytes(BytesVisitor)
+        // `byte_buf`, not `bytes`: ciborium reads `bytes` only up to its scratch buffer size.
+        deserializer.deserialize_byte_buf(BytesVisitor)
     }
 }
 
@@ -108,5 +109,14 @@ mod tests {
         assert_eq!(buf.len(), 1 + command.0.len());
         let back: Command = ciborium::from_reader(&buf[..]).expect("decode");
         assert_eq!(back, command);
+
+        let large = Command(Bytes::from(
+            (0..1_000_000u32).map(|i| i as u8).collect::<Vec<_>>(),
+        ));
+        let mut buf = Vec::new();
+        ciborium::into_writer(&large, &mut buf).expect("encode");
+        assert!(buf.len() < large.0.len() + 16);
+        let back: Command = ciborium::from_reader(&buf[..]).expect("decode large");
+        assert_eq!(back, large);
     }
 }

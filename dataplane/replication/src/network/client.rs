@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -15,11 +16,12 @@ use tonic::transport::{Channel, Endpoint};
 use crate::network::proto::raft_service_client::RaftServiceClient;
 use crate::network::proto::{ProbeRequest, RaftMessage, SnapshotChunk};
 use crate::network::{FROM_HEADER, Faults, decode, encode};
+use crate::replica::MAX_BATCH_BYTES;
 use crate::types::{Node, NodeId, TypeConfig};
 
 /// How long a connection attempt to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-/// Largest message accepted (a snapshot chunk plus a batch of entries).
+/// Largest message accepted: a batch of entries or a snapshot chunk, with room to spare.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Creates one [`PeerClient`] per peer for openraft.
@@ -142,7 +144,16 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
+        let entries = rpc.entries.len();
         let cbor = encode(&rpc).map_err(network_err)?;
+        // Cut big batches (a follower catching up): openraft retries with fewer entries.
+        let limit = MAX_BATCH_BYTES;
+        if cbor.len() > limit && entries > 1 {
+            let hint = (entries * limit / cbor.len()).clamp(1, entries - 1);
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(hint as u64),
+            ));
+        }
         let request = self
             .request(RaftMessage { cbor: cbor.into() }, &option)
             .map_err(network_err)?;
