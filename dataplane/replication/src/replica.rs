@@ -46,12 +46,15 @@ pub struct ReplicaConfig {
 }
 
 impl ReplicaConfig {
-    /// A configuration with production defaults: 100 ms heartbeats, 400–900 ms election
-    /// timeouts (openraft adds the 900 ms leader lease, so followers stand for election
-    /// 1.3–1.8 s after the last heartbeat). openraft also uses the heartbeat interval as the
-    /// deadline of every AppendEntries call, so it must cover sending and syncing one
-    /// replication batch (at most [`MAX_BATCH_BYTES`] unless one command is larger); a snapshot every 20 000 entries (keeping 5 000 entries of log behind it for
-    /// followers that are only slightly behind), 1 MiB snapshot chunks.
+    /// A configuration with production defaults:
+    ///
+    /// - 100 ms heartbeats and 400–900 ms election timeouts; openraft adds the 900 ms leader
+    ///   lease, so followers stand for election 1.3–1.8 s after the last heartbeat. openraft
+    ///   also uses the heartbeat interval as the deadline of every AppendEntries call, so it
+    ///   must cover sending and syncing one replication batch (at most [`MAX_BATCH_BYTES`],
+    ///   or one command of up to [`MAX_COMMAND_BYTES`]).
+    /// - A snapshot every 20 000 entries, keeping 5 000 entries of log behind it for followers
+    ///   that are only slightly behind; snapshots travel in 1 MiB chunks.
     pub fn new(
         id: NodeId,
         listen: SocketAddr,
