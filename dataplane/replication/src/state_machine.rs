@@ -129,6 +129,8 @@ pub trait StateMachine: Send + 'static {
 pub struct StateMachineStore<S: StateMachine> {
     sm: Arc<Mutex<S>>,
     dir: PathBuf,
+    /// Serializes replacing `snapshot.bin` (a build and an install may overlap).
+    files: Arc<Mutex<()>>,
 }
 
 fn lock<S>(sm: &Mutex<S>) -> MutexGuard<'_, S> {
@@ -161,6 +163,7 @@ impl<S: StateMachine> StateMachineStore<S> {
         let store = StateMachineStore {
             sm,
             dir: dir.to_path_buf(),
+            files: Arc::new(Mutex::new(())),
         };
         let path = dir.join(SNAPSHOT_FILE);
         if path.exists() {
@@ -188,12 +191,14 @@ impl<S: StateMachine> StateMachineStore<S> {
 pub struct SnapshotBuilder<S: StateMachine> {
     sm: Arc<Mutex<S>>,
     dir: PathBuf,
+    files: Arc<Mutex<()>>,
 }
 
 impl<S: StateMachine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<S> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let sm = Arc::clone(&self.sm);
         let dir = self.dir.clone();
+        let files = Arc::clone(&self.files);
         let (meta, file) = blocking(move || {
             let view = lock(&sm).snapshot()?;
             let nanos = SystemTime::now()
@@ -211,6 +216,16 @@ impl<S: StateMachine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<S> {
             let building = dir.join(BUILDING_FILE);
             write_file(&building, &meta, view.data)?;
             let path = dir.join(SNAPSHOT_FILE);
+            let _files = lock(&files);
+            // A snapshot installed from the leader while this one was being written is newer;
+            // keep it.
+            if path.exists() {
+                let current = read_meta(&path)?;
+                if current.last_log_id >= meta.last_log_id {
+                    fs::remove_file(&building)?;
+                    return Ok((current, File::open(&path)?));
+                }
+            }
             fs::rename(&building, &path)?;
             sync_dir(&dir)?;
             let file = File::open(&path)?;
@@ -408,6 +423,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         SnapshotBuilder {
             sm: Arc::clone(&self.sm),
             dir: self.dir.clone(),
+            files: Arc::clone(&self.files),
         }
     }
 
@@ -435,9 +451,11 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         let sm = Arc::clone(&self.sm);
         let dir = self.dir.clone();
         let meta = meta.clone();
+        let files = Arc::clone(&self.files);
         blocking(move || {
             file.sync_all()?;
             drop(file);
+            let _files = lock(&files);
             let incoming = dir.join(INCOMING_FILE);
             install_file(&sm, &incoming, &meta)?;
             fs::rename(&incoming, dir.join(SNAPSHOT_FILE))?;
@@ -669,5 +687,48 @@ mod tests {
             .expect("current")
             .expect("some");
         assert_eq!(current.meta, snapshot.meta);
+    }
+
+    #[tokio::test]
+    async fn a_build_that_finishes_after_a_newer_install_keeps_the_newer_snapshot() {
+        let newer_dir = tempfile::tempdir().expect("tempdir");
+        let mut newer = store(Memory::default(), newer_dir.path());
+        newer
+            .apply(vec![
+                membership_entry(0),
+                command(1),
+                command(2),
+                command(3),
+            ])
+            .await
+            .expect("apply");
+        newer
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut older = store(Memory::default(), dir.path());
+        older
+            .apply(vec![membership_entry(0), command(1)])
+            .await
+            .expect("apply");
+        let mut builder = older.get_snapshot_builder().await;
+        // The newer snapshot lands while the older one is being built.
+        fs::copy(
+            newer_dir.path().join(SNAPSHOT_FILE),
+            dir.path().join(SNAPSHOT_FILE),
+        )
+        .expect("copy");
+        let built = builder.build_snapshot().await.expect("build");
+        assert_eq!(built.meta.last_log_id, Some(log_id(1, 1, 3)));
+        let current = older
+            .get_current_snapshot()
+            .await
+            .expect("current")
+            .expect("some");
+        assert_eq!(current.meta.last_log_id, Some(log_id(1, 1, 3)));
     }
 }
