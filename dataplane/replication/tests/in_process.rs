@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -55,13 +57,8 @@ fn seen(replica: &Replica<Digests>) -> Vec<(u64, usize, u32)> {
     replica.state_machine().lock().expect("lock").seen.clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn followers_redirect_and_a_lagging_follower_catches_up_on_large_commands() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let dir = tempfile::tempdir().expect("tempdir");
+/// Starts three replicas in this process.
+async fn start_group(dir: &Path) -> (Vec<Replica<Digests>>, BTreeMap<u64, String>) {
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let members: BTreeMap<u64, String> = (1..=3)
         .map(|id| (id, format!("127.0.0.1:{}", ports[id as usize - 1])))
@@ -69,20 +66,20 @@ async fn followers_redirect_and_a_lagging_follower_catches_up_on_large_commands(
     let mut replicas = Vec::new();
     for id in 1..=3u64 {
         let listen = members[&id].parse().expect("addr");
-        let config = ReplicaConfig::new(
-            id,
-            listen,
-            members.clone(),
-            dir.path().join(format!("n{id}")),
-        );
+        let config = ReplicaConfig::new(id, listen, members.clone(), dir.join(format!("n{id}")));
         replicas.push(
             Replica::start(config, Digests::default())
                 .await
                 .expect("start"),
         );
     }
+    (replicas, members)
+}
+
+/// Waits until all three agree on one leader.
+async fn wait_leader(replicas: &[Replica<Digests>]) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let leader = loop {
+    loop {
         let leaders: Vec<u64> = replicas
             .iter()
             .filter(|r| r.status().role == Role::Leader)
@@ -91,11 +88,22 @@ async fn followers_redirect_and_a_lagging_follower_catches_up_on_large_commands(
         if let [l] = leaders[..]
             && replicas.iter().all(|r| r.status().leader == Some(l))
         {
-            break l;
+            return l;
         }
         assert!(Instant::now() < deadline, "no leader");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_redirect_and_a_lagging_follower_catches_up_on_large_commands() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (replicas, members) = start_group(dir.path()).await;
+    let leader = wait_leader(&replicas).await;
     let at = |id: u64| &replicas[id as usize - 1];
     let follower = if leader == 3 { 2 } else { 3 };
 
@@ -160,5 +168,64 @@ async fn followers_redirect_and_a_lagging_follower_catches_up_on_large_commands(
     }
     for r in replicas {
         r.shutdown().await;
+    }
+}
+
+/// Commit throughput and latency with many concurrent proposers (run with `--ignored`; the
+/// numbers are for the build profile it runs in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run explicitly"]
+async fn throughput_with_concurrent_proposers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (replicas, _) = start_group(dir.path()).await;
+    let leader = wait_leader(&replicas).await;
+    let replicas = Arc::new(replicas);
+    for proposers in [1usize, 8, 64] {
+        let end = Instant::now() + Duration::from_secs(3);
+        let tasks: Vec<_> = (0..proposers)
+            .map(|p| {
+                let replicas = Arc::clone(&replicas);
+                tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    let mut n = 0u64;
+                    while Instant::now() < end {
+                        let command = Bytes::from(format!("{p}-{n}-{}", "x".repeat(200)));
+                        let start = Instant::now();
+                        replicas[leader as usize - 1]
+                            .propose(command)
+                            .await
+                            .expect("propose");
+                        latencies.push(start.elapsed());
+                        n += 1;
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        let mut latencies = Vec::new();
+        for t in tasks {
+            latencies.extend(t.await.expect("proposer"));
+        }
+        latencies.sort();
+        assert!(!latencies.is_empty());
+        let pct = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        println!(
+            "{proposers:>3} proposers: {:>6.0} commits/s, p50 {:?}, p99 {:?}",
+            latencies.len() as f64 / 3.0,
+            pct(0.5),
+            pct(0.99)
+        );
+    }
+    let expected = seen(&replicas[leader as usize - 1]);
+    for r in replicas.iter() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen(r) != expected {
+            assert!(
+                Instant::now() < deadline,
+                "replica {} differs",
+                r.status().id
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
