@@ -234,3 +234,77 @@ async fn the_bootstrapping_replica_with_an_empty_volume_rejoins_its_group() {
     assert_eq!(status.leader, Some(leader));
     println!("empty bootstrapper rejoined leader {leader}: {verified:?}");
 }
+
+/// The same partition, made by the network: each replica runs in its own network namespace
+/// and nftables in the old leader's namespace drops every packet to and from its peers, so
+/// calls hang until their deadlines instead of failing fast. Needs root and `ip`/`nft`; skipped
+/// (with a message) otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_by_the_network_acknowledges_nothing() {
+    let _serial = SERIAL.lock().await;
+    let cluster = match Cluster::start_in_namespaces(3, Opts::default()) {
+        Ok(c) => c,
+        Err(why) => {
+            println!("skipped: network namespaces unavailable: {why}");
+            return;
+        }
+    };
+    let net = cluster.net.as_ref().expect("namespaces");
+    let old = cluster.wait_leader(&[1, 2, 3], ELECTION).await;
+    let majority: Vec<u64> = [1, 2, 3].into_iter().filter(|&i| i != old).collect();
+    let load = Load::start(&cluster, 3);
+    load.wait_acks_after(Instant::now(), 200, Duration::from_secs(30))
+        .await;
+
+    net.cut(old, &majority).expect("cut");
+    let cut = Instant::now();
+    let minority_payloads: Vec<Vec<u8>> = (0..3).map(|seq| common::payload(98, seq)).collect();
+    let minority_writes = minority_payloads
+        .iter()
+        .map(|payload| {
+            let mut client = cluster.client(old);
+            let mut req = tonic::Request::new(common::proto::AppendRequest {
+                payload: payload.clone().into(),
+            });
+            req.set_timeout(Duration::from_secs(3));
+            tokio::spawn(async move { client.append(req).await })
+        })
+        .collect::<Vec<_>>();
+    let new = cluster.wait_leader(&majority, ELECTION).await;
+    let elected = cut.elapsed();
+    let first = load
+        .wait_acks_from(cut, 1, Duration::from_secs(20), |by| by != old)
+        .await;
+    println!(
+        "network partition: new leader {new} (old {old}) seen {elected:?} after the cut; \
+         writes resumed {:?} after the cut",
+        first.at - cut
+    );
+    assert!(
+        first.at - cut < Duration::from_secs(10),
+        "writes resumed too late"
+    );
+    load.wait_acks_after(cut, 200, Duration::from_secs(30))
+        .await;
+    for write in minority_writes {
+        let reply = write.await.expect("minority write task");
+        assert!(
+            !reply.as_ref().is_ok_and(|r| r.get_ref().ok),
+            "the minority side acknowledged a write: {reply:?}"
+        );
+    }
+
+    net.heal(old).expect("heal");
+    let acks = load.stop().await;
+    let reads = cluster.wait_converged(CONVERGE).await;
+    let verified = check(&acks, &reads);
+    for (id, read) in &reads {
+        for p in &minority_payloads {
+            assert!(
+                !read.records.iter().any(|r| r.payload[..] == p[..]),
+                "replica {id} applied a write sent only to the minority side"
+            );
+        }
+    }
+    println!("network partition: {verified:?}");
+}

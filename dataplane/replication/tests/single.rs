@@ -70,9 +70,15 @@ async fn a_single_replica_group_commits_and_survives_a_restart() {
         last = proposed.index;
         assert_eq!(proposed.response, i.to_le_bytes().to_vec());
     }
+    // Metrics are published just after the response; wait for them to show the last write.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while replica.status().applied != Some(last) {
+        assert!(Instant::now() < deadline, "status: {:?}", replica.status());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let status = replica.status();
-    assert_eq!(status.applied, Some(last));
     assert_eq!(status.voters.into_iter().collect::<Vec<_>>(), vec![7]);
+    assert_eq!(status.leader, Some(7));
     replica.shutdown().await;
 
     // Restarted with a state machine that persisted nothing: the log replays all 20 commands

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::net::TcpListener;
@@ -49,6 +51,10 @@ impl Default for Opts {
 pub struct Node {
     /// Its id.
     pub id: u64,
+    /// The address it listens on.
+    host: String,
+    /// Its network namespace, if the group runs in namespaces.
+    netns: Option<String>,
     raft_port: u16,
     client_port: u16,
     data_dir: PathBuf,
@@ -61,6 +67,8 @@ pub struct Cluster {
     /// The replicas, by id 1..=3.
     pub nodes: Vec<Node>,
     opts: Opts,
+    /// The namespaces, if any; dropped after the processes (field order).
+    pub net: Option<netns::Net>,
     _dir: tempfile::TempDir,
 }
 
@@ -79,14 +87,28 @@ fn free_port() -> u16 {
 }
 
 impl Cluster {
-    /// Starts `n` replicas.
+    /// Starts `n` replicas on loopback.
     pub fn start(n: u64, opts: Opts) -> Cluster {
+        Cluster::start_with(n, opts, None)
+    }
+
+    /// Starts `n` replicas, each in its own network namespace (see [`netns`]).
+    pub fn start_in_namespaces(n: u64, opts: Opts) -> Result<Cluster, String> {
+        let net = netns::Net::create(n)?;
+        Ok(Cluster::start_with(n, opts, Some(net)))
+    }
+
+    fn start_with(n: u64, opts: Opts, net: Option<netns::Net>) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let nodes = (1..=n)
             .map(|id| Node {
                 id,
-                raft_port: free_port(),
-                client_port: free_port(),
+                host: net
+                    .as_ref()
+                    .map_or_else(|| "127.0.0.1".to_string(), |net| net.addr(id)),
+                netns: net.as_ref().map(|net| net.ns(id)),
+                raft_port: if net.is_some() { 7100 } else { free_port() },
+                client_port: if net.is_some() { 7200 } else { free_port() },
                 data_dir: dir.path().join(format!("node{id}")),
                 log: dir.path().join(format!("node{id}.log")),
                 child: None,
@@ -95,6 +117,7 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes,
             opts,
+            net,
             _dir: dir,
         };
         for id in 1..=n {
@@ -117,7 +140,7 @@ impl Cluster {
         let members: Vec<String> = self
             .nodes
             .iter()
-            .map(|n| format!("--member={}=127.0.0.1:{}", n.id, n.raft_port))
+            .map(|n| format!("--member={}={}:{}", n.id, n.host, n.raft_port))
             .collect();
         let opts = self.opts;
         let node = &mut self.nodes[(id - 1) as usize];
@@ -127,11 +150,24 @@ impl Cluster {
             .append(true)
             .open(&node.log)
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_riffle-replica"))
+        let binary = env!("CARGO_BIN_EXE_riffle-replica");
+        let mut command = match &node.netns {
+            // `ip netns exec` execs the binary, so the child's pid is the replica's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, binary]);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .arg(format!("--id={id}"))
             .args(members)
-            .arg(format!("--raft-listen=127.0.0.1:{}", node.raft_port))
-            .arg(format!("--client-listen=127.0.0.1:{}", node.client_port))
+            .arg(format!("--raft-listen={}:{}", node.host, node.raft_port))
+            .arg(format!(
+                "--client-listen={}:{}",
+                node.host, node.client_port
+            ))
             .arg(format!("--data-dir={}", node.data_dir.display()))
             .arg(format!("--snapshot-every={}", opts.snapshot_every))
             .arg(format!("--keep-log={}", opts.keep_log))
@@ -160,7 +196,8 @@ impl Cluster {
 
     /// The client address of replica `id`.
     pub fn client_addr(&self, id: u64) -> String {
-        format!("http://127.0.0.1:{}", self.node(id).client_port)
+        let node = self.node(id);
+        format!("http://{}:{}", node.host, node.client_port)
     }
 
     /// A lazily connected client of replica `id`.
