@@ -39,6 +39,19 @@
 //!   in a group yet; a replica restarted with an empty volume is caught up by the leader (by
 //!   log, or by snapshot if the log it needs was purged).
 //!
+//! # On disk
+//!
+//! Under the replica's data directory: `raft/` holds the log segments
+//! (`{first_index:020}.wal`), `vote`, `purged` and a `.lock`; `snapshot/` holds `snapshot.bin`
+//! (see [`state_machine`] for its format). The state machine keeps its own files wherever the
+//! server puts them.
+//!
+//! # Reads
+//!
+//! [`Replica::read_barrier`] makes a read of the local state machine linearizable (leadership
+//! confirmed by a quorum, everything committed before it applied); a read without it may be
+//! stale on a deposed leader or a follower.
+//!
 //! # Limits
 //!
 //! - A replica that lost its volume also lost its vote, and Raft assumes votes are never

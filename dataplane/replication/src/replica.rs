@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, RaftNetworkFactory, ServerState};
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -107,7 +107,7 @@ pub enum StartError {
     Raft(String),
 }
 
-/// Why a proposal was not committed.
+/// Why a proposal was not committed (or a read barrier not passed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProposeError {
     /// This replica is not the leader; retry on `leader` (if known). The command was not
@@ -119,6 +119,9 @@ pub enum ProposeError {
         /// The leader's replication address, if known.
         leader_addr: Option<String>,
     },
+    /// This replica leads but could not reach a quorum to confirm it (read barrier only).
+    #[error("leadership could not be confirmed by a quorum")]
+    NoQuorum,
     /// The command is larger than [`MAX_COMMAND_BYTES`]; nothing was proposed.
     #[error("command of {0} bytes exceeds the limit of {MAX_COMMAND_BYTES}")]
     TooLarge(usize),
@@ -175,6 +178,9 @@ pub struct ReplicaStatus {
     pub purged: Option<u64>,
     /// The voting members.
     pub voters: BTreeSet<NodeId>,
+    /// On the leader: milliseconds since a quorum last acknowledged it (a leader cut off from
+    /// its followers sees this grow).
+    pub millis_since_quorum_ack: Option<u64>,
     /// Whether it stopped on a fatal error (the error).
     pub fatal: Option<String>,
 }
@@ -285,6 +291,26 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
+    /// Waits until a read of the local state machine is linearizable: confirms with a quorum
+    /// that this replica still leads, then waits until everything committed before the call is
+    /// applied here. A server calls it before answering a read that must see every
+    /// acknowledged write.
+    pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ProposeError::NotLeader {
+                    leader: f.leader_id,
+                    leader_addr: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Err(ProposeError::NoQuorum)
+            }
+            Err(e) => Err(ProposeError::Stopped(e.to_string())),
+        }
+    }
+
     /// The state machine (for queries; lock it briefly, applies wait on it).
     pub fn state_machine(&self) -> Arc<Mutex<S>> {
         Arc::clone(&self.sm)
@@ -325,6 +351,7 @@ impl<S: StateMachine> Replica<S> {
             snapshot: m.snapshot.map(|l| l.index),
             purged: m.purged.map(|l| l.index),
             voters: membership.voter_ids().collect(),
+            millis_since_quorum_ack: m.millis_since_quorum_ack,
             fatal: m.running_state.err().map(|e| e.to_string()),
         }
     }

@@ -115,6 +115,14 @@ async fn followers_redirect_and_a_lagging_follower_catches_up_on_large_commands(
             leader_addr: Some(members[&leader].clone()),
         })
     );
+    at(leader)
+        .read_barrier()
+        .await
+        .expect("leader read barrier");
+    assert!(matches!(
+        at(follower).read_barrier().await,
+        Err(ProposeError::NotLeader { leader: Some(l), .. }) if l == leader
+    ));
     assert_eq!(
         at(leader)
             .propose(Bytes::from(vec![0u8; MAX_COMMAND_BYTES + 1]))
