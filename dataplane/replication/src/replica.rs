@@ -48,8 +48,10 @@ pub struct ReplicaConfig {
 impl ReplicaConfig {
     /// A configuration with production defaults:
     ///
-    /// - 100 ms heartbeats and 400–900 ms election timeouts; openraft adds the 900 ms leader
-    ///   lease, so followers stand for election 1.3–1.8 s after the last heartbeat. openraft
+    /// - 100 ms heartbeats and 300–1100 ms election timeouts; openraft adds the 1100 ms leader
+    ///   lease, so followers stand for election 1.4–2.2 s after the last heartbeat. Each
+    ///   replica draws its timeout once at start, so a wide range keeps two followers from
+    ///   repeatedly standing at the same moment (a split vote costs another timeout). openraft
     ///   also uses the heartbeat interval as the deadline of every AppendEntries call, so it
     ///   must cover sending and syncing one replication batch (at most [`MAX_BATCH_BYTES`],
     ///   or one command of up to [`MAX_COMMAND_BYTES`]).
@@ -64,8 +66,8 @@ impl ReplicaConfig {
         let raft = openraft::Config {
             cluster_name: "riffle-shard-group".into(),
             heartbeat_interval: 100,
-            election_timeout_min: 400,
-            election_timeout_max: 900,
+            election_timeout_min: 300,
+            election_timeout_max: 1100,
             install_snapshot_timeout: 2000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
             max_in_snapshot_log_to_keep: 5_000,

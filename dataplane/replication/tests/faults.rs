@@ -21,15 +21,17 @@ async fn kill_the_leader_under_load() {
     load.wait_acks_after(Instant::now(), 300, Duration::from_secs(30))
         .await;
 
-    // Three rounds: kill -9 whoever leads, measure until the next acknowledged write, bring
+    // Five rounds: kill -9 whoever leads, measure until the next acknowledged write, bring
     // the killed replica back.
     let mut failovers = Vec::new();
-    for round in 1..=3 {
+    for round in 1..=5 {
         let leader = cluster.wait_leader(&[1, 2, 3], ELECTION).await;
         cluster.kill(leader);
         let killed = Instant::now();
+        // A response already on its way before the kill may still arrive; count from the
+        // first acknowledgement by another replica.
         let first = load
-            .wait_acks_after(killed, 1, Duration::from_secs(15))
+            .wait_acks_from(killed, 1, Duration::from_secs(15), |by| by != leader)
             .await;
         let failover = first.at - killed;
         println!("round {round}: failover after kill -9 of leader {leader}: {failover:?}");
@@ -47,12 +49,17 @@ async fn kill_the_leader_under_load() {
     let reads = cluster.wait_converged(CONVERGE).await;
     let verified = check(&acks, &reads);
     println!("kill-leader: {verified:?}");
-    for failover in failovers {
-        assert!(
-            failover < Duration::from_secs(5),
-            "failover took {failover:?}"
-        );
-    }
+    // Typical failover is one election timeout; a split vote adds another, so the target is
+    // on the median and the bound on the worst round is looser.
+    failovers.sort();
+    let median = failovers[failovers.len() / 2];
+    let worst = failovers[failovers.len() - 1];
+    println!("failover median {median:?}, worst {worst:?}");
+    assert!(
+        median < Duration::from_secs(5),
+        "median failover {median:?}"
+    );
+    assert!(worst < Duration::from_secs(10), "worst failover {worst:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
