@@ -69,6 +69,8 @@ pub mod network;
 mod replica;
 pub mod state_machine;
 pub mod storage;
+#[cfg(test)]
+mod suite_tests;
 pub mod types;
 
 pub use replica::{

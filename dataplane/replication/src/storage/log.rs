@@ -34,6 +34,7 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 
 const LOCK_FILE: &str = ".lock";
 const PURGED_FILE: &str = "purged";
+const START_FILE: &str = "start";
 const SEGMENT_SUFFIX: &str = ".wal";
 
 /// Tuning of a [`RaftLog`].
@@ -91,17 +92,26 @@ impl Segment {
 struct State {
     segments: Vec<Segment>,
     purged: Option<LogId>,
+    /// Where the log starts if it was begun past its purge point (see [`RaftLog::append`]).
+    start: u64,
     /// The last entry's id, or `purged` if there is no live entry.
     last: Option<LogId>,
 }
 
 impl State {
     fn first_index(&self) -> u64 {
-        self.purged.map_or(0, |p| p.index + 1)
+        self.purged.map_or(0, |p| p.index + 1).max(self.start)
+    }
+
+    fn has_live(&self) -> bool {
+        self.last.is_some_and(|l| l.index >= self.first_index())
     }
 
     fn next_index(&self) -> u64 {
-        self.last.map_or(0, |l| l.index + 1)
+        match self.last {
+            Some(l) if self.has_live() => l.index + 1,
+            _ => self.first_index(),
+        }
     }
 
     fn read(&self, start: u64, end: u64) -> Result<Vec<Entry>, StoreError> {
@@ -196,6 +206,7 @@ impl RaftLog {
             Err(TryLockError::Error(e)) => return Err(StoreError::io(&lock_path, e)),
         }
         let purged = load_purged(dir)?;
+        let start = load_start(dir)?;
         let mut bases = Vec::new();
         for item in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
             let item = item.map_err(|e| StoreError::io(dir, e))?;
@@ -232,7 +243,7 @@ impl RaftLog {
 
         // Finish a purge interrupted by a crash: drop segments wholly at or below the purge
         // point, except a last segment that the next append continues.
-        let first_live = purged.map_or(0, |p| p.index + 1);
+        let first_live = purged.map_or(0, |p| p.index + 1).max(start);
         let mut removed = false;
         while let Some(first) = segments.first() {
             let is_last = segments.len() == 1;
@@ -255,9 +266,8 @@ impl RaftLog {
                 format!("entries {first_live}..{} are missing", first.base),
             ));
         }
-        let last = match (last, purged) {
-            (Some(l), Some(p)) if l.index > p.index => Some(l),
-            (Some(l), None) => Some(l),
+        let last = match last {
+            Some(l) if l.index >= first_live => Some(l),
             _ => purged,
         };
         Ok(RaftLog {
@@ -266,6 +276,7 @@ impl RaftLog {
             state: Arc::new(RwLock::new(State {
                 segments,
                 purged,
+                start,
                 last,
             })),
             syncer: Syncer::start(config.fsync).map_err(|e| StoreError::io(dir, e))?,
@@ -303,7 +314,9 @@ impl RaftLog {
     }
 
     /// Writes `entries` (which must continue the log exactly) and returns once they are
-    /// readable; `flushed` runs once they are durable.
+    /// readable; `flushed` runs once they are durable. A log without live entries may instead
+    /// be begun at any index past its purge point (openraft allows this; the start is recorded
+    /// so recovery can still tell a missing segment from a late start).
     pub fn append(
         &mut self,
         entries: Vec<Entry>,
@@ -316,6 +329,12 @@ impl RaftLog {
             return Ok(());
         };
         let mut state = write_state(&self.state);
+        if !state.has_live()
+            && first.log_id.index != state.next_index()
+            && first.log_id.index > state.purged.map_or(0, |p| p.index)
+        {
+            self.restart_at(&mut state, first.log_id.index)?;
+        }
         let next = state.next_index();
         if first.log_id.index != next {
             return Err(StoreError::InvalidAppend(format!(
@@ -363,6 +382,19 @@ impl RaftLog {
         state.last = entries.last().map(|e| e.log_id);
         drop(state);
         self.syncer.submit(vec![file], flushed);
+        Ok(())
+    }
+
+    /// Begins an empty log at `index`: drops every segment (none holds a live entry), then
+    /// records the new start durably. A crash in between leaves an empty log at the old start,
+    /// which is consistent (the append that asked for this was never acknowledged).
+    fn restart_at(&self, state: &mut State, index: u64) -> Result<(), StoreError> {
+        while let Some(seg) = state.segments.pop() {
+            fs::remove_file(&seg.path).map_err(|e| StoreError::io(&seg.path, e))?;
+        }
+        durable_file::sync_dir(&self.dir)?;
+        durable_file::write(&self.dir, START_FILE, &index.to_le_bytes())?;
+        state.start = index;
         Ok(())
     }
 
@@ -556,6 +588,18 @@ fn save_purged(dir: &Path, id: &LogId) -> Result<(), StoreError> {
     body.extend_from_slice(&id.leader_id.node_id.to_le_bytes());
     body.extend_from_slice(&id.index.to_le_bytes());
     durable_file::write(dir, PURGED_FILE, &body)
+}
+
+fn load_start(dir: &Path) -> Result<u64, StoreError> {
+    match durable_file::read(dir, START_FILE)? {
+        None => Ok(0),
+        Some(body) if body.len() == 8 => Ok(u64_at(&body, 0)),
+        Some(_) => Err(StoreError::corrupt(
+            &dir.join(START_FILE),
+            0,
+            "bad start record",
+        )),
+    }
 }
 
 fn load_purged(dir: &Path) -> Result<Option<LogId>, StoreError> {

@@ -324,3 +324,24 @@ fn damage_found_while_reading_is_an_error_not_data() {
         Err(StoreError::Corrupt { .. })
     ));
 }
+
+#[test]
+fn an_empty_log_may_begin_past_its_purge_point_and_keeps_that_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("open");
+    append(&mut log, vec![command(1, 5), command(1, 6)]);
+    assert_eq!(log.first_index(), 5);
+    drop(log);
+    let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("reopen");
+    assert_eq!(all(&log), vec![command(1, 5), command(1, 6)]);
+    append(&mut log, vec![command(1, 7)]);
+    assert!(
+        log.append(vec![command(1, 9)], |_| {}).is_err(),
+        "a log with entries still refuses holes"
+    );
+    drop(log);
+    // Losing the first segment is still detected.
+    fs::remove_file(dir.path().join(format!("{:020}.wal", 5))).expect("remove");
+    fs::write(dir.path().join(format!("{:020}.wal", 6)), b"").expect("fake later segment");
+    assert!(RaftLog::open(dir.path(), cfg(1 << 20)).is_err());
+}
