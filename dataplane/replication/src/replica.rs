@@ -35,6 +35,7 @@ pub struct ReplicaConfig {
     /// Where the replication server listens.
     pub listen: SocketAddr,
     /// Replication address (`host:port`) of every member of the group, this one included.
+    /// Used to bootstrap the group; afterwards the membership stored in the log rules.
     pub members: BTreeMap<NodeId, String>,
     /// Directory of the raft log, vote and snapshots (`raft/`, `snapshot/`).
     pub data_dir: PathBuf,

@@ -237,3 +237,38 @@ async fn throughput_with_concurrent_proposers() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_passes_no_read_barrier_and_commits_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (replicas, _) = start_group(dir.path()).await;
+    let leader = wait_leader(&replicas).await;
+    let at = |id: u64| &replicas[id as usize - 1];
+    at(leader)
+        .propose(Bytes::from_static(b"before"))
+        .await
+        .expect("propose");
+    let others: Vec<u64> = (1..=3).filter(|&i| i != leader).collect();
+    at(leader).faults().block(others.clone());
+    for &id in &others {
+        at(id).faults().block([leader]);
+    }
+    // Still leader in its own eyes for a while, but it cannot confirm it or commit.
+    let barrier = tokio::time::timeout(Duration::from_secs(3), at(leader).read_barrier()).await;
+    assert!(
+        !matches!(barrier, Ok(Ok(()))),
+        "an isolated leader passed a read barrier: {barrier:?}"
+    );
+    let write = tokio::time::timeout(
+        Duration::from_secs(3),
+        at(leader).propose(Bytes::from_static(b"isolated")),
+    )
+    .await;
+    assert!(
+        !matches!(write, Ok(Ok(_))),
+        "an isolated leader committed: {write:?}"
+    );
+    for r in replicas {
+        r.shutdown().await;
+    }
+}
