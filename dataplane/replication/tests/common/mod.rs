@@ -72,14 +72,16 @@ pub struct Cluster {
     _dir: tempfile::TempDir,
 }
 
-/// A port that is free now and outside the kernel's ephemeral range (32768 and up by
-/// default), so that no outgoing connection takes it before the replica binds it.
+/// A port that is free now, below the kernel's ephemeral range (32768 and up by default) so
+/// that no outgoing connection takes it before the replica binds it, and in 28000..30000,
+/// clear of the fixed ports other test suites on the machine use (etcd on 22379/22380,
+/// Kubernetes NodePorts from 30000).
 fn free_port() -> u16 {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let base = 20_000 + (std::process::id() % 500) * 10;
+    let base = 28_000 + (std::process::id() % 50) * 10;
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = (base + n % 7_000) as u16;
+        let port = (base + n % 1_500) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
