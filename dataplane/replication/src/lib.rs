@@ -62,8 +62,9 @@
 //!   would close the gap; it is not done here.
 //! - Membership is fixed at bootstrap; adding or replacing members (`Raft::change_membership`
 //!   through [`Replica::raft`]) is not wrapped yet.
-//! - Vote, truncate and purge `fsync` on the calling task (they are rare); appends are written
-//!   on the raft task and synced on a dedicated thread (group commit).
+//! - Vote, truncate and purge `fsync` on the raft task (inside `block_in_place` on a
+//!   multi-threaded runtime; they are rare); appends are written on the raft task and synced on
+//!   a dedicated thread (group commit).
 
 pub mod network;
 mod replica;

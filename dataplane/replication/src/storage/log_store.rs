@@ -32,6 +32,15 @@ impl LogStore {
     }
 }
 
+/// Runs a short blocking disk operation (an `fsync`) from the raft task without stalling the
+/// other tasks of a multi-threaded runtime; inline on a current-thread runtime.
+fn blocking_io<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 fn logs_err(e: StoreError, verb: ErrorVerb) -> StorageError<NodeId> {
     to_raft(&e, ErrorSubject::Logs, verb)
 }
@@ -73,8 +82,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError<NodeId>> {
-        self.votes
-            .save(vote)
+        let votes = &self.votes;
+        blocking_io(|| votes.save(vote))
             .map_err(|e| to_raft(&e, ErrorSubject::Vote, ErrorVerb::Write))
     }
 
@@ -100,14 +109,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
-        self.log
-            .truncate(log_id.index)
-            .map_err(|e| logs_err(e, ErrorVerb::Delete))
+        let log = &mut self.log;
+        blocking_io(|| log.truncate(log_id.index)).map_err(|e| logs_err(e, ErrorVerb::Delete))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
-        self.log
-            .purge(log_id)
-            .map_err(|e| logs_err(e, ErrorVerb::Delete))
+        let log = &mut self.log;
+        blocking_io(|| log.purge(log_id)).map_err(|e| logs_err(e, ErrorVerb::Delete))
     }
 }
