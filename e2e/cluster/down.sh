@@ -95,8 +95,15 @@ remove_netns() {
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
     [[ $ns == cni-* ]] || continue
     grep -qxF "$ns" "$STATE/host/netns" && continue
-    ip netns delete "$ns" 2>/dev/null || { umount -l "/var/run/netns/$ns" 2>/dev/null; rm -f "/var/run/netns/$ns"; }
+    ip netns delete "$ns" 2>/dev/null || { umount -l "/var/run/netns/$ns" 2>/dev/null; rm -f "/var/run/netns/$ns" 2>/dev/null || step "could not remove network namespace $ns"; }
   done
+  # up.sh's bind mount (see setup_netns_dir), unless someone else's namespaces are in it.
+  [[ -f $STATE/host/netns-bind ]] && mountpoint -q /run/netns || return 0
+  if findmnt -rn -o TARGET | grep -q '^/run/netns/'; then
+    step "leaving the /run/netns bind mount: other network namespaces are mounted in it"
+  else
+    umount /run/netns 2>/dev/null || step "could not unmount /run/netns"
+  fi
 }
 
 # Chains named KUBE-* (kube-proxy, kubelet), CNI-* (CNI plugins) and RIFFLE-* (ours), and
@@ -149,6 +156,7 @@ remove_host_paths() {
     [[ -e $p ]] || continue
     grep -qxF "$p" "$STATE/host/paths" && continue
     findmnt -rn -o TARGET | grep -q "^$p/" && { step "leaving $p: something is still mounted under it"; continue; }
+    mountpoint -q "$p" && { step "leaving $p: it is a mount point"; continue; }
     rm -rf "$p"
   done
 }

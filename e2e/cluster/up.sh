@@ -180,6 +180,20 @@ setup_cgroups() {
   return 0
 }
 
+# `ip netns add` (other tests on this machine use it) turns /run/netns into a shared bind mount
+# of itself, recursively copying what is mounted there, whenever it is not a mount point yet.
+# Done while our pods run, that stacks copies over their namespace mounts: containerd unmounts
+# the copy, cannot unlink the file (EBUSY) and the pods stay Terminating for ever. A shared
+# mount point made before any pod exists leaves `ip netns` nothing to stack.
+setup_netns_dir() {
+  mkdir -p /run/netns
+  if ! mountpoint -q /run/netns; then
+    mount --bind /run/netns /run/netns
+    : >"$STATE/host/netns-bind"
+  fi
+  mount --make-shared /run/netns
+}
+
 # ---------------------------------------------------------------------------------------
 # PKI: one CA signs every certificate; EC keys because they are generated in milliseconds.
 
@@ -545,6 +559,7 @@ main() {
   record_host_state
   setup_host_network
   setup_cgroups
+  setup_netns_dir
   ln -sfn "$K8S_BIN/kubectl" "$STATE/bin/kubectl"
 
   step "generating certificates and kubeconfigs"
