@@ -306,6 +306,7 @@ mod tests {
             encrypted: false,
             max_record_size_kib: 1024,
             placement: None,
+            reshard_count: 0,
             shards: vec![
                 shard("shardId-000000000000", false, 0, u128::MAX, None),
                 shard(
