@@ -314,6 +314,18 @@ impl ShardLog {
     ///
     /// Callbacks should be quick: the next round waits for them.
     pub fn append(&self, records: Vec<RecordIn>, done: AppendCallback) {
+        self.enqueue(records, None, done);
+    }
+
+    /// Like [`append`](Self::append), but stamps the batch with `arrival_ms` instead of the
+    /// commit time, raised to the previous batch's stamp if it is earlier (stamps never go
+    /// backwards). Replicas applying the same appends with the same stamps in the same order
+    /// therefore store identical arrival times.
+    pub fn append_at(&self, records: Vec<RecordIn>, arrival_ms: i64, done: AppendCallback) {
+        self.enqueue(records, Some(arrival_ms), done);
+    }
+
+    fn enqueue(&self, records: Vec<RecordIn>, arrival_ms: Option<i64>, done: AppendCallback) {
         if let Err(e) = batch::encoded_len(&records) {
             writer::deliver(done, Err(e));
             return;
@@ -328,7 +340,11 @@ impl ShardLog {
             writer::deliver(done, Err(LogError::Closed));
             return;
         }
-        queue.pending.push(Pending { records, done });
+        queue.pending.push(Pending {
+            records,
+            arrival_ms,
+            done,
+        });
         let first = queue.pending.len() == 1;
         drop(queue);
         if first {
@@ -509,6 +525,22 @@ impl ShardLog {
     /// Number of retained segment files, the active one included.
     pub fn segment_count(&self) -> usize {
         read(&self.shared.segments).segment_count()
+    }
+
+    /// Every retained segment as `(file name, open file, durable bytes)`, oldest first, taken
+    /// at one instant: the prefixes together hold exactly the records below
+    /// [`end_offset`](Self::end_offset) at that instant. The files are opened here, so a copy
+    /// can be read from them later even if retention removes them meanwhile; a copy of the
+    /// prefixes placed in an empty directory opens as this log as it was (e.g. a snapshot).
+    pub fn durable_segments(&self) -> Result<Vec<(String, File, u64)>, LogError> {
+        let segments = read(&self.shared.segments);
+        segments
+            .all()
+            .map(|s| {
+                let file = File::open(&*s.path).map_err(|e| LogError::io(&s.path, e))?;
+                Ok((segment::file_name(s.base_offset), file, s.size))
+            })
+            .collect()
     }
 
     /// The directory holding the segment files.

@@ -54,6 +54,11 @@ impl Segments {
         self.sealed.iter().map(|s| s.size).sum::<u64>() + self.active.size
     }
 
+    /// Every segment, oldest first, the active one last.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Segment> {
+        self.sealed.iter().chain(std::iter::once(&self.active))
+    }
+
     pub(crate) fn active(&self) -> &Segment {
         &self.active
     }

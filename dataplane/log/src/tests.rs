@@ -387,6 +387,69 @@ fn record_in(key: &str, data: impl Into<Bytes>) -> RecordIn {
     }
 }
 
+fn append_at_wait(log: &ShardLog, records: Vec<RecordIn>, arrival_ms: i64) -> AppendAck {
+    let (tx, rx) = mpsc::channel();
+    log.append_at(
+        records,
+        arrival_ms,
+        Box::new(move |r| {
+            tx.send(r).unwrap();
+        }),
+    );
+    rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap()
+}
+
+#[test]
+fn append_at_stamps_the_given_time_and_never_goes_backwards() {
+    let dir = TempDir::new().unwrap();
+    let log = ShardLog::open(dir.path(), config(1024)).unwrap();
+    let first = append_at_wait(&log, vec![record_in("a", "1"), record_in("b", "2")], 5_000);
+    assert_eq!((first.first_offset, first.arrival_ms), (0, 5_000));
+    // An earlier stamp is raised to the previous one.
+    let second = append_at_wait(&log, vec![record_in("c", "3")], 4_000);
+    assert_eq!((second.first_offset, second.arrival_ms), (2, 5_000));
+    let third = append_at_wait(&log, vec![record_in("d", "4")], 7_000);
+    assert_eq!(third.arrival_ms, 7_000);
+    let stamps: Vec<i64> = log
+        .read(0, 10, 1 << 20)
+        .unwrap()
+        .iter()
+        .map(|r| r.arrival_ms)
+        .collect();
+    assert_eq!(stamps, vec![5_000, 5_000, 5_000, 7_000]);
+    assert_eq!(log.offset_at_time(6_000), 3);
+    drop(log);
+    // The stamps survive a reopen.
+    let log = ShardLog::open(dir.path(), config(1024)).unwrap();
+    assert_eq!(log.read(3, 1, 1 << 20).unwrap()[0].arrival_ms, 7_000);
+}
+
+#[test]
+fn durable_segments_copied_elsewhere_open_as_the_same_log() {
+    let dir = TempDir::new().unwrap();
+    let log = ShardLog::open(dir.path(), config(1024)).unwrap();
+    for _ in 0..20 {
+        append_records(&log, 7);
+    }
+    let end = log.end_offset();
+    let files = log.durable_segments().unwrap();
+    assert!(
+        files.len() > 2,
+        "expected several segments, got {}",
+        files.len()
+    );
+    // Appends after the view do not change what the view holds.
+    append_records(&log, 3);
+    let copy = TempDir::new().unwrap();
+    for (name, file, size) in files {
+        let mut out = fs::File::create(copy.path().join(name)).unwrap();
+        std::io::copy(&mut std::io::Read::take(file, size), &mut out).unwrap();
+    }
+    let copied = ShardLog::open(copy.path(), config(1024)).unwrap();
+    assert_eq!(copied.end_offset(), end);
+    check_all(&copied);
+}
+
 /// A closed log of at least four segments filled by [`append_records`]; returns the end offset.
 fn multi_segment_log(dir: &Path) -> u64 {
     let log = ShardLog::open(dir, config(1024)).unwrap();

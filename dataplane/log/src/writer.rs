@@ -16,6 +16,9 @@ const KEEP_BUFFER_BYTES: usize = 16 << 20;
 /// One queued `append` call.
 pub(crate) struct Pending {
     pub records: Vec<RecordIn>,
+    /// The arrival time asked for by [`crate::ShardLog::append_at`]; `None` stamps the round's
+    /// commit time.
+    pub arrival_ms: Option<i64>,
     pub done: AppendCallback,
 }
 
@@ -113,13 +116,19 @@ fn commit_round(shared: &Shared, round: &mut Vec<Pending>) {
         }
         return;
     }
-    let arrival_ms = now_ms().max(w.last_arrival.unwrap_or(i64::MIN));
+    let now = now_ms();
+    let before = w.last_arrival.unwrap_or(i64::MIN);
+    // Each batch's stamp: the asked-for time (or now), raised so stamps never go backwards.
+    let mut arrival_ms = before;
+    let mut stamps = Vec::with_capacity(round.len());
     let start = w.size;
     let first_offset = w.next_offset;
     let mut next = first_offset;
     w.buf.clear();
     w.entries.clear();
     for p in round.iter() {
+        arrival_ms = p.arrival_ms.unwrap_or(now).max(arrival_ms);
+        stamps.push(arrival_ms);
         let position = start + w.buf.len() as u64;
         crate::batch::encode(&mut w.buf, next, arrival_ms, &p.records);
         w.entries.push(BatchEntry {
@@ -177,7 +186,7 @@ fn commit_round(shared: &Shared, round: &mut Vec<Pending>) {
     drop(guard);
 
     let mut first = first_offset;
-    for p in round.drain(..) {
+    for (p, arrival_ms) in round.drain(..).zip(stamps) {
         let count = p.records.len() as u32;
         deliver(
             p.done,
