@@ -9,5 +9,6 @@ pub mod grpc;
 pub mod http;
 pub mod kinesis;
 pub mod metrics;
+pub mod replicated;
 pub mod server;
 pub mod streams;

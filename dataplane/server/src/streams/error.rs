@@ -1,7 +1,7 @@
 //! Errors of the stream service, in the vocabulary of the Kinesis API.
 
 /// What went wrong, named after the Kinesis exception a client receives for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ErrorKind {
     /// `ResourceNotFoundException`.
     ResourceNotFound,

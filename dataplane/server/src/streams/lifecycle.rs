@@ -65,6 +65,13 @@ impl Catalog {
 
     /// Creates a stream with evenly divided shards; it is ACTIVE (and durable) on return.
     pub async fn create_stream(&self, request: CreateStream) -> ApiResult<()> {
+        self.create_stream_at(request, now_ms()).await
+    }
+
+    /// [`Catalog::create_stream`] as if called at `created_ms` (ms since the epoch), which
+    /// becomes the stream's creation time and the epoch of its sequence numbers: replicas
+    /// applying the same request at the same time create identical streams.
+    pub async fn create_stream_at(&self, request: CreateStream, created_ms: i64) -> ApiResult<()> {
         let shard_count = match (request.mode, request.shard_count) {
             (StreamMode::Provisioned, Some(count)) => count,
             (StreamMode::Provisioned, None) => {
@@ -97,7 +104,6 @@ impl Catalog {
                 "This request would exceed the on-demand stream limit for the account.",
             ));
         }
-        let created_ms = now_ms();
         let epoch = (created_ms / 1000) as u64;
         let meta = StreamMeta {
             name: request.name.clone(),
@@ -218,7 +224,23 @@ impl Catalog {
         name: &str,
         enforce_consumer_deletion: bool,
     ) -> ApiResult<()> {
+        self.delete_stream_incarnation(name, None, enforce_consumer_deletion)
+            .await
+    }
+
+    /// [`Catalog::delete_stream`], only if the stream is the incarnation created at `epoch`
+    /// (seconds) when one is given: a delete replayed after the name was reused is refused
+    /// with ResourceNotFound instead of deleting the newer stream.
+    pub async fn delete_stream_incarnation(
+        &self,
+        name: &str,
+        epoch: Option<u64>,
+        enforce_consumer_deletion: bool,
+    ) -> ApiResult<()> {
         let stream = self.stream(name)?;
+        if epoch.is_some_and(|e| e != stream.epoch) {
+            return Err(ApiError::stream_not_found(name, &self.config.account));
+        }
         let mut state = stream.state.write().await;
         if !state.meta.consumers.is_empty() && !enforce_consumer_deletion {
             return Err(ApiError::new(
@@ -241,6 +263,49 @@ impl Catalog {
         state.shards.clear();
         state.routes.clear();
         store::remove(&stream.dir).map_err(ApiError::internal)?;
+        Ok(())
+    }
+
+    /// Deletes every stream and its records (a replica about to install a snapshot).
+    pub async fn remove_all_streams(&self) -> ApiResult<()> {
+        let names: Vec<String> = self.streams().iter().map(|s| s.name.clone()).collect();
+        for name in names {
+            match self.delete_stream(&name, true).await {
+                Ok(()) => {}
+                Err(e) if e.kind == ErrorKind::ResourceNotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the streams stored under the data directory that are not open yet (placed there
+    /// by a replica installing a snapshot).
+    pub async fn load_new_streams(&self) -> ApiResult<()> {
+        let stored = store::load_all(&self.config.data_dir).map_err(ApiError::internal)?;
+        for (dir, meta) in stored {
+            if self.stream(&meta.name).is_ok() {
+                continue;
+            }
+            let mut shards = BTreeMap::new();
+            for shard in meta.shards.iter().filter(|s| meta.hosts(s)) {
+                let log_dir = store::shard_dir(&dir, shard.index);
+                shards.insert(
+                    shard.index,
+                    Shard::open(shard.index, &log_dir, self.config.log, self.config.limits)?,
+                );
+            }
+            let stream = Stream {
+                name: meta.name.clone(),
+                epoch: meta.epoch,
+                dir,
+                state: RwLock::new(StreamState::new(meta, shards)),
+            };
+            self.streams
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(stream.name.clone(), Arc::new(stream));
+        }
         Ok(())
     }
 

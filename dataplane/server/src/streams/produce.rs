@@ -1,12 +1,12 @@
 //! Writing records: route each to its shard, append, answer once durable.
 
 use bytes::Bytes;
-use riffle_log::RecordIn;
+use riffle_log::{AppendAck, RecordIn};
 
-use super::Catalog;
 use super::error::{ApiError, ApiResult, ErrorKind};
 use super::hash_key::hash_partition_key;
 use super::sequence::SequenceNumber;
+use super::{Catalog, StreamState};
 
 /// One record to write.
 #[derive(Debug, Clone)]
@@ -17,6 +17,21 @@ pub struct PutEntry {
     pub explicit_hash_key: Option<u128>,
     /// The record's data.
     pub data: Bytes,
+}
+
+/// Entries of a put routed to their shards and admitted by the throughput limits, not yet
+/// written: what a shard group leader replicates.
+#[derive(Debug)]
+pub struct Routed {
+    /// Creation time (seconds) of the stream incarnation the entries were routed in.
+    pub epoch: u64,
+    /// Whether the records' data are sealed (the stream is encrypted).
+    pub encrypted: bool,
+    /// Per entry, in request order: `Some(error)` for an entry refused while routing.
+    pub results: Vec<Option<Result<(u32, String), ApiError>>>,
+    /// Per shard (in order of first appearance): the entries' positions in the request and
+    /// their records, in request order.
+    pub groups: Vec<(u32, Vec<usize>, Vec<RecordIn>)>,
 }
 
 /// The result of a put: per entry, in request order, the shard and sequence number or an error.
@@ -37,81 +52,18 @@ impl Catalog {
         entries: Vec<PutEntry>,
     ) -> ApiResult<PutOutcome> {
         let stream = self.stream(stream_name)?;
-        let mut results: Vec<Option<Result<(u32, String), ApiError>>> = vec![None; entries.len()];
         let mut pending = Vec::new();
-        let encrypted;
-        {
+        let (mut results, encrypted) = {
             let state = stream.state.read().await;
-            if state.routes.is_empty() {
-                return Err(ApiError::stream_not_found(
-                    stream_name,
-                    &self.config.account,
-                ));
-            }
-            encrypted = state.meta.encryption_key_id.is_some();
-            // A request reaching a group that does not host one of its shards is refused whole,
-            // before anything is written, so the gateway can send it again to the right group.
-            for entry in entries.iter().filter(|_| state.meta.placement.is_some()) {
-                let hash_key = entry
-                    .explicit_hash_key
-                    .unwrap_or_else(|| hash_partition_key(&entry.partition_key));
-                if let Some((meta, None)) = state.route(hash_key) {
-                    return Err(ApiError::not_hosted(stream_name, meta));
-                }
-            }
-            // Group entries by shard, keeping request order within each shard.
-            let mut groups: Vec<(u32, Vec<usize>, Vec<RecordIn>)> = Vec::new();
-            for (position, entry) in entries.into_iter().enumerate() {
-                let hash_key = entry
-                    .explicit_hash_key
-                    .unwrap_or_else(|| hash_partition_key(&entry.partition_key));
-                let Some((meta, Some(shard))) = state.route(hash_key) else {
-                    results[position] =
-                        Some(Err(ApiError::internal("no open shard owns the hash key")));
-                    continue;
-                };
-                let size = entry.data.len() + entry.partition_key.len();
-                if !shard.throttle.admit_write(size) {
-                    shard.metrics.write_throttled.inc();
-                    results[position] = Some(Err(ApiError::new(
-                        ErrorKind::ProvisionedThroughputExceeded,
-                        format!(
-                            "Rate exceeded for shard {} in stream {stream_name} under account {}.",
-                            meta.id(),
-                            self.config.account
-                        ),
-                    )));
-                    continue;
-                }
-                shard.metrics.incoming_bytes.add(entry.data.len() as u64);
-                shard.metrics.incoming_records.inc();
-                let data = if encrypted {
-                    self.key.seal(&entry.data)
-                } else {
-                    entry.data
-                };
-                let record = RecordIn {
-                    partition_key: entry.partition_key,
-                    data,
-                };
-                match groups
-                    .iter_mut()
-                    .find(|(index, _, _)| *index == shard.index)
-                {
-                    Some((_, positions, records)) => {
-                        positions.push(position);
-                        records.push(record);
-                    }
-                    None => groups.push((shard.index, vec![position], vec![record])),
-                }
-            }
+            let routed = self.route_locked(stream_name, &state, entries)?;
             // Enqueue while the routes are held, so resharding waits for these appends.
-            for (index, positions, records) in groups {
+            for (index, positions, records) in routed.groups {
                 if let Some(shard) = state.shards.get(&index) {
                     pending.push((index, positions, shard.append(records)));
                 }
             }
-        }
+            (routed.results, routed.encrypted)
+        };
         for (index, positions, ack) in pending {
             match ack.await {
                 Ok(ack) => {
@@ -137,6 +89,146 @@ impl Catalog {
                 .map(|r| r.unwrap_or_else(|| Err(ApiError::internal("record was not written"))))
                 .collect(),
             encrypted,
+        })
+    }
+    /// Routes `entries` of `stream_name` to its open shards and applies the throughput limits
+    /// and encryption, without writing: the first half of [`Catalog::put_records`], for a
+    /// leader that replicates the routed records before they are appended
+    /// ([`Catalog::append_routed_at`]).
+    pub async fn route_records(
+        &self,
+        stream_name: &str,
+        entries: Vec<PutEntry>,
+    ) -> ApiResult<Routed> {
+        let stream = self.stream(stream_name)?;
+        let state = stream.state.read().await;
+        let mut routed = self.route_locked(stream_name, &state, entries)?;
+        routed.epoch = stream.epoch;
+        Ok(routed)
+    }
+
+    /// Appends records already routed to shards of the incarnation `epoch` of `stream_name`,
+    /// stamping them `arrival_ms` (raised per shard so stamps never go backwards), and
+    /// returns per batch the sequence number of its first record once durable. The same calls
+    /// in the same order on two catalogs holding the same streams store identical records
+    /// with identical sequence numbers and arrival times. Batches are enqueued in the order
+    /// given; a batch for a shard that is not open here fails alone.
+    pub async fn append_routed_at(
+        &self,
+        stream_name: &str,
+        epoch: u64,
+        batches: Vec<(u32, Vec<RecordIn>)>,
+        arrival_ms: i64,
+    ) -> ApiResult<Vec<ApiResult<AppendAck>>> {
+        let stream = self.stream(stream_name)?;
+        if stream.epoch != epoch {
+            return Err(ApiError::stream_not_found(
+                stream_name,
+                &self.config.account,
+            ));
+        }
+        let mut pending = Vec::with_capacity(batches.len());
+        {
+            let state = stream.state.read().await;
+            for (index, records) in batches {
+                let open = state.meta.shard(index).is_some_and(|m| m.is_open());
+                match state.shards.get(&index) {
+                    Some(shard) if open => {
+                        pending.push((index, Some(shard.append_at(records, arrival_ms))))
+                    }
+                    _ => pending.push((index, None)),
+                }
+            }
+        }
+        let mut acks = Vec::with_capacity(pending.len());
+        for (index, ack) in pending {
+            acks.push(match ack {
+                Some(ack) => ack.await,
+                None => Err(ApiError::new(
+                    ErrorKind::ResourceNotFound,
+                    format!("Shard {index} of stream {stream_name} is not open on this server."),
+                )),
+            });
+        }
+        Ok(acks)
+    }
+
+    /// Routes entries under the stream's lock (see [`Catalog::route_records`]).
+    fn route_locked(
+        &self,
+        stream_name: &str,
+        state: &StreamState,
+        entries: Vec<PutEntry>,
+    ) -> ApiResult<Routed> {
+        let mut results: Vec<Option<Result<(u32, String), ApiError>>> = vec![None; entries.len()];
+        if state.routes.is_empty() {
+            return Err(ApiError::stream_not_found(
+                stream_name,
+                &self.config.account,
+            ));
+        }
+        let encrypted = state.meta.encryption_key_id.is_some();
+        // A request reaching a group that does not host one of its shards is refused whole,
+        // before anything is written, so the gateway can send it again to the right group.
+        for entry in entries.iter().filter(|_| state.meta.placement.is_some()) {
+            let hash_key = entry
+                .explicit_hash_key
+                .unwrap_or_else(|| hash_partition_key(&entry.partition_key));
+            if let Some((meta, None)) = state.route(hash_key) {
+                return Err(ApiError::not_hosted(stream_name, meta));
+            }
+        }
+        // Group entries by shard, keeping request order within each shard.
+        let mut groups: Vec<(u32, Vec<usize>, Vec<RecordIn>)> = Vec::new();
+        for (position, entry) in entries.into_iter().enumerate() {
+            let hash_key = entry
+                .explicit_hash_key
+                .unwrap_or_else(|| hash_partition_key(&entry.partition_key));
+            let Some((meta, Some(shard))) = state.route(hash_key) else {
+                results[position] =
+                    Some(Err(ApiError::internal("no open shard owns the hash key")));
+                continue;
+            };
+            let size = entry.data.len() + entry.partition_key.len();
+            if !shard.throttle.admit_write(size) {
+                shard.metrics.write_throttled.inc();
+                results[position] = Some(Err(ApiError::new(
+                    ErrorKind::ProvisionedThroughputExceeded,
+                    format!(
+                        "Rate exceeded for shard {} in stream {stream_name} under account {}.",
+                        meta.id(),
+                        self.config.account
+                    ),
+                )));
+                continue;
+            }
+            shard.metrics.incoming_bytes.add(entry.data.len() as u64);
+            shard.metrics.incoming_records.inc();
+            let data = if encrypted {
+                self.key.seal(&entry.data)
+            } else {
+                entry.data
+            };
+            let record = RecordIn {
+                partition_key: entry.partition_key,
+                data,
+            };
+            match groups
+                .iter_mut()
+                .find(|(index, _, _)| *index == shard.index)
+            {
+                Some((_, positions, records)) => {
+                    positions.push(position);
+                    records.push(record);
+                }
+                None => groups.push((shard.index, vec![position], vec![record])),
+            }
+        }
+        Ok(Routed {
+            epoch: 0,
+            encrypted,
+            results,
+            groups,
         })
     }
 }

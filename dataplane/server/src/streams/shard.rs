@@ -58,18 +58,37 @@ impl Shard {
         &self,
         records: Vec<RecordIn>,
     ) -> impl std::future::Future<Output = ApiResult<riffle_log::AppendAck>> + use<> {
+        self.enqueue(records, None)
+    }
+
+    /// Like [`Shard::append`], stamping the records `arrival_ms` (see
+    /// [`riffle_log::ShardLog::append_at`]) instead of the commit time.
+    pub fn append_at(
+        &self,
+        records: Vec<RecordIn>,
+        arrival_ms: i64,
+    ) -> impl std::future::Future<Output = ApiResult<riffle_log::AppendAck>> + use<> {
+        self.enqueue(records, Some(arrival_ms))
+    }
+
+    fn enqueue(
+        &self,
+        records: Vec<RecordIn>,
+        arrival_ms: Option<i64>,
+    ) -> impl std::future::Future<Output = ApiResult<riffle_log::AppendAck>> + use<> {
         let (sender, receiver) = oneshot::channel();
         let in_flight = self.in_flight.clone();
         in_flight.0.fetch_add(1, Ordering::SeqCst);
-        self.log.append(
-            records,
-            Box::new(move |result| {
-                let _ = sender.send(result);
-                if in_flight.0.fetch_sub(1, Ordering::SeqCst) == 1 {
-                    in_flight.1.notify_waiters();
-                }
-            }),
-        );
+        let done: riffle_log::AppendCallback = Box::new(move |result| {
+            let _ = sender.send(result);
+            if in_flight.0.fetch_sub(1, Ordering::SeqCst) == 1 {
+                in_flight.1.notify_waiters();
+            }
+        });
+        match arrival_ms {
+            Some(at) => self.log.append_at(records, at, done),
+            None => self.log.append(records, done),
+        }
         async move {
             match receiver.await {
                 Ok(result) => result.map_err(ApiError::from),

@@ -1,0 +1,332 @@
+//! [`StateMachine`] over a [`Catalog`]: applies replicated commands, records the applied
+//! position, snapshots and installs the data directory's streams.
+//!
+//! # Position and replay
+//!
+//! After applying, the position (the last applied entry and, for every shard, its log's end
+//! offset at that entry) is written to `position.cbor` (temporary file, `fsync`, rename,
+//! directory `fsync`) — not after every entry, but every [`SAVE_EVERY`] entries or
+//! [`SAVE_INTERVAL`], and always after a blank or membership entry and an install. The catalog
+//! may therefore be ahead of the stored position after a crash, and openraft replays the
+//! entries after it. Replaying is idempotent:
+//!
+//! - a PutRecords batch for a shard whose log ends past the stored offset is not appended
+//!   again: logs are append-only and every batch is appended whole or not at all, in command
+//!   order, so the records between the stored offset and the log's end are exactly the
+//!   batches of the replayed commands, in order ([`Replay`]);
+//! - a CreateStream finding the stream with the command's creation time is already done;
+//! - a DeleteStream names the incarnation (epoch) it deletes, so it never deletes a stream
+//!   created again after it.
+//!
+//! # Snapshot data
+//!
+//! `u64 LE manifest length | manifest (CBOR: per stream its description as JSON and per
+//! shard its segment files with their lengths) | the segment files' bytes, in manifest order`.
+//! The segment files are opened, and their durable lengths read, when the view is taken under
+//! the state machine lock, so later appends and retention do not change the view.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use riffle_replication::{Applied, SnapshotView, StateMachine};
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Handle;
+
+use super::command::{Applier, Command, Replay, Response, ShardKey};
+use crate::streams::model::StreamMeta;
+use crate::streams::{ApiError, Catalog, store};
+
+/// The position is stored at least every this many applied entries...
+pub const SAVE_EVERY: u64 = 1024;
+/// ...and at least this often while entries are applied.
+pub const SAVE_INTERVAL: Duration = Duration::from_millis(500);
+
+const POSITION_FILE: &str = "position.cbor";
+
+#[derive(Serialize, Deserialize)]
+struct Position {
+    applied: Vec<u8>,
+    shards: Vec<(String, u64, u32, u64)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    streams: Vec<StreamFiles>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StreamFiles {
+    meta_json: Vec<u8>,
+    shards: Vec<(u32, Vec<(String, u64)>)>,
+}
+
+/// The replicated catalog of a shard group replica.
+pub struct CatalogMachine {
+    applier: Applier,
+    dir: PathBuf,
+    runtime: Handle,
+    applied: Option<Applied>,
+    unsaved: u64,
+    saved_at: Instant,
+}
+
+fn io_err(e: ApiError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl CatalogMachine {
+    /// Wraps `catalog`, keeping the applied position in `dir`. Must be called inside a Tokio
+    /// runtime (applies run on its blocking threads).
+    pub async fn open(catalog: Arc<Catalog>, dir: &Path) -> io::Result<CatalogMachine> {
+        fs::create_dir_all(dir)?;
+        let runtime = Handle::current();
+        let path = dir.join(POSITION_FILE);
+        let (applied, stored) = match fs::read(&path) {
+            Ok(bytes) => {
+                let position: Position = ciborium::from_reader(&bytes[..])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let applied = Applied::decode(&position.applied)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let shards: HashMap<ShardKey, u64> = position
+                    .shards
+                    .into_iter()
+                    .map(|(s, e, i, end)| ((s, e, i), end))
+                    .collect();
+                (Some(applied), shards)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (None, HashMap::new()),
+            Err(e) => return Err(e),
+        };
+        let replay = shard_ends(&catalog)
+            .await
+            .into_iter()
+            .map(|(key, end)| {
+                let next = stored.get(&key).copied().unwrap_or(0);
+                (key, Replay { next, end })
+            })
+            .collect();
+        Ok(CatalogMachine {
+            applier: Applier::new(catalog, replay),
+            dir: dir.to_path_buf(),
+            runtime,
+            applied,
+            unsaved: 0,
+            saved_at: Instant::now(),
+        })
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        self.applier.catalog()
+    }
+
+    /// Stores the applied position now (e.g. before a clean shutdown).
+    pub fn save_position(&mut self) -> io::Result<()> {
+        let Some(applied) = &self.applied else {
+            return Ok(());
+        };
+        let position = Position {
+            applied: applied.encode(),
+            shards: self
+                .runtime
+                .block_on(shard_ends(self.applier.catalog()))
+                .into_iter()
+                .map(|((s, e, i), end)| (s, e, i, end))
+                .collect(),
+        };
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&position, &mut bytes).map_err(io::Error::other)?;
+        let temporary = self.dir.join(format!("{POSITION_FILE}.tmp"));
+        let mut file = File::create(&temporary)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        fs::rename(&temporary, self.dir.join(POSITION_FILE))?;
+        store::sync_dir(&self.dir)?;
+        self.unsaved = 0;
+        self.saved_at = Instant::now();
+        Ok(())
+    }
+
+    fn maybe_save(&mut self) -> io::Result<()> {
+        self.unsaved += 1;
+        if self.unsaved >= SAVE_EVERY || self.saved_at.elapsed() >= SAVE_INTERVAL {
+            self.save_position()?;
+        }
+        Ok(())
+    }
+}
+
+/// End offset of every hosted shard log. Only the state machine writes in replicated mode,
+/// and it holds its lock while this runs, so the ends are those of the applied position.
+async fn shard_ends(catalog: &Catalog) -> Vec<(ShardKey, u64)> {
+    let mut out = Vec::new();
+    for stream in catalog.streams() {
+        let name = stream.name.clone();
+        let epoch = stream.epoch;
+        if let Ok(ends) = catalog
+            .describe(&stream.name, |_, state| {
+                state
+                    .shards
+                    .iter()
+                    .map(|(&index, shard)| ((name.clone(), epoch, index), shard.log.end_offset()))
+                    .collect::<Vec<_>>()
+            })
+            .await
+        {
+            out.extend(ends);
+        }
+    }
+    out
+}
+
+impl StateMachine for CatalogMachine {
+    fn applied(&self) -> Option<Applied> {
+        self.applied.clone()
+    }
+
+    fn apply(&mut self, at: &Applied, command: &[u8]) -> io::Result<Vec<u8>> {
+        let response = match Command::decode(command) {
+            Ok(command) => self
+                .runtime
+                .block_on(self.applier.apply(command))
+                .map_err(io_err)?,
+            // A command this version cannot read is refused the same way on every replica.
+            Err(e) => Response::refused(ApiError::internal(format!("undecodable command: {e}"))),
+        };
+        self.applied = Some(at.clone());
+        self.maybe_save()?;
+        Ok(response.encode())
+    }
+
+    fn advance(&mut self, at: &Applied) -> io::Result<()> {
+        self.applied = Some(at.clone());
+        self.save_position()
+    }
+
+    fn snapshot(&mut self) -> io::Result<SnapshotView> {
+        let applied = self
+            .applied
+            .clone()
+            .ok_or_else(|| io::Error::other("nothing applied yet"))?;
+        let mut manifest = Manifest {
+            streams: Vec::new(),
+        };
+        let mut files: Vec<Box<dyn Read + Send>> = Vec::new();
+        let catalog = Arc::clone(self.applier.catalog());
+        for stream in catalog.streams() {
+            let taken = self
+                .runtime
+                .block_on(catalog.describe(&stream.name, |meta, state| {
+                    let meta_json = serde_json::to_vec(meta).map_err(io::Error::other)?;
+                    let mut shards = Vec::new();
+                    let mut opened: Vec<Box<dyn Read + Send>> = Vec::new();
+                    for (&index, shard) in &state.shards {
+                        let mut listed = Vec::new();
+                        for (name, file, len) in
+                            shard.log.durable_segments().map_err(io::Error::other)?
+                        {
+                            listed.push((name, len));
+                            opened.push(Box::new(file.take(len)));
+                        }
+                        shards.push((index, listed));
+                    }
+                    Ok::<_, io::Error>((StreamFiles { meta_json, shards }, opened))
+                }));
+            // A stream deleted meanwhile cannot be: applies wait for this lock.
+            let Ok(taken) = taken else { continue };
+            let (listed, opened) = taken?;
+            manifest.streams.push(listed);
+            files.extend(opened);
+        }
+        let mut header = Vec::new();
+        ciborium::into_writer(&manifest, &mut header).map_err(io::Error::other)?;
+        let mut head = (header.len() as u64).to_le_bytes().to_vec();
+        head.extend_from_slice(&header);
+        files.insert(0, Box::new(io::Cursor::new(head)));
+        Ok(SnapshotView {
+            applied,
+            data: Box::new(Concat { parts: files }),
+        })
+    }
+
+    fn install(&mut self, at: &Applied, data: &mut dyn Read) -> io::Result<()> {
+        // Without a position the state counts as empty, so a crash part-way makes openraft
+        // reinstall the snapshot at start instead of replaying onto a half-installed state.
+        match fs::remove_file(self.dir.join(POSITION_FILE)) {
+            Ok(()) => store::sync_dir(&self.dir)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut len = [0u8; 8];
+        data.read_exact(&mut len)?;
+        let mut header = vec![0u8; u64::from_le_bytes(len) as usize];
+        data.read_exact(&mut header)?;
+        let manifest: Manifest = ciborium::from_reader(&header[..])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let catalog = Arc::clone(self.applier.catalog());
+        self.runtime
+            .block_on(catalog.remove_all_streams())
+            .map_err(io_err)?;
+        let data_dir = catalog.config().data_dir.clone();
+        for stream in manifest.streams {
+            let meta: StreamMeta = serde_json::from_slice(&stream.meta_json)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            let dir = store::stream_dir(&data_dir, &meta.name, meta.epoch);
+            fs::create_dir_all(&dir)?;
+            for (index, segments) in stream.shards {
+                let shard_dir = store::shard_dir(&dir, index);
+                fs::create_dir_all(&shard_dir)?;
+                for (name, len) in segments {
+                    if name.contains('/') || name.starts_with('.') {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("bad segment name {name:?} in snapshot"),
+                        ));
+                    }
+                    let mut out = File::create(shard_dir.join(&name))?;
+                    let copied = io::copy(&mut (&mut *data).take(len), &mut out)?;
+                    if copied != len {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "snapshot ends inside a segment",
+                        ));
+                    }
+                    out.sync_all()?;
+                }
+                store::sync_dir(&shard_dir)?;
+            }
+            store::sync_dir(&dir)?;
+            // The description last: a directory without one is removed at start-up.
+            store::save(&dir, &meta)?;
+        }
+        store::sync_dir(&store::streams_dir(&data_dir))?;
+        self.runtime
+            .block_on(catalog.load_new_streams())
+            .map_err(io_err)?;
+        self.applier.reset_replay();
+        self.applied = Some(at.clone());
+        self.save_position()
+    }
+}
+
+/// Reads a list of readers one after the other.
+struct Concat {
+    parts: Vec<Box<dyn Read + Send>>,
+}
+
+impl Read for Concat {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while let Some(first) = self.parts.first_mut() {
+            let n = first.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            self.parts.remove(0);
+        }
+        Ok(0)
+    }
+}

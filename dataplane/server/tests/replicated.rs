@@ -1,0 +1,328 @@
+//! Replicated shard groups: deterministic commands, the catalog state machine (replay after a
+//! restart, snapshot and install) and a group of one driven through `Replica::propose`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use riffle_log::{LogConfig, SyncMode};
+use riffle_replication::{Replica, ReplicaConfig, Role, StateMachine};
+use riffle_server::replicated::{Applier, CatalogMachine, Command, Record, Response, ShardBatch};
+use riffle_server::streams::model::StreamMode;
+use riffle_server::streams::{Catalog, ErrorKind, StreamsConfig};
+
+fn catalog(dir: &Path) -> Arc<Catalog> {
+    let mut config = StreamsConfig::new(dir.to_path_buf(), [7; 32]);
+    config.log = LogConfig {
+        segment_bytes: 4096,
+        sync: SyncMode::None,
+    };
+    Catalog::open(config).unwrap()
+}
+
+fn create(name: &str, shards: u32, created_ms: i64) -> Command {
+    Command::CreateStream {
+        name: name.into(),
+        shard_count: Some(shards),
+        mode: StreamMode::Provisioned,
+        tags: BTreeMap::from([("team".into(), "data".into())]),
+        max_record_size_kib: None,
+        created_ms,
+    }
+}
+
+fn put(stream: &str, epoch: u64, arrival_ms: i64, round: u64, shards: &[u32]) -> Command {
+    Command::PutRecords {
+        stream: stream.into(),
+        epoch,
+        arrival_ms,
+        batches: shards
+            .iter()
+            .map(|&shard| ShardBatch {
+                shard,
+                records: (0..1 + (round + u64::from(shard)) % 4)
+                    .map(|i| Record {
+                        partition_key: format!("pk-{round}-{i}"),
+                        data: Bytes::from(format!("record {round}/{shard}/{i} ").repeat(20)),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// A varied command sequence: creates, puts with stamps going backwards, a delete of a stale
+/// incarnation (refused), a name reused after a delete.
+fn commands() -> Vec<Command> {
+    let mut out = vec![
+        create("alpha", 3, 1_700_000_000_123),
+        create("beta", 2, 1_700_000_001_000),
+    ];
+    for round in 0..60u64 {
+        // Arrival times step back every third round; stored stamps must still be equal.
+        let arrival = 1_700_000_002_000 + (round as i64) * 10 - if round % 3 == 0 { 25 } else { 0 };
+        out.push(put("alpha", 1_700_000_000, arrival, round, &[0, 1, 2]));
+        out.push(put(
+            "beta",
+            1_700_000_001,
+            arrival,
+            round,
+            &[(round % 2) as u32],
+        ));
+    }
+    out.push(Command::DeleteStream {
+        name: "beta".into(),
+        epoch: 1_699_999_999,
+        enforce_consumer_deletion: false,
+    });
+    out.push(Command::DeleteStream {
+        name: "beta".into(),
+        epoch: 1_700_000_001,
+        enforce_consumer_deletion: false,
+    });
+    out.push(create("beta", 1, 1_700_000_050_000));
+    out.push(put("beta", 1_700_000_001, 1_700_000_051_000, 0, &[0]));
+    out.push(put("beta", 1_700_000_050, 1_700_000_051_000, 1, &[0, 5]));
+    out.push(create("alpha", 1, 1_700_000_060_000));
+    out
+}
+
+/// Every stream's description and every record (offset, arrival, key, data), by stream.
+type Dump = BTreeMap<String, (String, Vec<(u32, Vec<(u64, i64, String, Bytes)>)>)>;
+
+async fn dump(catalog: &Catalog) -> Dump {
+    let mut out = BTreeMap::new();
+    for stream in catalog.streams() {
+        let entry = catalog
+            .describe(&stream.name, |meta, state| {
+                let shards = state
+                    .shards
+                    .iter()
+                    .map(|(&index, shard)| {
+                        let records = shard
+                            .log
+                            .read(0, usize::MAX, usize::MAX)
+                            .unwrap()
+                            .into_iter()
+                            .map(|r| (r.offset, r.arrival_ms, r.partition_key, r.data))
+                            .collect();
+                        (index, records)
+                    })
+                    .collect();
+                (serde_json::to_string(meta).unwrap(), shards)
+            })
+            .await
+            .unwrap();
+        out.insert(stream.name.clone(), entry);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_commands_give_identical_catalogs_and_responses() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = Applier::new(catalog(a_dir.path()), HashMap::new());
+    let mut b = Applier::new(catalog(b_dir.path()), HashMap::new());
+    let mut responses = Vec::new();
+    for command in commands() {
+        // Commands travel as bytes.
+        let command = Command::decode(&command.encode()).unwrap();
+        let ra = a.apply(command.clone()).await.unwrap();
+        let rb = b.apply(command).await.unwrap();
+        assert_eq!(ra, rb);
+        responses.push(ra);
+    }
+    let (da, db) = (dump(a.catalog()).await, dump(b.catalog()).await);
+    assert_eq!(da, db);
+
+    // The responses say what happened: 3 + 60 * 3 records... spot-check a few.
+    let alpha = &da["alpha"].1;
+    assert_eq!(alpha.len(), 3);
+    let first = &alpha[0].1[0];
+    assert_eq!((first.0, first.1), (0, 1_700_000_002_000 - 25));
+    assert!(
+        alpha
+            .iter()
+            .all(|(_, records)| records.windows(2).all(|w| w[0].1 <= w[1].1))
+    );
+    // The stale delete is refused, the right one done, the put to the deleted incarnation
+    // refused, a batch for a shard that does not exist refused alone, the reused name refused.
+    let n = responses.len();
+    assert_eq!(
+        responses[n - 6],
+        Response::Refused {
+            kind: ErrorKind::ResourceNotFound,
+            message: "Stream beta under account 000000000000 not found.".into()
+        }
+    );
+    assert_eq!(responses[n - 5], Response::Done);
+    assert_eq!(responses[n - 4], Response::Done);
+    assert!(matches!(
+        &responses[n - 3],
+        Response::Refused {
+            kind: ErrorKind::ResourceNotFound,
+            ..
+        }
+    ));
+    let Response::Appended(batches) = &responses[n - 2] else {
+        panic!("{:?}", responses[n - 2])
+    };
+    assert!(batches[0].is_ok());
+    assert_eq!(
+        batches[1].as_ref().unwrap_err().0,
+        ErrorKind::ResourceNotFound
+    );
+    assert!(matches!(
+        &responses[n - 1],
+        Response::Refused {
+            kind: ErrorKind::ResourceInUse,
+            ..
+        }
+    ));
+    // Sequence numbers in responses name the records stored.
+    let Response::Appended(batches) = &responses[2] else {
+        panic!()
+    };
+    let seqs = responses[2].sequence_numbers(&[1, 2, 3]).unwrap();
+    assert_eq!(batches.len(), 3);
+    assert_eq!(seqs[2].as_ref().unwrap().len(), 3);
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_single(dir: &Path, port: u16) -> Replica<CatalogMachine> {
+    let cat = catalog(&dir.join("data"));
+    let machine = CatalogMachine::open(cat, &dir.join("data/replica"))
+        .await
+        .unwrap();
+    let listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let members = BTreeMap::from([(1, format!("127.0.0.1:{port}"))]);
+    let config = ReplicaConfig::new(1, listen, members, dir.join("data/replica"));
+    let replica = Replica::start(config, machine).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while replica.status().role != Role::Leader {
+        assert!(
+            Instant::now() < deadline,
+            "no leader: {:?}",
+            replica.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    replica
+}
+
+async fn replica_dump(replica: &Replica<CatalogMachine>) -> Dump {
+    let catalog = Arc::clone(replica.state_machine().lock().unwrap().catalog());
+    dump(&catalog).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_restarted_without_its_position_replays_without_duplicating() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let replica = start_single(dir.path(), port).await;
+    let reference_dir = tempfile::tempdir().unwrap();
+    let mut reference = Applier::new(catalog(reference_dir.path()), HashMap::new());
+    for command in commands() {
+        let proposed = replica
+            .propose(Bytes::from(command.encode()))
+            .await
+            .unwrap();
+        let expected = reference.apply(command).await.unwrap();
+        assert_eq!(Response::decode(&proposed.response).unwrap(), expected);
+    }
+    let before = replica_dump(&replica).await;
+    assert_eq!(before, dump(reference.catalog()).await);
+    let machine = replica.state_machine();
+    tokio::task::spawn_blocking(move || machine.lock().unwrap().save_position().unwrap())
+        .await
+        .unwrap();
+    replica.shutdown().await;
+    // Lose the position: every entry is applied again on top of the state that has them.
+    std::fs::remove_file(dir.path().join("data/replica/position.cbor")).unwrap();
+    let replica = start_single(dir.path(), port).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let after = replica_dump(&replica).await;
+        if after == before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "state after replay differs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And new writes continue at the right offsets.
+    let more = put("alpha", 1_700_000_000, 1_700_000_100_000, 99, &[1]);
+    let proposed = replica.propose(Bytes::from(more.encode())).await.unwrap();
+    let expected = reference.apply(more).await.unwrap();
+    assert_eq!(Response::decode(&proposed.response).unwrap(), expected);
+    assert_eq!(
+        replica_dump(&replica).await,
+        dump(reference.catalog()).await
+    );
+    replica.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snapshot_installed_elsewhere_reproduces_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = start_single(dir.path(), free_port()).await;
+    for command in commands() {
+        replica
+            .propose(Bytes::from(command.encode()))
+            .await
+            .unwrap();
+    }
+    let machine = replica.state_machine();
+    let (applied, mut view) = tokio::task::spawn_blocking(move || {
+        let mut machine = machine.lock().unwrap();
+        let view = machine.snapshot().unwrap();
+        (machine.applied().unwrap(), view)
+    })
+    .await
+    .unwrap();
+    // Writes after the view are not in it.
+    let later = put("alpha", 1_700_000_000, 1_700_000_200_000, 7, &[0]);
+    replica.propose(Bytes::from(later.encode())).await.unwrap();
+
+    let other = tempfile::tempdir().unwrap();
+    let mut machine = CatalogMachine::open(catalog(other.path()), &other.path().join("replica"))
+        .await
+        .unwrap();
+    // Something to be replaced.
+    {
+        let mut stale = Applier::new(Arc::clone(machine.catalog()), HashMap::new());
+        stale.apply(create("gamma", 1, 1)).await.unwrap();
+    }
+    let installed = tokio::task::spawn_blocking(move || {
+        machine.install(&applied, &mut view.data).unwrap();
+        machine
+    })
+    .await
+    .unwrap();
+    assert_eq!(installed.applied().unwrap().index(), {
+        let m = replica.state_machine();
+        let a = m.lock().unwrap().applied().unwrap().index();
+        a.map(|i| i - 1)
+    });
+    let reference_dir = tempfile::tempdir().unwrap();
+    let mut reference = Applier::new(catalog(reference_dir.path()), HashMap::new());
+    for command in commands() {
+        reference.apply(command).await.unwrap();
+    }
+    assert_eq!(
+        dump(installed.catalog()).await,
+        dump(reference.catalog()).await
+    );
+    replica.shutdown().await;
+}
