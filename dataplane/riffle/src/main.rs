@@ -3,6 +3,7 @@
 
 mod cli;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use riffle_log::{LogConfig, SyncMode};
 use riffle_server::gateway::GatewayOptions;
+use riffle_server::replicated::ReplicationOptions;
 use riffle_server::server::{ServerOptions, load_data_key, run, shutdown_signal};
 use riffle_server::streams::StreamsConfig;
 
@@ -87,6 +89,45 @@ struct ServerArgs {
     /// When appends are acknowledged.
     #[arg(long, env = "RIFFLE_SYNC", value_enum, default_value = "fdatasync")]
     sync: Sync,
+    /// Run as replica ID of a replicated shard group (with --peers and --raft-listen):
+    /// CreateStream, DeleteStream, PutRecord and PutRecords are acknowledged once a quorum
+    /// has them durable; writes reaching a replica that does not lead are answered 503
+    /// ServiceUnavailable with the leader in the x-riffle-leader header; changes that are not
+    /// replicated yet are refused. Without it the server stores its streams alone.
+    #[arg(long, env = "RIFFLE_REPLICA_ID", requires_all = ["peers", "raft_listen"])]
+    replica_id: Option<u64>,
+    /// Replication address of every replica of the group, this one included:
+    /// ID=HOST:PORT,ID=HOST:PORT,...
+    #[arg(long, env = "RIFFLE_PEERS", value_parser = parse_peers, requires = "replica_id")]
+    peers: Option<BTreeMap<u64, String>>,
+    /// Kinesis API address of every replica (ID=HOST:PORT,...), named in x-riffle-leader;
+    /// replicas not listed are named by their replication address.
+    #[arg(long, env = "RIFFLE_PEER_APIS", value_parser = parse_peers, requires = "replica_id")]
+    peer_apis: Option<BTreeMap<u64, String>>,
+    /// Where this replica's replication (raft) server listens.
+    #[arg(long, env = "RIFFLE_RAFT_LISTEN", requires = "replica_id")]
+    raft_listen: Option<SocketAddr>,
+}
+
+/// Parses `ID=HOST:PORT,ID=HOST:PORT`.
+fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, String> {
+    let mut peers = BTreeMap::new();
+    for item in text.split(',').filter(|i| !i.trim().is_empty()) {
+        let (id, address) = item
+            .split_once('=')
+            .ok_or_else(|| format!("expected ID=HOST:PORT, got {item:?}"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("replica id {id:?} is not a number"))?;
+        if peers.insert(id, address.trim().to_string()).is_some() {
+            return Err(format!("replica {id} is listed twice"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("no peers given".into());
+    }
+    Ok(peers)
 }
 
 #[derive(clap::Args)]
@@ -120,10 +161,25 @@ impl ServerArgs {
             },
             ..LogConfig::default()
         };
+        let replication = match (self.replica_id, self.peers, self.raft_listen) {
+            (Some(id), Some(peers), Some(raft_listen)) => {
+                if !peers.contains_key(&id) {
+                    anyhow::bail!("--replica-id {id} is not among --peers");
+                }
+                Some(ReplicationOptions {
+                    id,
+                    peers,
+                    raft_listen,
+                    peer_apis: self.peer_apis.unwrap_or_default(),
+                })
+            }
+            _ => None,
+        };
         Ok(ServerOptions {
             listen: self.listen,
             grpc_listen: self.grpc_listen,
             streams,
+            replication,
         })
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::replicated::{Node, ReplicationOptions};
 use crate::streams::encryption::DataKey;
 use crate::streams::{Catalog, StreamsConfig};
 
@@ -25,6 +26,9 @@ pub struct ServerOptions {
     pub grpc_listen: SocketAddr,
     /// The stream service's settings.
     pub streams: StreamsConfig,
+    /// When set, this server is one replica of a shard group (see [`crate::replicated`]);
+    /// otherwise it stores its streams alone.
+    pub replication: Option<ReplicationOptions>,
 }
 
 /// Reads the data key from `path`, or (without a path) from `<data_dir>/encryption.key`,
@@ -97,6 +101,14 @@ pub async fn run(options: ServerOptions) -> Result<(), ServeError> {
             api: "gRPC API",
             source,
         })?;
+    let node = match options.replication.clone() {
+        Some(replication) => Some(
+            Node::start(&catalog, replication)
+                .await
+                .map_err(|e| ServeError::Replica(e.to_string()))?,
+        ),
+        None => None,
+    };
     let (stop, stopped) = watch::channel(false);
     let wait = |mut receiver: watch::Receiver<bool>| async move {
         let _ = receiver.wait_for(|stop| *stop).await;
@@ -114,12 +126,26 @@ pub async fn run(options: ServerOptions) -> Result<(), ServeError> {
             }
         }
     });
-    let http_serve = crate::http::serve(catalog.clone(), http, wait(stopped.clone()));
-    let http_task = tokio::spawn(async move {
-        if let Err(error) = http_serve.await {
-            tracing::error!(%error, "the Kinesis API stopped");
+    let http_task = match node.clone() {
+        None => {
+            let http_serve = crate::http::serve(catalog.clone(), http, wait(stopped.clone()));
+            tokio::spawn(async move {
+                if let Err(error) = http_serve.await {
+                    tracing::error!(%error, "the Kinesis API stopped");
+                }
+            })
         }
-    });
+        Some(node) => {
+            let http_serve = crate::http::serve_with(http, wait(stopped.clone()), move |request| {
+                node.clone().handle(request)
+            });
+            tokio::spawn(async move {
+                if let Err(error) = http_serve.await {
+                    tracing::error!(%error, "the Kinesis API stopped");
+                }
+            })
+        }
+    };
     let grpc_serve = crate::grpc::serve(catalog.clone(), grpc, wait(stopped.clone()));
     let grpc_task = tokio::spawn(async move {
         if let Err(error) = grpc_serve.await {
@@ -138,17 +164,33 @@ pub async fn run(options: ServerOptions) -> Result<(), ServeError> {
         options.grpc_listen,
         options.streams.data_dir.display()
     );
-    shutdown_signal().await;
+    let fatal = match &node {
+        Some(node) => tokio::select! {
+            _ = shutdown_signal() => None,
+            error = node.replica().wait_fatal() => Some(error),
+        },
+        None => {
+            shutdown_signal().await;
+            None
+        }
+    };
     tracing::info!("shutting down");
     let _ = stop.send(true);
     let _ = http_task.await;
     let _ = grpc_task.await;
     let _ = sweeper.await;
+    if let Some(node) = node {
+        node.shutdown().await;
+    }
     for stream in catalog.streams() {
         catalog.close_stream_logs(&stream).await;
     }
     tracing::info!("stopped");
-    Ok(())
+    match fatal {
+        // Exit so that the replica is restarted and recovers from its disk.
+        Some(error) => Err(ServeError::Replica(error)),
+        None => Ok(()),
+    }
 }
 
 /// Resolves on the first SIGINT or SIGTERM.
@@ -178,6 +220,9 @@ pub enum ServeError {
     /// The data directory could not be opened or recovered.
     #[error("could not open the data directory: {0}")]
     Open(String),
+    /// The replica of the shard group could not start, or stopped on a fatal error.
+    #[error("replication: {0}")]
+    Replica(String),
     /// A listening address is taken or not allowed.
     #[error("cannot listen on {address} ({api}): {source}")]
     Bind {

@@ -20,7 +20,7 @@ pub fn code(kind: ErrorKind) -> Code {
         ErrorKind::ExpiredIterator => Code::OutOfRange,
         ErrorKind::AccessDenied => Code::PermissionDenied,
         ErrorKind::Internal => Code::Internal,
-        ErrorKind::NotHosted => Code::Unavailable,
+        ErrorKind::NotHosted | ErrorKind::NotLeader => Code::Unavailable,
     }
 }
 

@@ -7,14 +7,27 @@
 //! [`CatalogMachine`], so all replicas store the same streams and the same records with the
 //! same sequence numbers and arrival times.
 //!
+//! [`Node`] runs a replica inside `riffle server --replica-id N --peers ... --raft-listen ...`:
+//! it installs itself as the catalog's [`Replicator`], so CreateStream, DeleteStream,
+//! PutRecord and PutRecords (Kinesis and gRPC APIs alike) are proposed on the leader and
+//! answered 503 `ServiceUnavailable` with [`LEADER_HEADER`] on the other replicas; changes not
+//! replicated yet (resharding, settings, tags, consumers, encryption) are refused by name.
+//! Reads are served from the local shard logs: current on the leader, possibly behind on a
+//! follower, never showing uncommitted records. `/metrics` adds `riffle_replica_is_leader`,
+//! `riffle_replica_term`, `riffle_replica_leader`, `riffle_replica_last_log_index` and
+//! `riffle_replica_applied_index`.
+//!
 //! Records are therefore written twice on every replica: once in the raft log (inside the
 //! command) and once in the shard log; the raft log is purged behind snapshots.
 //!
 //! [`Catalog`]: crate::streams::Catalog
+//! [`Replicator`]: crate::streams::Replicator
 
 mod bytes_serde;
 pub mod command;
+pub mod node;
 pub mod state_machine;
 
 pub use command::{Applier, Command, Record, Response, ShardBatch};
+pub use node::{LEADER_HEADER, Node, ReplicationOptions};
 pub use state_machine::CatalogMachine;

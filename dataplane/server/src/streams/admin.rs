@@ -28,6 +28,7 @@ impl Catalog {
         stream_name: &str,
         change: impl FnOnce(&Stream, &mut StreamMeta) -> ApiResult<T>,
     ) -> ApiResult<T> {
+        self.refuse_unreplicated(&format!("Changing stream {stream_name}"))?;
         let stream = self.stream(stream_name)?;
         let mut state = stream.state.write().await;
         let mut meta = state.meta.clone();
@@ -171,6 +172,7 @@ impl Catalog {
     /// Start/StopStreamEncryption: records appended from now on are (or are no longer)
     /// encrypted at rest; each open shard records the offset where that begins.
     pub async fn set_encryption(&self, stream_name: &str, key_id: Option<String>) -> ApiResult<()> {
+        self.refuse_unreplicated("StartStreamEncryption / StopStreamEncryption")?;
         let stream = self.stream(stream_name)?;
         let mut state = stream.state.write().await;
         let encrypted = key_id.is_some();

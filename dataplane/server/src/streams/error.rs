@@ -26,6 +26,9 @@ pub enum ErrorKind {
     /// `ServiceUnavailable`: the shard is stored by another shard group of the stream; the
     /// gateway retries at the right one.
     NotHosted,
+    /// `ServiceUnavailable`: this replica of a replicated shard group is not its leader (or
+    /// lost leadership before the write committed); the client retries at the leader.
+    NotLeader,
 }
 
 impl ErrorKind {
@@ -43,6 +46,7 @@ impl ErrorKind {
             ErrorKind::AccessDenied => "AccessDeniedException",
             ErrorKind::Internal => "InternalFailure",
             ErrorKind::NotHosted => "ServiceUnavailable",
+            ErrorKind::NotLeader => "ServiceUnavailable",
         }
     }
 
@@ -51,7 +55,7 @@ impl ErrorKind {
         match self {
             ErrorKind::AccessDenied => 403,
             ErrorKind::Internal => 500,
-            ErrorKind::NotHosted => 503,
+            ErrorKind::NotHosted | ErrorKind::NotLeader => 503,
             _ => 400,
         }
     }

@@ -60,11 +60,15 @@ impl Catalog {
             config,
             streams: StdRwLock::new(streams),
             subscriptions: Mutex::new(HashMap::new()),
+            replicator: StdRwLock::new(None),
         }))
     }
 
     /// Creates a stream with evenly divided shards; it is ACTIVE (and durable) on return.
     pub async fn create_stream(&self, request: CreateStream) -> ApiResult<()> {
+        if let Some(replicator) = self.replicator() {
+            return replicator.create_stream(request).await;
+        }
         self.create_stream_at(request, now_ms()).await
     }
 
@@ -144,6 +148,7 @@ impl Catalog {
     /// `placement` names: the same name, epoch, shards and lineage, so the groups answer as one
     /// stream. Records are not copied; the new group hosts shards no other group stores.
     pub async fn import_stream(&self, mut meta: StreamMeta, placement: Placement) -> ApiResult<()> {
+        self.refuse_unreplicated("Importing a stream")?;
         meta.placement = Some(placement);
         self.insert_stream(meta).await
     }
@@ -224,6 +229,11 @@ impl Catalog {
         name: &str,
         enforce_consumer_deletion: bool,
     ) -> ApiResult<()> {
+        if let Some(replicator) = self.replicator() {
+            return replicator
+                .delete_stream(name, enforce_consumer_deletion)
+                .await;
+        }
         self.delete_stream_incarnation(name, None, enforce_consumer_deletion)
             .await
     }
@@ -270,7 +280,7 @@ impl Catalog {
     pub async fn remove_all_streams(&self) -> ApiResult<()> {
         let names: Vec<String> = self.streams().iter().map(|s| s.name.clone()).collect();
         for name in names {
-            match self.delete_stream(&name, true).await {
+            match self.delete_stream_incarnation(&name, None, true).await {
                 Ok(()) => {}
                 Err(e) if e.kind == ErrorKind::ResourceNotFound => {}
                 Err(e) => return Err(e),

@@ -24,7 +24,9 @@ mod produce;
 mod reshard;
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock as StdRwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -137,15 +139,60 @@ impl StreamState {
     }
 }
 
+/// A boxed future of a [`Replicator`] call.
+pub type Replicated<'a, T> = Pin<Box<dyn Future<Output = ApiResult<T>> + Send + 'a>>;
+
+/// The write path of a catalog that is one replica of a shard group: once installed with
+/// [`Catalog::set_replicator`], [`Catalog::create_stream`], [`Catalog::delete_stream`] and
+/// [`Catalog::put_records`] go through it (it replicates them and applies them to every
+/// replica's catalog), and the changes it does not replicate are refused.
+pub trait Replicator: Send + Sync + 'static {
+    /// CreateStream.
+    fn create_stream(&self, request: CreateStream) -> Replicated<'_, ()>;
+    /// DeleteStream.
+    fn delete_stream<'a>(&'a self, name: &'a str, enforce_consumers: bool) -> Replicated<'a, ()>;
+    /// PutRecord / PutRecords.
+    fn put_records<'a>(
+        &'a self,
+        name: &'a str,
+        entries: Vec<PutEntry>,
+    ) -> Replicated<'a, PutOutcome>;
+}
+
 /// All streams of this server.
 pub struct Catalog {
     config: StreamsConfig,
     key: DataKey,
     streams: StdRwLock<BTreeMap<String, Arc<Stream>>>,
     subscriptions: Mutex<HashMap<(String, u32), (Instant, u64)>>,
+    replicator: StdRwLock<Option<Arc<dyn Replicator>>>,
 }
 
 impl Catalog {
+    /// Makes this catalog one replica of a shard group: see [`Replicator`].
+    pub fn set_replicator(&self, replicator: Arc<dyn Replicator>) {
+        *self.replicator.write().unwrap_or_else(|p| p.into_inner()) = Some(replicator);
+    }
+
+    /// The installed [`Replicator`], if any.
+    pub fn replicator(&self) -> Option<Arc<dyn Replicator>> {
+        self.replicator
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Refuses `operation` on a replicated catalog: it is not replicated, and applying it on
+    /// one replica would make the replicas differ.
+    pub fn refuse_unreplicated(&self, operation: &str) -> ApiResult<()> {
+        if self.replicator().is_some() {
+            return Err(ApiError::invalid(format!(
+                "{operation} is not supported by a replicated shard group yet."
+            )));
+        }
+        Ok(())
+    }
+
     /// The service settings.
     pub fn config(&self) -> &StreamsConfig {
         &self.config

@@ -51,6 +51,9 @@ impl Catalog {
         stream_name: &str,
         entries: Vec<PutEntry>,
     ) -> ApiResult<PutOutcome> {
+        if let Some(replicator) = self.replicator() {
+            return replicator.put_records(stream_name, entries).await;
+        }
         let stream = self.stream(stream_name)?;
         let mut pending = Vec::new();
         let (mut results, encrypted) = {

@@ -46,6 +46,7 @@ impl Catalog {
         shard: &str,
         new_starting_hash_key: &str,
     ) -> ApiResult<()> {
+        self.refuse_unreplicated("SplitShard")?;
         let stream = self.stream(stream_name)?;
         let mut state = stream.state.write().await;
         self.check_provisioned(&stream, &state)?;
@@ -79,6 +80,7 @@ impl Catalog {
         shard: &str,
         adjacent: &str,
     ) -> ApiResult<()> {
+        self.refuse_unreplicated("MergeShards")?;
         let stream = self.stream(stream_name)?;
         let mut state = stream.state.write().await;
         self.check_provisioned(&stream, &state)?;
@@ -135,6 +137,7 @@ impl Catalog {
         target: u32,
         resize: Resize,
     ) -> ApiResult<ShardCountChange> {
+        self.refuse_unreplicated("UpdateShardCount")?;
         let stream = self.stream(stream_name)?;
         let mut state = stream.state.write().await;
         let managed = (resize == Resize::Managed && state.meta.mode == StreamMode::OnDemand)

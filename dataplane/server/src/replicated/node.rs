@@ -1,0 +1,391 @@
+//! A replica of a shard group as a server runs it: the [`Replicator`] the catalog's writes go
+//! through on the leader, the HTTP front (Kinesis API, `/metrics` with the replica's status),
+//! and start-up.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use riffle_replication::{ProposeError, Replica, ReplicaConfig, Role, StartError};
+use riffle_wire::{AwsError, Format};
+
+use super::command::{Command, Record, Response as CommandResponse, ShardBatch};
+use super::state_machine::CatalogMachine;
+use crate::http::{Body, full, text};
+use crate::streams::{
+    ApiError, ApiResult, Catalog, CreateStream, ErrorKind, PutEntry, PutOutcome, Replicated,
+    Replicator, now_ms,
+};
+
+/// Response header naming the leader's Kinesis API address (`host:port`) on a write refused
+/// by a replica that does not lead its group.
+pub const LEADER_HEADER: &str = "x-riffle-leader";
+
+/// Kinesis operations that change state but are not replicated yet: refused on a replicated
+/// shard group rather than applied on one replica.
+pub const UNREPLICATED_OPERATIONS: &[&str] = &[
+    "SplitShard",
+    "MergeShards",
+    "UpdateShardCount",
+    "UpdateStreamMode",
+    "IncreaseStreamRetentionPeriod",
+    "DecreaseStreamRetentionPeriod",
+    "AddTagsToStream",
+    "RemoveTagsFromStream",
+    "TagResource",
+    "UntagResource",
+    "EnableEnhancedMonitoring",
+    "DisableEnhancedMonitoring",
+    "StartStreamEncryption",
+    "StopStreamEncryption",
+    "UpdateMaxRecordSize",
+    "UpdateStreamWarmThroughput",
+    "PutResourcePolicy",
+    "DeleteResourcePolicy",
+    "RegisterStreamConsumer",
+    "DeregisterStreamConsumer",
+];
+
+/// How a server joins its shard group.
+#[derive(Debug, Clone)]
+pub struct ReplicationOptions {
+    /// This replica's id (a key of `peers`).
+    pub id: u64,
+    /// Replication address (`host:port`) of every replica, this one included.
+    pub peers: BTreeMap<u64, String>,
+    /// Where this replica's replication server listens.
+    pub raft_listen: SocketAddr,
+    /// Kinesis API address (`host:port`) of every replica, named in [`LEADER_HEADER`];
+    /// replicas missing here are named by their replication address.
+    pub peer_apis: BTreeMap<u64, String>,
+}
+
+/// A running replica of the group and what the server needs of it.
+pub struct Node {
+    replica: Replica<CatalogMachine>,
+    catalog: Weak<Catalog>,
+    options: ReplicationOptions,
+}
+
+impl Node {
+    /// Opens the state machine over `catalog` (raft files under `<data_dir>/replica`), starts
+    /// the replica and makes the catalog's writes go through it.
+    pub async fn start(
+        catalog: &Arc<Catalog>,
+        options: ReplicationOptions,
+    ) -> Result<Arc<Node>, StartError> {
+        let dir = replica_dir(&catalog.config().data_dir);
+        let machine = CatalogMachine::open(Arc::clone(catalog), &dir)
+            .await
+            .map_err(|e| StartError::Config(format!("cannot open the applied position: {e}")))?;
+        let config =
+            ReplicaConfig::new(options.id, options.raft_listen, options.peers.clone(), dir);
+        let replica = Replica::start(config, machine).await?;
+        let node = Arc::new(Node {
+            replica,
+            catalog: Arc::downgrade(catalog),
+            options,
+        });
+        catalog.set_replicator(Arc::new(Writes(Arc::downgrade(&node))));
+        Ok(node)
+    }
+
+    /// The replica.
+    pub fn replica(&self) -> &Replica<CatalogMachine> {
+        &self.replica
+    }
+
+    /// The Kinesis API address of the leader, if known and not this replica.
+    pub fn leader_api(&self) -> Option<String> {
+        let status = self.replica.status();
+        let leader = status.leader.filter(|&l| l != self.options.id)?;
+        self.options
+            .peer_apis
+            .get(&leader)
+            .cloned()
+            .or(status.leader_addr)
+    }
+
+    /// Stores the applied position and stops the replica.
+    pub async fn shutdown(self: Arc<Self>) {
+        let machine = self.replica.state_machine();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut machine = machine.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = machine.save_position() {
+                tracing::warn!(error = %e, "could not store the applied position");
+            }
+        })
+        .await;
+        match Arc::try_unwrap(self) {
+            Ok(node) => node.replica.shutdown().await,
+            Err(_) => tracing::warn!("replica still in use at shutdown; not waiting for it"),
+        }
+    }
+
+    async fn propose(&self, command: Command) -> ApiResult<CommandResponse> {
+        match self.replica.propose(Bytes::from(command.encode())).await {
+            Ok(done) => CommandResponse::decode(&done.response).map_err(ApiError::internal),
+            Err(ProposeError::NotLeader { leader, .. }) => Err(self.not_leader(leader)),
+            Err(ProposeError::TooLarge(n)) => Err(ApiError::invalid(format!(
+                "The request is too large to replicate ({n} bytes)."
+            ))),
+            Err(ProposeError::NoQuorum) => Err(self.not_leader(None)),
+            Err(ProposeError::Stopped(e)) => Err(ApiError::internal(format!(
+                "the replica stopped; the write may or may not have been made: {e}"
+            ))),
+        }
+    }
+
+    fn not_leader(&self, leader: Option<u64>) -> ApiError {
+        let named = leader
+            .filter(|&l| l != self.options.id)
+            .map(|l| {
+                let api = self.options.peer_apis.get(&l).cloned().unwrap_or_default();
+                format!(" The leader is replica {l} ({api}).")
+            })
+            .unwrap_or_else(|| " No leader is known yet; retry shortly.".to_string());
+        ApiError::new(
+            ErrorKind::NotLeader,
+            format!(
+                "Replica {} does not lead its shard group.{named}",
+                self.options.id
+            ),
+        )
+    }
+
+    fn leading(&self) -> ApiResult<()> {
+        let status = self.replica.status();
+        if status.role == Role::Leader {
+            Ok(())
+        } else {
+            Err(self.not_leader(status.leader))
+        }
+    }
+
+    fn catalog(&self) -> ApiResult<Arc<Catalog>> {
+        self.catalog
+            .upgrade()
+            .ok_or_else(|| ApiError::internal("the catalog is closed"))
+    }
+
+    async fn create_stream(&self, request: CreateStream) -> ApiResult<()> {
+        self.leading()?;
+        if request.placement.is_some() {
+            return Err(ApiError::invalid(
+                "Streams spread over several shard groups are not replicated yet.",
+            ));
+        }
+        let command = Command::CreateStream {
+            name: request.name,
+            shard_count: request.shard_count,
+            mode: request.mode,
+            tags: request.tags,
+            max_record_size_kib: request.max_record_size_kib,
+            created_ms: now_ms(),
+        };
+        self.propose(command).await?.into_result()
+    }
+
+    async fn delete_stream(&self, name: &str, enforce: bool) -> ApiResult<()> {
+        self.leading()?;
+        let epoch = self.catalog()?.stream(name)?.epoch;
+        let command = Command::DeleteStream {
+            name: name.to_string(),
+            epoch,
+            enforce_consumer_deletion: enforce,
+        };
+        self.propose(command).await?.into_result()
+    }
+
+    async fn put_records(&self, name: &str, entries: Vec<PutEntry>) -> ApiResult<PutOutcome> {
+        self.leading()?;
+        let routed = self.catalog()?.route_records(name, entries).await?;
+        let mut results = routed.results;
+        if routed.groups.is_empty() {
+            return Ok(outcome(results, routed.encrypted));
+        }
+        let counts: Vec<usize> = routed.groups.iter().map(|g| g.2.len()).collect();
+        let mut positions = Vec::with_capacity(routed.groups.len());
+        let mut batches = Vec::with_capacity(routed.groups.len());
+        for (shard, indexes, records) in routed.groups {
+            positions.push(indexes);
+            batches.push(ShardBatch {
+                shard,
+                records: records
+                    .into_iter()
+                    .map(|r| Record {
+                        partition_key: r.partition_key,
+                        data: r.data,
+                    })
+                    .collect(),
+            });
+        }
+        let command = Command::PutRecords {
+            stream: name.to_string(),
+            epoch: routed.epoch,
+            arrival_ms: now_ms(),
+            batches: batches.clone(),
+        };
+        let response = self.propose(command).await?;
+        let numbers = response.sequence_numbers(&counts)?;
+        for ((indexes, batch), numbers) in positions.into_iter().zip(&batches).zip(numbers) {
+            match numbers {
+                Ok(numbers) => {
+                    for (position, number) in indexes.into_iter().zip(numbers) {
+                        results[position] = Some(Ok((batch.shard, number)));
+                    }
+                }
+                Err(error) => {
+                    for position in indexes {
+                        results[position] = Some(Err(error.clone()));
+                    }
+                }
+            }
+        }
+        Ok(outcome(results, routed.encrypted))
+    }
+
+    /// Serves one HTTP request: the Kinesis API (writes refused here name the leader, and
+    /// operations not replicated yet are refused), `/metrics` with the replica's status, and
+    /// the health endpoints.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        let Ok(catalog) = self.catalog() else {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "stopping\n");
+        };
+        match (request.method(), request.uri().path()) {
+            (&Method::POST, "/") => {
+                let operation = request
+                    .headers()
+                    .get("x-amz-target")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|t| t.strip_prefix("Kinesis_20131202."))
+                    .unwrap_or_default()
+                    .to_string();
+                if UNREPLICATED_OPERATIONS.contains(&operation.as_str()) {
+                    let format = request
+                        .headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(Format::from_content_type)
+                        .unwrap_or(Format::Json);
+                    let error = AwsError::invalid_argument(format!(
+                        "{operation} is not supported by a replicated shard group yet: it is \
+                         not replicated, and applying it on one replica would make the \
+                         replicas differ."
+                    ));
+                    return Response::builder()
+                        .status(error.status)
+                        .header("content-type", format.content_type())
+                        .body(full(error.to_body(format)))
+                        .unwrap_or_else(|_| text(StatusCode::BAD_REQUEST, "refused\n"));
+                }
+                let mut response = crate::kinesis::handle(catalog, request).await;
+                if response.status() == StatusCode::SERVICE_UNAVAILABLE
+                    && let Some(leader) = self.leader_api()
+                    && let Ok(value) = HeaderValue::from_str(&leader)
+                {
+                    response.headers_mut().insert(LEADER_HEADER, value);
+                }
+                response
+            }
+            (&Method::GET, "/healthz") | (&Method::GET, "/readyz") => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/metrics") => {
+                let mut body = crate::metrics::render(&catalog).await;
+                self.render_status(&mut body);
+                Response::builder()
+                    .header("content-type", "text/plain; version=0.0.4")
+                    .body(full(body))
+                    .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "error\n"))
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    /// Appends the replica's status in the Prometheus text format.
+    pub fn render_status(&self, out: &mut String) {
+        let status = self.replica.status();
+        let labels = format!("replica=\"{}\"", status.id);
+        let gauges: [(&str, &str, u64); 5] = [
+            (
+                "riffle_replica_is_leader",
+                "Whether this replica leads its shard group (1) or not (0).",
+                u64::from(status.role == Role::Leader),
+            ),
+            (
+                "riffle_replica_term",
+                "The replica's current raft term.",
+                status.term,
+            ),
+            (
+                "riffle_replica_leader",
+                "Id of the replica this one knows as leader (0 if none).",
+                status.leader.unwrap_or(0),
+            ),
+            (
+                "riffle_replica_last_log_index",
+                "Index of the last entry in the replica's raft log.",
+                status.last_log_index.unwrap_or(0),
+            ),
+            (
+                "riffle_replica_applied_index",
+                "Index of the last entry applied to the replica's streams.",
+                status.applied.unwrap_or(0),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{labels}}} {value}"
+            );
+        }
+    }
+}
+
+fn outcome(results: Vec<Option<Result<(u32, String), ApiError>>>, encrypted: bool) -> PutOutcome {
+    PutOutcome {
+        results: results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ApiError::internal("record was not written"))))
+            .collect(),
+        encrypted,
+    }
+}
+
+/// Where a server keeps its raft log, snapshots and applied position.
+pub fn replica_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("replica")
+}
+
+/// The catalog's write path on a replica (holds the node weakly: the node holds the catalog).
+struct Writes(Weak<Node>);
+
+impl Writes {
+    fn node(&self) -> ApiResult<Arc<Node>> {
+        self.0
+            .upgrade()
+            .ok_or_else(|| ApiError::internal("the replica stopped"))
+    }
+}
+
+impl Replicator for Writes {
+    fn create_stream(&self, request: CreateStream) -> Replicated<'_, ()> {
+        Box::pin(async move { self.node()?.create_stream(request).await })
+    }
+
+    fn delete_stream<'a>(&'a self, name: &'a str, enforce_consumers: bool) -> Replicated<'a, ()> {
+        Box::pin(async move { self.node()?.delete_stream(name, enforce_consumers).await })
+    }
+
+    fn put_records<'a>(
+        &'a self,
+        name: &'a str,
+        entries: Vec<PutEntry>,
+    ) -> Replicated<'a, PutOutcome> {
+        Box::pin(async move { self.node()?.put_records(name, entries).await })
+    }
+}
