@@ -1,0 +1,544 @@
+//! A replicated shard group of three real processes (`riffle-group-replica`) on loopback:
+//! writers put records through the Kinesis API to whichever replica leads (following
+//! `x-riffle-leader`), the leader is killed with SIGKILL, a new leader takes the writes, the
+//! killed replica restarts and catches up. Checked: every acknowledged record is readable
+//! exactly once, intact, under the sequence number it was acknowledged with, on the new
+//! leader and on every replica after catch-up; the replicas hold identical records.
+
+#![allow(clippy::unwrap_used)] // test fixtures fail loudly by design
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+const STREAM: &str = "orders";
+const SHARDS: usize = 4;
+const WRITERS: usize = 4;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Member {
+    id: u64,
+    api: String,
+    grpc: String,
+    raft: String,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+struct Group {
+    members: Vec<Member>,
+    peers: String,
+    apis: String,
+    _root: tempfile::TempDir,
+}
+
+impl Group {
+    fn start() -> Group {
+        let root = tempfile::tempdir().unwrap();
+        let mut members: Vec<Member> = (1..=3)
+            .map(|id| Member {
+                id,
+                api: format!("127.0.0.1:{}", free_port()),
+                grpc: format!("127.0.0.1:{}", free_port()),
+                raft: format!("127.0.0.1:{}", free_port()),
+                dir: root.path().join(format!("replica-{id}")),
+                child: None,
+            })
+            .collect();
+        let peers = members
+            .iter()
+            .map(|m| format!("{}={}", m.id, m.raft))
+            .collect::<Vec<_>>()
+            .join(",");
+        let apis = members
+            .iter()
+            .map(|m| format!("{}={}", m.id, m.api))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut group = Group {
+            members: Vec::new(),
+            peers,
+            apis,
+            _root: root,
+        };
+        for member in &mut members {
+            group.spawn(member);
+        }
+        group.members = members;
+        group
+    }
+
+    fn spawn(&self, member: &mut Member) {
+        std::fs::create_dir_all(&member.dir).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(member.dir.join("stderr.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_riffle-group-replica"))
+            .args([
+                member.dir.to_str().unwrap(),
+                &member.api,
+                &member.grpc,
+                &member.id.to_string(),
+                &self.peers,
+                &self.apis,
+                &member.raft,
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        member.child = Some(child);
+    }
+
+    fn kill(&mut self, id: u64) {
+        let member = self.members.iter_mut().find(|m| m.id == id).unwrap();
+        let mut child = member.child.take().unwrap();
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+
+    fn restart(&mut self, id: u64) {
+        let mut members = std::mem::take(&mut self.members);
+        let member = members.iter_mut().find(|m| m.id == id).unwrap();
+        self.spawn(member);
+        self.members = members;
+    }
+
+    fn api_of(&self, id: u64) -> String {
+        self.members
+            .iter()
+            .find(|m| m.id == id)
+            .unwrap()
+            .api
+            .clone()
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for member in &mut self.members {
+            if let Some(mut child) = member.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            for member in &self.members {
+                if let Ok(log) = std::fs::read_to_string(member.dir.join("stderr.log")) {
+                    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                    eprintln!(
+                        "--- replica {} stderr (last lines, newest first) ---",
+                        member.id
+                    );
+                    for line in tail {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_millis(500)));
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// One Kinesis call: status, body, and the `x-riffle-leader` header. `None` if the replica
+/// could not be reached or did not answer in time.
+async fn call(
+    client: &HttpClient,
+    address: &str,
+    operation: &str,
+    body: &Value,
+) -> Option<(u16, Value, Option<String>)> {
+    let request = http::Request::post(format!("http://{address}/"))
+        .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("authorization", "AWS4-HMAC-SHA256 test")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
+        .await
+        .ok()?
+        .ok()?;
+    let status = response.status().as_u16();
+    let leader = response
+        .headers()
+        .get("x-riffle-leader")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = tokio::time::timeout(Duration::from_secs(5), response.into_body().collect())
+        .await
+        .ok()?
+        .ok()?
+        .to_bytes();
+    Some((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        leader,
+    ))
+}
+
+async fn metrics(client: &HttpClient, address: &str) -> Option<HashMap<String, u64>> {
+    let request = http::Request::get(format!("http://{address}/metrics"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(2), client.request(request))
+        .await
+        .ok()?
+        .ok()?;
+    let bytes = response.into_body().collect().await.ok()?.to_bytes();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    Some(
+        text.lines()
+            .filter(|l| l.starts_with("riffle_replica_"))
+            .filter_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                let name = name.split('{').next()?;
+                Some((name.to_string(), value.parse().ok()?))
+            })
+            .collect(),
+    )
+}
+
+/// Waits for a replica (among `ids`) that reports itself leader; returns its id.
+async fn wait_leader(client: &HttpClient, group: &Group, ids: &[u64], deadline: Instant) -> u64 {
+    loop {
+        for &id in ids {
+            if let Some(m) = metrics(client, &group.api_of(id)).await
+                && m.get("riffle_replica_is_leader") == Some(&1)
+            {
+                return id;
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader among {ids:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A record a writer had acknowledged: its data, shard and sequence number.
+#[derive(Debug, Clone)]
+struct Acked {
+    data: String,
+    shard: String,
+    sequence: String,
+}
+
+/// Puts batches until `stop`, following `x-riffle-leader`, trying the other replicas when
+/// one cannot be reached. Returns the acknowledged records and the times of acknowledgements.
+async fn writer(
+    w: usize,
+    addresses: Vec<String>,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<Acked>>>,
+    last_ack: Arc<Mutex<Vec<Instant>>>,
+) {
+    let client = client();
+    let mut target = 0usize;
+    let mut leader_hint: Option<String> = None;
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let address = leader_hint
+            .take()
+            .unwrap_or_else(|| addresses[target].clone());
+        let datas: Vec<String> = (0..5)
+            .map(|i| format!("writer-{w}-batch-{n}-record-{i}-{}", "x".repeat(100)))
+            .collect();
+        n += 1;
+        let records: Vec<Value> = datas
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                json!({"Data": STANDARD.encode(d), "PartitionKey": format!("key-{w}-{n}-{i}")})
+            })
+            .collect();
+        let body = json!({"StreamName": STREAM, "Records": records});
+        match call(&client, &address, "PutRecords", &body).await {
+            Some((200, value, _)) => {
+                let now = Instant::now();
+                let mut out = acked.lock().unwrap();
+                for (data, result) in datas.into_iter().zip(value["Records"].as_array().unwrap()) {
+                    if let Some(sequence) = result["SequenceNumber"].as_str() {
+                        out.push(Acked {
+                            data,
+                            shard: result["ShardId"].as_str().unwrap().to_string(),
+                            sequence: sequence.to_string(),
+                        });
+                    }
+                }
+                last_ack.lock().unwrap().push(now);
+                leader_hint = Some(address);
+            }
+            Some((503, _, Some(leader))) => leader_hint = Some(leader),
+            _ => {
+                target = (target + 1) % addresses.len();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// Every record of every shard of the stream on one replica: shard -> [(sequence, data)].
+async fn read_all(
+    client: &HttpClient,
+    address: &str,
+) -> Option<BTreeMap<String, Vec<(String, String)>>> {
+    let mut out = BTreeMap::new();
+    for shard in 0..SHARDS {
+        let shard_id = format!("shardId-{shard:012}");
+        let (status, value, _) = call(
+            client,
+            address,
+            "GetShardIterator",
+            &json!({"StreamName": STREAM, "ShardId": shard_id, "ShardIteratorType": "TRIM_HORIZON"}),
+        )
+        .await?;
+        if status != 200 {
+            return None;
+        }
+        let mut iterator = value["ShardIterator"].as_str()?.to_string();
+        let mut records = Vec::new();
+        loop {
+            let (status, value, _) = call(
+                client,
+                address,
+                "GetRecords",
+                &json!({"ShardIterator": iterator, "Limit": 10000}),
+            )
+            .await?;
+            assert_eq!(status, 200, "GetRecords on {address}: {value}");
+            let batch = value["Records"].as_array().unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            for r in batch {
+                let data = STANDARD.decode(r["Data"].as_str().unwrap()).unwrap();
+                records.push((
+                    r["SequenceNumber"].as_str().unwrap().to_string(),
+                    String::from_utf8(data).unwrap(),
+                ));
+            }
+            iterator = value["NextShardIterator"].as_str()?.to_string();
+        }
+        out.insert(shard_id, records);
+    }
+    Some(out)
+}
+
+/// Checks that every acknowledged record is on the replica exactly once, intact, with the
+/// sequence number it was acknowledged with, and that no record is there twice.
+fn check(replica: &str, stored: &BTreeMap<String, Vec<(String, String)>>, acked: &[Acked]) {
+    let mut by_data: HashMap<&str, (&str, &str)> = HashMap::new();
+    for (shard, records) in stored {
+        for (sequence, data) in records {
+            let previous = by_data.insert(data.as_str(), (shard.as_str(), sequence.as_str()));
+            assert!(previous.is_none(), "{replica}: record stored twice: {data}");
+        }
+    }
+    for a in acked {
+        let Some(&(shard, sequence)) = by_data.get(a.data.as_str()) else {
+            panic!("{replica}: acknowledged record missing: {a:?}");
+        };
+        assert_eq!(
+            (shard, sequence),
+            (a.shard.as_str(), a.sequence.as_str()),
+            "{replica}: record stored under another sequence number"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_records_survive_killing_the_leader() {
+    let mut group = Group::start();
+    let client = client();
+    let ids = [1, 2, 3];
+    let leader = wait_leader(
+        &client,
+        &group,
+        &ids,
+        Instant::now() + Duration::from_secs(20),
+    )
+    .await;
+    let leader_api = group.api_of(leader);
+
+    // A write reaching a follower names the leader.
+    let follower = ids.iter().copied().find(|&i| i != leader).unwrap();
+    let create = json!({"StreamName": STREAM, "ShardCount": SHARDS});
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, body, named) = loop {
+        if let Some(answer) = call(&client, &group.api_of(follower), "CreateStream", &create).await
+        {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "follower unreachable");
+    };
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["__type"], "ServiceUnavailable");
+    assert_eq!(named.as_deref(), Some(leader_api.as_str()));
+    let (status, body, _) = call(&client, &leader_api, "CreateStream", &create)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    // Operations not replicated yet are refused, naming the operation.
+    let (status, body, _) = call(
+        &client,
+        &leader_api,
+        "SplitShard",
+        &json!({"StreamName": STREAM, "ShardToSplit": "shardId-000000000000", "NewStartingHashKey": "1"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400);
+    assert!(
+        body["message"].as_str().unwrap().contains("SplitShard"),
+        "{body}"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let acks = Arc::new(Mutex::new(Vec::new()));
+    let addresses: Vec<String> = ids.iter().map(|&i| group.api_of(i)).collect();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            tokio::spawn(writer(
+                w,
+                addresses.clone(),
+                stop.clone(),
+                acked.clone(),
+                acks.clone(),
+            ))
+        })
+        .collect();
+
+    // Let some records through, then kill the leader.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.lock().unwrap().len() < 500 {
+        assert!(Instant::now() < deadline, "writes are not acknowledged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    group.kill(leader);
+    let killed_at = Instant::now();
+    let before_kill = acked.lock().unwrap().len();
+    let others: Vec<u64> = ids.iter().copied().filter(|&i| i != leader).collect();
+    let new_leader = wait_leader(
+        &client,
+        &group,
+        &others,
+        Instant::now() + Duration::from_secs(20),
+    )
+    .await;
+    // Failover: the first write acknowledged after the kill.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let failover = loop {
+        if let Some(t) = acks.lock().unwrap().iter().find(|&&t| t > killed_at) {
+            break *t - killed_at;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write acknowledged after the leader was killed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    println!(
+        "killed leader {leader}; replica {new_leader} took over; first write acknowledged {:?} after the kill",
+        failover
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.lock().unwrap().len() < before_kill + 500 {
+        assert!(
+            Instant::now() < deadline,
+            "the new leader does not take writes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The killed replica comes back while writes continue.
+    group.restart(leader);
+    let restarted_at = acked.lock().unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let up = metrics(&client, &group.api_of(leader)).await.is_some();
+        if up && acked.lock().unwrap().len() >= restarted_at + 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed replica did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    println!("{} records acknowledged", acked.len());
+
+    // On the new leader.
+    let on_leader = read_all(&client, &group.api_of(new_leader)).await.unwrap();
+    check(&format!("leader {new_leader}"), &on_leader, &acked);
+    // Every replica catches up to the same records.
+    for id in ids {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(stored) = read_all(&client, &group.api_of(id)).await
+                && stored == on_leader
+            {
+                check(&format!("replica {id}"), &stored, &acked);
+                break;
+            }
+            assert!(Instant::now() < deadline, "replica {id} did not catch up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Records are written twice on each replica: in the raft log and in the shard logs.
+    let dir = &group.members[0].dir;
+    println!(
+        "replica 1 stores {} bytes of raft log and {} bytes of shard logs",
+        dir_bytes(&dir.join("replica/raft")),
+        dir_bytes(&dir.join("streams"))
+    );
+}
+
+fn dir_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                dir_bytes(&p)
+            } else {
+                e.metadata().map(|m| m.len()).unwrap_or(0)
+            }
+        })
+        .sum()
+}
