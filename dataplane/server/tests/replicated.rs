@@ -326,3 +326,103 @@ async fn a_snapshot_installed_elsewhere_reproduces_the_catalog() {
     );
     replica.shutdown().await;
 }
+
+async fn start_member(
+    root: &Path,
+    id: u64,
+    members: &BTreeMap<u64, String>,
+) -> Replica<CatalogMachine> {
+    let dir = root.join(format!("replica-{id}"));
+    let cat = catalog(&dir);
+    let machine = CatalogMachine::open(cat, &dir.join("replica"))
+        .await
+        .unwrap();
+    let listen = members[&id].parse().unwrap();
+    let mut config = ReplicaConfig::new(id, listen, members.clone(), dir.join("replica"));
+    // Snapshot often and keep no log behind it, so a replica that lost its volume can only
+    // be caught up by a snapshot.
+    config.raft.snapshot_policy = openraft::SnapshotPolicy::LogsSinceLast(40);
+    config.raft.max_in_snapshot_log_to_keep = 0;
+    config.raft.snapshot_max_chunk_size = 16 << 10;
+    Replica::start(config, machine).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_that_lost_its_volume_is_caught_up_by_a_snapshot() {
+    let root = tempfile::tempdir().unwrap();
+    let members: BTreeMap<u64, String> = (1..=3)
+        .map(|id| (id, format!("127.0.0.1:{}", free_port())))
+        .collect();
+    let mut replicas = BTreeMap::new();
+    for &id in members.keys() {
+        replicas.insert(id, start_member(root.path(), id, &members).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let leader = loop {
+        if let Some((&id, _)) = replicas
+            .iter()
+            .find(|(_, r)| r.status().role == Role::Leader)
+        {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let lost = *members.keys().find(|&&id| id != leader).unwrap();
+    replicas.remove(&lost).unwrap().shutdown().await;
+    std::fs::remove_dir_all(root.path().join(format!("replica-{lost}"))).unwrap();
+
+    // Everything is written while the replica is away, in more entries than the leader keeps.
+    let reference_dir = tempfile::tempdir().unwrap();
+    let mut reference = Applier::new(catalog(reference_dir.path()), HashMap::new());
+    for command in commands() {
+        let proposed = replicas[&leader]
+            .propose(Bytes::from(command.encode()))
+            .await
+            .unwrap();
+        assert_eq!(
+            Response::decode(&proposed.response).unwrap(),
+            reference.apply(command).await.unwrap()
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while replicas[&leader].status().purged.is_none() {
+        assert!(Instant::now() < deadline, "the leader never purged its log");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    replicas.insert(lost, start_member(root.path(), lost, &members).await);
+    let expected = dump(reference.catalog()).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if replica_dump(&replicas[&lost]).await == expected {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replica was not caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        replicas[&lost].status().snapshot.is_some(),
+        "caught up without a snapshot: {:?}",
+        replicas[&lost].status()
+    );
+    // And it keeps applying after the snapshot.
+    let more = put("alpha", 1_700_000_000, 1_700_000_300_000, 5, &[0, 1, 2]);
+    replicas[&leader]
+        .propose(Bytes::from(more.encode()))
+        .await
+        .unwrap();
+    reference.apply(more).await.unwrap();
+    let expected = dump(reference.catalog()).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while replica_dump(&replicas[&lost]).await != expected {
+        assert!(
+            Instant::now() < deadline,
+            "the replica stopped applying after the snapshot"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (_, replica) in replicas {
+        replica.shutdown().await;
+    }
+}
