@@ -53,6 +53,10 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How soon a stream is looked at again while it waits for its shard group's pod (readiness
 /// changes also wake it through its StatefulSet; this is the safety net).
 pub const WAITING_RECHECK: Duration = Duration::from_secs(10);
+/// How long one watch call lasts before it is made again. A watch re-established just after the
+/// API server restarts can stall without an error; the watcher gives up on a silent watch after
+/// this (plus a margin), so a short call bounds how long the controller can miss changes.
+pub const WATCH_TIMEOUT_SECS: u32 = 30;
 /// How often an on-demand stream's writes are sampled (each pass takes one sample).
 pub const ON_DEMAND_SAMPLE: Duration = Duration::from_secs(5);
 /// How soon the next step of a reshard that needs several is taken.
@@ -828,8 +832,13 @@ pub async fn run(
         }
     }
     let streams: Api<DeserializeGuard<Stream>> = scoped(&client, watch_namespace);
-    let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
-    let controller = Controller::new(streams, watcher::Config::default().any_semantic())
+    let owned = watcher::Config::default()
+        .timeout(WATCH_TIMEOUT_SECS)
+        .labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
+    let watched = watcher::Config::default()
+        .timeout(WATCH_TIMEOUT_SECS)
+        .any_semantic();
+    let controller = Controller::new(streams, watched)
         .owns(
             scoped::<StatefulSet>(&client, watch_namespace),
             owned.clone(),

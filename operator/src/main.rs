@@ -62,8 +62,14 @@ async fn main() -> anyhow::Result<()> {
         region: args.region,
         account: args.account,
     };
-    let client = kube::Client::try_default()
+    let mut config = kube::Config::infer()
         .await
+        .context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
+    // A request whose connection stalls (as after an API server restart) fails instead of
+    // waiting forever; watches end well within it (see controller::WATCH_TIMEOUT_SECS).
+    config.read_timeout = Some(std::time::Duration::from_secs(90));
+    config.reset_reader_on_write = true;
+    let client = kube::Client::try_from(config)
         .context("connecting to the Kubernetes API (in-cluster or KUBECONFIG)")?;
     let metrics = Arc::new(Metrics::default());
     let listener = tokio::net::TcpListener::bind(args.ops_listen)
