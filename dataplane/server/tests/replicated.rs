@@ -14,7 +14,7 @@ use riffle_log::{LogConfig, SyncMode};
 use riffle_replication::{Replica, ReplicaConfig, Role, StateMachine};
 use riffle_server::replicated::{Applier, CatalogMachine, Command, Record, Response, ShardBatch};
 use riffle_server::streams::model::StreamMode;
-use riffle_server::streams::{Catalog, ErrorKind, StreamsConfig};
+use riffle_server::streams::{Catalog, ErrorKind, SettingsChange, StreamsConfig};
 
 fn catalog(dir: &Path) -> Arc<Catalog> {
     let mut config = StreamsConfig::new(dir.to_path_buf(), [7; 32]);
@@ -75,6 +75,41 @@ fn commands() -> Vec<Command> {
             &[(round % 2) as u32],
         ));
     }
+    let settings = |epoch: u64, change: SettingsChange| Command::ChangeSettings {
+        name: "alpha".into(),
+        epoch,
+        change,
+    };
+    out.push(settings(
+        1_700_000_000,
+        SettingsChange::Retention {
+            hours: 48,
+            increase: true,
+        },
+    ));
+    // Shorter than the current period: refused the same way everywhere.
+    out.push(settings(
+        1_700_000_000,
+        SettingsChange::Retention {
+            hours: 30,
+            increase: true,
+        },
+    ));
+    out.push(settings(
+        1_700_000_000,
+        SettingsChange::AddTags(BTreeMap::from([("owner".into(), "ops".into())])),
+    ));
+    out.push(settings(
+        1_700_000_000,
+        SettingsChange::RemoveTags(vec!["team".into()]),
+    ));
+    out.push(settings(1_700_000_000, SettingsChange::MaxRecordSize(2048)));
+    out.push(settings(
+        1_700_000_000,
+        SettingsChange::Mode(StreamMode::OnDemand),
+    ));
+    // Another incarnation's change: refused.
+    out.push(settings(1_600_000_000, SettingsChange::MaxRecordSize(4096)));
     out.push(Command::DeleteStream {
         name: "beta".into(),
         epoch: 1_699_999_999,
@@ -140,7 +175,20 @@ async fn the_same_commands_give_identical_catalogs_and_responses() {
     let (da, db) = (dump(a.catalog()).await, dump(b.catalog()).await);
     assert_eq!(da, db);
 
-    // The responses say what happened: 3 + 60 * 3 records... spot-check a few.
+    // Settings changes were applied, and refused, alike.
+    let meta: serde_json::Value = serde_json::from_str(&da["alpha"].0).unwrap();
+    assert_eq!(meta["retention_hours"], 48);
+    assert_eq!(meta["max_record_size_kib"], 2048);
+    assert_eq!(meta["mode"], "OnDemand");
+    assert_eq!(meta["tags"], serde_json::json!({"owner": "ops"}));
+    let refusals = responses
+        .iter()
+        .filter(|r| matches!(r, Response::Refused { .. }))
+        .count();
+    // Two settings changes, the stale delete, the put to the deleted stream, the reused name.
+    assert_eq!(refusals, 5, "{responses:?}");
+
+    // The responses say what happened; spot-check a few.
     let alpha = &da["alpha"].1;
     assert_eq!(alpha.len(), 3);
     let first = &alpha[0].1[0];

@@ -525,6 +525,57 @@ async fn acknowledged_records_survive_killing_the_leader() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    // Settings changes go through the leader and reach every replica.
+    let leader_api = group.api_of(new_leader);
+    let (status, body, _) = call(
+        &client,
+        &leader_api,
+        "AddTagsToStream",
+        &json!({"StreamName": STREAM, "Tags": {"owner": "ops"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = call(
+        &client,
+        &leader_api,
+        "IncreaseStreamRetentionPeriod",
+        &json!({"StreamName": STREAM, "RetentionPeriodHours": 48}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    for id in ids {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let summary = call(
+                &client,
+                &group.api_of(id),
+                "DescribeStreamSummary",
+                &json!({"StreamName": STREAM}),
+            )
+            .await;
+            let tags = call(
+                &client,
+                &group.api_of(id),
+                "ListTagsForStream",
+                &json!({"StreamName": STREAM}),
+            )
+            .await;
+            if let (Some((200, summary, _)), Some((200, tags, _))) = (summary, tags)
+                && summary["StreamDescriptionSummary"]["RetentionPeriodHours"] == 48
+                && tags["Tags"] == json!([{"Key": "owner", "Value": "ops"}])
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {id} misses the settings change"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     // Records are written twice on each replica: in the raft log and in the shard logs.
     let dir = &group.members[0].dir;
     println!(

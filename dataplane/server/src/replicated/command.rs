@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::streams::model::StreamMode;
 use crate::streams::sequence::SequenceNumber;
-use crate::streams::{ApiError, ApiResult, Catalog, CreateStream, ErrorKind};
+use crate::streams::{ApiError, ApiResult, Catalog, CreateStream, ErrorKind, SettingsChange};
 
 /// One replicated change of a shard group's streams.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,15 @@ pub enum Command {
         epoch: u64,
         /// Whether registered consumers are deleted with it.
         enforce_consumer_deletion: bool,
+    },
+    /// A change of the settings of the incarnation created at `epoch`.
+    ChangeSettings {
+        /// Stream name.
+        name: String,
+        /// Creation time (seconds) of the incarnation to change.
+        epoch: u64,
+        /// The change.
+        change: SettingsChange,
     },
     /// PutRecord / PutRecords: records the leader routed and admitted, per shard.
     PutRecords {
@@ -256,6 +265,15 @@ impl Applier {
             } => Ok(outcome(
                 self.catalog
                     .delete_stream_incarnation(&name, Some(epoch), enforce_consumer_deletion)
+                    .await,
+            )?),
+            Command::ChangeSettings {
+                name,
+                epoch,
+                change,
+            } => Ok(outcome(
+                self.catalog
+                    .apply_settings(&name, Some(epoch), change)
                     .await,
             )?),
             Command::PutRecords {

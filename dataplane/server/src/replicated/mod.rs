@@ -9,9 +9,11 @@
 //!
 //! [`Node`] runs a replica inside `riffle server --replica-id N --peers ... --raft-listen ...`:
 //! it installs itself as the catalog's [`Replicator`], so CreateStream, DeleteStream,
-//! PutRecord and PutRecords (Kinesis and gRPC APIs alike) are proposed on the leader and
+//! PutRecord, PutRecords and the settings changes of [`SettingsChange`] (retention, tags,
+//! stream mode, largest record; Kinesis and gRPC APIs alike) are proposed on the leader and
 //! answered 503 `ServiceUnavailable` with [`LEADER_HEADER`] on the other replicas; changes not
-//! replicated yet (resharding, settings, tags, consumers, encryption) are refused by name.
+//! replicated yet (resharding, consumers, encryption, enhanced monitoring, resource policies)
+//! are refused by name.
 //! Reads are served from the local shard logs: current on the leader, possibly behind on a
 //! follower, never showing uncommitted records. `/metrics` adds `riffle_replica_is_leader`,
 //! `riffle_replica_term`, `riffle_replica_leader`, `riffle_replica_last_log_index` and
@@ -22,6 +24,7 @@
 //!
 //! [`Catalog`]: crate::streams::Catalog
 //! [`Replicator`]: crate::streams::Replicator
+//! [`SettingsChange`]: crate::streams::SettingsChange
 
 mod bytes_serde;
 pub mod command;

@@ -19,7 +19,7 @@ use super::state_machine::CatalogMachine;
 use crate::http::{Body, full, text};
 use crate::streams::{
     ApiError, ApiResult, Catalog, CreateStream, ErrorKind, PutEntry, PutOutcome, Replicated,
-    Replicator, now_ms,
+    Replicator, SettingsChange, now_ms,
 };
 
 /// Response header naming the leader's Kinesis API address (`host:port`) on a write refused
@@ -32,18 +32,10 @@ pub const UNREPLICATED_OPERATIONS: &[&str] = &[
     "SplitShard",
     "MergeShards",
     "UpdateShardCount",
-    "UpdateStreamMode",
-    "IncreaseStreamRetentionPeriod",
-    "DecreaseStreamRetentionPeriod",
-    "AddTagsToStream",
-    "RemoveTagsFromStream",
-    "TagResource",
-    "UntagResource",
     "EnableEnhancedMonitoring",
     "DisableEnhancedMonitoring",
     "StartStreamEncryption",
     "StopStreamEncryption",
-    "UpdateMaxRecordSize",
     "UpdateStreamWarmThroughput",
     "PutResourcePolicy",
     "DeleteResourcePolicy",
@@ -198,6 +190,17 @@ impl Node {
             name: name.to_string(),
             epoch,
             enforce_consumer_deletion: enforce,
+        };
+        self.propose(command).await?.into_result()
+    }
+
+    async fn change_settings(&self, name: &str, change: SettingsChange) -> ApiResult<()> {
+        self.leading()?;
+        let epoch = self.catalog()?.stream(name)?.epoch;
+        let command = Command::ChangeSettings {
+            name: name.to_string(),
+            epoch,
+            change,
         };
         self.propose(command).await?.into_result()
     }
@@ -387,5 +390,9 @@ impl Replicator for Writes {
         entries: Vec<PutEntry>,
     ) -> Replicated<'a, PutOutcome> {
         Box::pin(async move { self.node()?.put_records(name, entries).await })
+    }
+
+    fn change_settings<'a>(&'a self, name: &'a str, change: SettingsChange) -> Replicated<'a, ()> {
+        Box::pin(async move { self.node()?.change_settings(name, change).await })
     }
 }

@@ -20,15 +20,105 @@ pub const SHARD_LEVEL_METRICS: [&str; 7] = [
 /// Most tags on one stream.
 pub const MAX_TAGS: usize = 50;
 
+/// A change of a stream's settings, as a replicated shard group replicates it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SettingsChange {
+    /// IncreaseStreamRetentionPeriod (`increase`) or DecreaseStreamRetentionPeriod.
+    Retention {
+        /// The new retention period.
+        hours: u32,
+        /// Whether the period may only grow (else only shrink).
+        increase: bool,
+    },
+    /// AddTagsToStream / TagResource.
+    AddTags(BTreeMap<String, String>),
+    /// RemoveTagsFromStream / UntagResource.
+    RemoveTags(Vec<String>),
+    /// UpdateStreamMode.
+    Mode(StreamMode),
+    /// UpdateMaxRecordSize, in KiB.
+    MaxRecordSize(u32),
+}
+
 impl Catalog {
+    /// Makes a settings change: through the [`Replicator`](super::Replicator) when the
+    /// catalog is a replica of a shard group, else here.
+    pub async fn change_settings(
+        &self,
+        stream_name: &str,
+        change: SettingsChange,
+    ) -> ApiResult<()> {
+        if let Some(replicator) = self.replicator() {
+            return replicator.change_settings(stream_name, change).await;
+        }
+        self.apply_settings(stream_name, None, change).await
+    }
+
+    /// Makes a settings change here, only to the incarnation created at `epoch` (seconds)
+    /// when one is given. Deterministic: the same changes in the same order give the same
+    /// descriptions and the same refusals.
+    pub async fn apply_settings(
+        &self,
+        stream_name: &str,
+        epoch: Option<u64>,
+        change: SettingsChange,
+    ) -> ApiResult<()> {
+        if let Some(epoch) = epoch
+            && self.stream(stream_name)?.epoch != epoch
+        {
+            return Err(ApiError::stream_not_found(
+                stream_name,
+                &self.config.account,
+            ));
+        }
+        match change {
+            SettingsChange::Retention { hours, increase } => {
+                self.retention_here(stream_name, hours, increase).await
+            }
+            SettingsChange::AddTags(tags) => self.add_tags_here(stream_name, tags).await,
+            SettingsChange::RemoveTags(keys) => {
+                self.update_here(stream_name, |_, meta| {
+                    for key in &keys {
+                        meta.tags.remove(key);
+                    }
+                    Ok(())
+                })
+                .await
+            }
+            SettingsChange::Mode(mode) => {
+                self.update_here(stream_name, |_, meta| {
+                    meta.mode = mode;
+                    Ok(())
+                })
+                .await
+            }
+            SettingsChange::MaxRecordSize(kib) => {
+                self.update_here(stream_name, |_, meta| {
+                    meta.max_record_size_kib = kib;
+                    Ok(())
+                })
+                .await
+            }
+        }
+    }
+
     /// Runs `change` on the stream's description under its write lock and persists the result
-    /// if `change` succeeded.
+    /// if `change` succeeded. Refused on a replicated catalog (the change would not be
+    /// replicated).
     pub async fn update<T>(
         &self,
         stream_name: &str,
         change: impl FnOnce(&Stream, &mut StreamMeta) -> ApiResult<T>,
     ) -> ApiResult<T> {
         self.refuse_unreplicated(&format!("Changing stream {stream_name}"))?;
+        self.update_here(stream_name, change).await
+    }
+
+    async fn update_here<T>(
+        &self,
+        stream_name: &str,
+        change: impl FnOnce(&Stream, &mut StreamMeta) -> ApiResult<T>,
+    ) -> ApiResult<T> {
         let stream = self.stream(stream_name)?;
         let mut state = stream.state.write().await;
         let mut meta = state.meta.clone();
@@ -48,6 +138,11 @@ impl Catalog {
         hours: u32,
         increase: bool,
     ) -> ApiResult<()> {
+        self.change_settings(stream_name, SettingsChange::Retention { hours, increase })
+            .await
+    }
+
+    async fn retention_here(&self, stream_name: &str, hours: u32, increase: bool) -> ApiResult<()> {
         let account = self.config.account.clone();
         if hours < 24 {
             return Err(ApiError::invalid(format!(
@@ -59,7 +154,7 @@ impl Catalog {
                 "Maximum allowed retention period is 8760 hours. Requested retention period ({hours} hours) is too long."
             )));
         }
-        self.update(stream_name, |stream, meta| {
+        self.update_here(stream_name, |stream, meta| {
             let current = meta.retention_hours;
             if increase && hours < current {
                 return Err(ApiError::invalid(format!(
@@ -85,7 +180,16 @@ impl Catalog {
         stream_name: &str,
         tags: BTreeMap<String, String>,
     ) -> ApiResult<()> {
-        self.update(stream_name, |stream, meta| {
+        self.change_settings(stream_name, SettingsChange::AddTags(tags))
+            .await
+    }
+
+    async fn add_tags_here(
+        &self,
+        stream_name: &str,
+        tags: BTreeMap<String, String>,
+    ) -> ApiResult<()> {
+        self.update_here(stream_name, |stream, meta| {
             let mut merged = meta.tags.clone();
             merged.extend(tags);
             if merged.len() > MAX_TAGS {
@@ -105,31 +209,20 @@ impl Catalog {
 
     /// Removes tags by key; absent keys are ignored.
     pub async fn remove_tags(&self, stream_name: &str, keys: &[String]) -> ApiResult<()> {
-        self.update(stream_name, |_, meta| {
-            for key in keys {
-                meta.tags.remove(key);
-            }
-            Ok(())
-        })
-        .await
+        self.change_settings(stream_name, SettingsChange::RemoveTags(keys.to_vec()))
+            .await
     }
 
     /// UpdateStreamMode.
     pub async fn set_mode(&self, stream_name: &str, mode: StreamMode) -> ApiResult<()> {
-        self.update(stream_name, |_, meta| {
-            meta.mode = mode;
-            Ok(())
-        })
-        .await
+        self.change_settings(stream_name, SettingsChange::Mode(mode))
+            .await
     }
 
     /// UpdateMaxRecordSize.
     pub async fn set_max_record_size(&self, stream_name: &str, kib: u32) -> ApiResult<()> {
-        self.update(stream_name, |_, meta| {
-            meta.max_record_size_kib = kib;
-            Ok(())
-        })
-        .await
+        self.change_settings(stream_name, SettingsChange::MaxRecordSize(kib))
+            .await
     }
 
     /// Enable/DisableEnhancedMonitoring; returns the metrics enabled before and after.

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use riffle_log::LogConfig;
 use tokio::sync::RwLock;
 
+pub use admin::SettingsChange;
 pub use consume::{ChildShard, ReadOutcome, ReadRecord, StartingPosition};
 pub use consumers::ConsumerView;
 pub use error::{ApiError, ApiResult, ErrorKind};
@@ -143,8 +144,8 @@ impl StreamState {
 pub type Replicated<'a, T> = Pin<Box<dyn Future<Output = ApiResult<T>> + Send + 'a>>;
 
 /// The write path of a catalog that is one replica of a shard group: once installed with
-/// [`Catalog::set_replicator`], [`Catalog::create_stream`], [`Catalog::delete_stream`] and
-/// [`Catalog::put_records`] go through it (it replicates them and applies them to every
+/// [`Catalog::set_replicator`], [`Catalog::create_stream`], [`Catalog::delete_stream`],
+/// [`Catalog::put_records`] and [`Catalog::change_settings`] go through it (it replicates them and applies them to every
 /// replica's catalog), and the changes it does not replicate are refused.
 pub trait Replicator: Send + Sync + 'static {
     /// CreateStream.
@@ -157,6 +158,8 @@ pub trait Replicator: Send + Sync + 'static {
         name: &'a str,
         entries: Vec<PutEntry>,
     ) -> Replicated<'a, PutOutcome>;
+    /// A change of the stream's settings.
+    fn change_settings<'a>(&'a self, name: &'a str, change: SettingsChange) -> Replicated<'a, ()>;
 }
 
 /// All streams of this server.
