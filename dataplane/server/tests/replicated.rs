@@ -270,25 +270,49 @@ async fn start_single(dir: &Path, port: u16) -> Replica<CatalogMachine> {
     replica
 }
 
+/// Shuts a replica down and waits until its catalog is closed (its shard logs unlocked).
+async fn stop(replica: Replica<CatalogMachine>) {
+    let catalog = Arc::downgrade(replica.state_machine().lock().unwrap().catalog());
+    replica.shutdown().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while catalog.upgrade().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the catalog is still in use after shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn replica_dump(replica: &Replica<CatalogMachine>) -> Dump {
     let catalog = Arc::clone(replica.state_machine().lock().unwrap().catalog());
     dump(&catalog).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_replica_restarted_without_its_position_replays_without_duplicating() {
+async fn a_replica_restarted_with_a_stale_position_replays_without_duplicating() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let replica = start_single(dir.path(), port).await;
     let reference_dir = tempfile::tempdir().unwrap();
     let mut reference = Applier::new(catalog(reference_dir.path()), HashMap::new());
-    for command in commands() {
+    let position = dir.path().join("data/replica/position.cbor");
+    let stale = dir.path().join("position.stale");
+    for (i, command) in commands().into_iter().enumerate() {
         let proposed = replica
             .propose(Bytes::from(command.encode()))
             .await
             .unwrap();
         let expected = reference.apply(command).await.unwrap();
         assert_eq!(Response::decode(&proposed.response).unwrap(), expected);
+        if i == 40 {
+            // A position stored part-way through the writes.
+            let machine = replica.state_machine();
+            tokio::task::spawn_blocking(move || machine.lock().unwrap().save_position().unwrap())
+                .await
+                .unwrap();
+            std::fs::copy(&position, &stale).unwrap();
+        }
     }
     let before = replica_dump(&replica).await;
     assert_eq!(before, dump(reference.catalog()).await);
@@ -296,9 +320,10 @@ async fn a_replica_restarted_without_its_position_replays_without_duplicating() 
     tokio::task::spawn_blocking(move || machine.lock().unwrap().save_position().unwrap())
         .await
         .unwrap();
-    replica.shutdown().await;
-    // Lose the position: every entry is applied again on top of the state that has them.
-    std::fs::remove_file(dir.path().join("data/replica/position.cbor")).unwrap();
+    stop(replica).await;
+    // Go back to the stale position (as after a crash before the next store): every entry
+    // after it is applied again on top of the state that has them.
+    std::fs::rename(&stale, &position).unwrap();
     let replica = start_single(dir.path(), port).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -473,4 +498,56 @@ async fn a_replica_that_lost_its_volume_is_caught_up_by_a_snapshot() {
     for (_, replica) in replicas {
         replica.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_not_written_by_the_group_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut standalone = Applier::new(catalog(dir.path()), HashMap::new());
+        standalone.apply(create("alpha", 1, 1)).await.unwrap();
+    }
+    let refused = CatalogMachine::open(catalog(dir.path()), &dir.path().join("replica")).await;
+    let error = refused
+        .err()
+        .expect("a foreign data directory must be refused");
+    assert!(error.to_string().contains("no replica position"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_install_leaves_an_empty_state_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica_dir = dir.path().join("replica");
+    let source = tempfile::tempdir().unwrap();
+    let replica = start_single(source.path(), free_port()).await;
+    replica
+        .propose(Bytes::from(create("alpha", 2, 1_000).encode()))
+        .await
+        .unwrap();
+    let applied = replica.state_machine().lock().unwrap().applied().unwrap();
+    replica.shutdown().await;
+
+    let machine = CatalogMachine::open(catalog(dir.path()), &replica_dir)
+        .await
+        .unwrap();
+    {
+        let mut stale = Applier::new(Arc::clone(machine.catalog()), HashMap::new());
+        stale.apply(create("beta", 1, 2_000)).await.unwrap();
+    }
+    // The snapshot data ends early: the install fails part-way.
+    let failed = tokio::task::spawn_blocking(move || {
+        let mut machine = machine;
+        let mut truncated: &[u8] = &[1, 0, 0];
+        let result = machine.install(&applied, &mut truncated);
+        drop(machine);
+        result
+    })
+    .await
+    .unwrap();
+    assert!(failed.is_err());
+    let reopened = CatalogMachine::open(catalog(dir.path()), &replica_dir)
+        .await
+        .unwrap();
+    assert!(reopened.applied().is_none());
+    assert!(reopened.catalog().streams().is_empty());
 }

@@ -5,10 +5,10 @@
 //!
 //! After applying, the position (the last applied entry and, for every shard, its log's end
 //! offset at that entry) is written to `position.cbor` (temporary file, `fsync`, rename,
-//! directory `fsync`) — not after every entry, but every [`SAVE_EVERY`] entries or
-//! [`SAVE_INTERVAL`], and always after a blank or membership entry and an install. The catalog
-//! may therefore be ahead of the stored position after a crash, and openraft replays the
-//! entries after it. Replaying is idempotent:
+//! directory `fsync`) — not after every entry, but after the first, then every
+//! [`SAVE_EVERY`] entries or [`SAVE_INTERVAL`], and always after a blank or membership entry
+//! and an install. The catalog may therefore be ahead of the stored position after a crash,
+//! and openraft replays the entries after it. Replaying is idempotent:
 //!
 //! - a PutRecords batch for a shard whose log ends past the stored offset is not appended
 //!   again: logs are append-only and every batch is appended whole or not at all, in command
@@ -17,6 +17,12 @@
 //! - a CreateStream finding the stream with the command's creation time is already done;
 //! - a DeleteStream names the incarnation (epoch) it deletes, so it never deletes a stream
 //!   created again after it.
+//!
+//! An install first marks the position as "installing"; a replica restarted with that mark
+//! removes its streams (the half-installed debris) and starts empty, so openraft installs a
+//! snapshot again. A data directory holding streams but no position was not written by the
+//! group (e.g. a standalone server's); the state machine refuses to open it, since replaying
+//! the group's log onto it would skip or misplace records.
 //!
 //! # Snapshot data
 //!
@@ -49,7 +55,8 @@ const POSITION_FILE: &str = "position.cbor";
 
 #[derive(Serialize, Deserialize)]
 struct Position {
-    applied: Vec<u8>,
+    /// `None` while a snapshot is being installed: the streams on disk are then debris.
+    applied: Option<Vec<u8>>,
     shards: Vec<(String, u64, u32, u64)>,
 }
 
@@ -72,6 +79,9 @@ pub struct CatalogMachine {
     applied: Option<Applied>,
     unsaved: u64,
     saved_at: Instant,
+    /// Whether a position is stored; the first apply stores one at once, so that streams on
+    /// disk always come with a position.
+    has_position: bool,
 }
 
 fn io_err(e: ApiError) -> io::Error {
@@ -85,22 +95,47 @@ impl CatalogMachine {
         fs::create_dir_all(dir)?;
         let runtime = Handle::current();
         let path = dir.join(POSITION_FILE);
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
         let (applied, stored) = match fs::read(&path) {
             Ok(bytes) => {
-                let position: Position = ciborium::from_reader(&bytes[..])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let applied = Applied::decode(&position.applied)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let shards: HashMap<ShardKey, u64> = position
-                    .shards
-                    .into_iter()
-                    .map(|(s, e, i, end)| ((s, e, i), end))
-                    .collect();
-                (Some(applied), shards)
+                let position: Position =
+                    ciborium::from_reader(&bytes[..]).map_err(|e| invalid(e.to_string()))?;
+                match position.applied {
+                    Some(applied) => {
+                        let applied =
+                            Applied::decode(&applied).map_err(|e| invalid(e.to_string()))?;
+                        let shards: HashMap<ShardKey, u64> = position
+                            .shards
+                            .into_iter()
+                            .map(|(s, e, i, end)| ((s, e, i), end))
+                            .collect();
+                        (Some(applied), shards)
+                    }
+                    None => {
+                        tracing::info!("removing the streams of an interrupted snapshot install");
+                        catalog
+                            .remove_all_streams()
+                            .await
+                            .map_err(|e| io::Error::other(e.to_string()))?;
+                        (None, HashMap::new())
+                    }
+                }
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (None, HashMap::new()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Replaying the group's log onto streams it did not write would skip or
+                // misplace records; a replica starts on an empty data directory.
+                if !catalog.streams().is_empty() {
+                    return Err(invalid(format!(
+                        "{} holds streams but no replica position: it was not written by a \
+                         replica of this group; start a replica on an empty data directory",
+                        catalog.config().data_dir.display()
+                    )));
+                }
+                (None, HashMap::new())
+            }
             Err(e) => return Err(e),
         };
+        let has_position = applied.is_some();
         let replay = shard_ends(&catalog)
             .await
             .into_iter()
@@ -116,6 +151,7 @@ impl CatalogMachine {
             applied,
             unsaved: 0,
             saved_at: Instant::now(),
+            has_position,
         })
     }
 
@@ -130,7 +166,7 @@ impl CatalogMachine {
             return Ok(());
         };
         let position = Position {
-            applied: applied.encode(),
+            applied: Some(applied.encode()),
             shards: self
                 .runtime
                 .block_on(shard_ends(self.applier.catalog()))
@@ -138,22 +174,30 @@ impl CatalogMachine {
                 .map(|((s, e, i), end)| (s, e, i, end))
                 .collect(),
         };
-        let mut bytes = Vec::new();
-        ciborium::into_writer(&position, &mut bytes).map_err(io::Error::other)?;
-        let temporary = self.dir.join(format!("{POSITION_FILE}.tmp"));
-        let mut file = File::create(&temporary)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        fs::rename(&temporary, self.dir.join(POSITION_FILE))?;
-        store::sync_dir(&self.dir)?;
+        self.write_position(&position)?;
+        self.has_position = true;
         self.unsaved = 0;
         self.saved_at = Instant::now();
         Ok(())
     }
 
+    fn write_position(&self, position: &Position) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        ciborium::into_writer(position, &mut bytes).map_err(io::Error::other)?;
+        let temporary = self.dir.join(format!("{POSITION_FILE}.tmp"));
+        let mut file = File::create(&temporary)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        fs::rename(&temporary, self.dir.join(POSITION_FILE))?;
+        store::sync_dir(&self.dir)
+    }
+
     fn maybe_save(&mut self) -> io::Result<()> {
         self.unsaved += 1;
-        if self.unsaved >= SAVE_EVERY || self.saved_at.elapsed() >= SAVE_INTERVAL {
+        if !self.has_position
+            || self.unsaved >= SAVE_EVERY
+            || self.saved_at.elapsed() >= SAVE_INTERVAL
+        {
             self.save_position()?;
         }
         Ok(())
@@ -254,13 +298,14 @@ impl StateMachine for CatalogMachine {
     }
 
     fn install(&mut self, at: &Applied, data: &mut dyn Read) -> io::Result<()> {
-        // Without a position the state counts as empty, so a crash part-way makes openraft
-        // reinstall the snapshot at start instead of replaying onto a half-installed state.
-        match fs::remove_file(self.dir.join(POSITION_FILE)) {
-            Ok(()) => store::sync_dir(&self.dir)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        // Marked as installing: a crash part-way leaves the state empty at the next start
+        // (the half-installed streams are removed) and openraft installs a snapshot again,
+        // instead of replaying onto a half-installed state.
+        self.write_position(&Position {
+            applied: None,
+            shards: Vec::new(),
+        })?;
+        self.has_position = false;
         let mut len = [0u8; 8];
         data.read_exact(&mut len)?;
         let mut header = vec![0u8; u64::from_le_bytes(len) as usize];
