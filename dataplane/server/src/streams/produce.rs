@@ -58,7 +58,7 @@ impl Catalog {
         let mut pending = Vec::new();
         let (mut results, encrypted) = {
             let state = stream.state.read().await;
-            let routed = self.route_locked(stream_name, &state, entries)?;
+            let routed = self.route_locked(stream_name, stream.epoch, &state, entries)?;
             // Enqueue while the routes are held, so resharding waits for these appends.
             for (index, positions, records) in routed.groups {
                 if let Some(shard) = state.shards.get(&index) {
@@ -94,6 +94,7 @@ impl Catalog {
             encrypted,
         })
     }
+
     /// Routes `entries` of `stream_name` to its open shards and applies the throughput limits
     /// and encryption, without writing: the first half of [`Catalog::put_records`], for a
     /// leader that replicates the routed records before they are appended
@@ -105,9 +106,7 @@ impl Catalog {
     ) -> ApiResult<Routed> {
         let stream = self.stream(stream_name)?;
         let state = stream.state.read().await;
-        let mut routed = self.route_locked(stream_name, &state, entries)?;
-        routed.epoch = stream.epoch;
-        Ok(routed)
+        self.route_locked(stream_name, stream.epoch, &state, entries)
     }
 
     /// Appends records already routed to shards of the incarnation `epoch` of `stream_name`,
@@ -160,6 +159,7 @@ impl Catalog {
     fn route_locked(
         &self,
         stream_name: &str,
+        epoch: u64,
         state: &StreamState,
         entries: Vec<PutEntry>,
     ) -> ApiResult<Routed> {
@@ -228,7 +228,7 @@ impl Catalog {
             }
         }
         Ok(Routed {
-            epoch: 0,
+            epoch,
             encrypted,
             results,
             groups,
