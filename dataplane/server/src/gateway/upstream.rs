@@ -30,6 +30,19 @@ pub const NOT_HOSTED_PATIENCE: Duration = Duration::from_secs(10);
 pub const RETRY_PAUSES: (Duration, Duration) =
     (Duration::from_millis(25), Duration::from_millis(500));
 
+/// Header a replica of a replicated shard group sets on the `ServiceUnavailable` it answers for
+/// a write: the Kinesis API address (`host:port`) of the replica that leads.
+pub use crate::replicated::LEADER_HEADER as LEADER;
+
+/// How many times one request follows [`LEADER`] hints before the last answer is relayed as it
+/// is: enough for a hint that is one election behind, bounded so replicas that disagree cannot
+/// keep a request bouncing.
+pub const LEADER_HOPS: u32 = 3;
+
+/// Pause before the second and later resends to a named leader (the first is immediate: the
+/// hint is fresh); it doubles each time.
+pub const LEADER_PAUSE: Duration = Duration::from_millis(50);
+
 /// A client of data-plane endpoints, shared by every request (and cheap to clone into tasks).
 #[derive(Clone)]
 pub struct Upstream {
@@ -84,8 +97,35 @@ impl Default for Upstream {
 
 impl Upstream {
     /// Sends `body` to the endpoint at `base` with the client's `headers` (and `extra` ones),
-    /// returning the answer as it starts to stream back.
+    /// returning the answer as it starts to stream back. A replica of a replicated group that
+    /// answers a write with the leader's address ([`LEADER`]) is not relayed: the request is
+    /// sent again to that leader, at most [`LEADER_HOPS`] times, so clients never see which
+    /// replica leads.
     pub async fn send(
+        &self,
+        headers: &HeaderMap,
+        body: Bytes,
+        base: &str,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Result<Response<Incoming>, String> {
+        let mut response = self.send_once(headers, body.clone(), base, extra).await?;
+        for hop in 0..LEADER_HOPS {
+            let Some(leader) = leader_hint(response.status(), response.headers()) else {
+                break;
+            };
+            if hop > 0 {
+                tokio::time::sleep(leader_pause(hop)).await;
+            }
+            tracing::debug!(from = base, %leader, "following the shard group's leader");
+            response = self
+                .send_once(headers, body.clone(), &leader, extra)
+                .await?;
+        }
+        Ok(response)
+    }
+
+    /// Sends once, without following leader hints.
+    async fn send_once(
         &self,
         headers: &HeaderMap,
         body: Bytes,
@@ -148,6 +188,29 @@ pub fn not_hosted(status: http::StatusCode, headers: &HeaderMap) -> Option<Optio
     Some(value.trim().parse().ok())
 }
 
+/// The base URL of the leader a replica names when it declines a write (503 with [`LEADER`]),
+/// or `None` for any other answer.
+pub fn leader_hint(status: http::StatusCode, headers: &HeaderMap) -> Option<String> {
+    // A group that does not host the shard is answered by the not-hosted retry, not here.
+    if status != http::StatusCode::SERVICE_UNAVAILABLE || headers.contains_key(NOT_HOSTED) {
+        return None;
+    }
+    let address = headers.get(LEADER)?.to_str().ok()?.trim();
+    if address.is_empty() {
+        return None;
+    }
+    Some(if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    })
+}
+
+/// The pause before resend `hop` (1-based) to a named leader.
+pub fn leader_pause(hop: u32) -> Duration {
+    LEADER_PAUSE.saturating_mul(1u32 << hop.saturating_sub(1).min(8))
+}
+
 /// The pause before attempt `attempt` (0-based) at a shard that was not hosted.
 pub fn retry_pause(attempt: u32) -> Duration {
     let (first, longest) = RETRY_PAUSES;
@@ -184,6 +247,127 @@ mod tests {
             not_hosted(http::StatusCode::SERVICE_UNAVAILABLE, &headers),
             Some(None)
         );
+    }
+
+    #[test]
+    fn recognises_a_replica_naming_its_leader() {
+        let unavailable = http::StatusCode::SERVICE_UNAVAILABLE;
+        let mut headers = HeaderMap::new();
+        assert_eq!(leader_hint(unavailable, &headers), None, "no leader known");
+        headers.insert(LEADER, HeaderValue::from_static("orders-g0-1.svc:4567"));
+        assert_eq!(
+            leader_hint(unavailable, &headers).as_deref(),
+            Some("http://orders-g0-1.svc:4567")
+        );
+        assert_eq!(leader_hint(http::StatusCode::OK, &headers), None);
+        headers.insert(NOT_HOSTED, HeaderValue::from_static("1"));
+        assert_eq!(leader_hint(unavailable, &headers), None);
+        assert_eq!(leader_pause(1), LEADER_PAUSE);
+        assert_eq!(leader_pause(2), LEADER_PAUSE * 2);
+    }
+
+    /// An endpoint answering every request with `status`, the leader hint `leader` (if any) and
+    /// its own `name` as body, counting the requests it gets.
+    async fn endpoint(
+        name: &'static str,
+        status: http::StatusCode,
+        leader: Option<String>,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let count = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = count.clone();
+        tokio::spawn(crate::http::serve_with(
+            listener,
+            std::future::pending(),
+            move |_request| {
+                let leader = leader.clone();
+                counted.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let mut response = Response::new(crate::http::full(name));
+                    *response.status_mut() = status;
+                    if let Some(leader) = leader {
+                        response
+                            .headers_mut()
+                            .insert(LEADER, HeaderValue::from_str(&leader).unwrap());
+                    }
+                    response
+                }
+            },
+        ));
+        (address, count)
+    }
+
+    #[tokio::test]
+    async fn writes_follow_the_leader_a_follower_names() {
+        use std::sync::atomic::Ordering;
+        let (leader, leader_calls) = endpoint("leader", http::StatusCode::OK, None).await;
+        let (follower, _) = endpoint(
+            "follower",
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            Some(leader.clone()),
+        )
+        .await;
+        let answer = Upstream::default()
+            .exchange(
+                &HeaderMap::new(),
+                Bytes::from_static(b"{}"),
+                &format!("http://{follower}"),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status, http::StatusCode::OK);
+        assert_eq!(&answer.body[..], b"leader");
+        assert_eq!(leader_calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn replicas_that_keep_naming_each_other_are_followed_a_bounded_number_of_times() {
+        use std::sync::atomic::Ordering;
+        // Each names the other: the request hops LEADER_HOPS times, then the last answer is
+        // relayed.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let b_address = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let (a, a_calls) = endpoint(
+            "a",
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            Some(b_address.clone()),
+        )
+        .await;
+        let listener = tokio::net::TcpListener::bind(&b_address).await.unwrap();
+        let b_calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = b_calls.clone();
+        tokio::spawn(crate::http::serve_with(
+            listener,
+            std::future::pending(),
+            move |_request| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let a = a.clone();
+                async move {
+                    let mut response = Response::new(crate::http::full("b"));
+                    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                    response
+                        .headers_mut()
+                        .insert(LEADER, HeaderValue::from_str(&a).unwrap());
+                    response
+                }
+            },
+        ));
+        let answer = Upstream::default()
+            .exchange(
+                &HeaderMap::new(),
+                Bytes::from_static(b"{}"),
+                &format!("http://{b_address}"),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status, http::StatusCode::SERVICE_UNAVAILABLE);
+        let calls = a_calls.load(Ordering::SeqCst) + b_calls.load(Ordering::SeqCst);
+        assert_eq!(calls, 1 + LEADER_HOPS as usize);
     }
 
     #[test]
