@@ -4,13 +4,14 @@
 //! with every stream's readiness.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
-    core::v1::{ConfigMap, Service},
+    core::v1::{ConfigMap, Pod, Service},
     policy::v1::PodDisruptionBudget,
 };
 use k8s_openapi::jiff::Timestamp;
@@ -310,7 +311,8 @@ async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Error> {
             DataPlaneResult::Failed(error) => Err(Error::DataPlane(error)),
             DataPlaneResult::Waiting => Ok(Action::requeue(WAITING_RECHECK)),
             DataPlaneResult::Serving(observed)
-                if converged.plan.requested_shards != observed.open_shards() =>
+                if !converged.plan.replicated()
+                    && converged.plan.requested_shards != observed.open_shards() =>
             {
                 Ok(Action::requeue(RESHARD_STEP))
             }
@@ -400,11 +402,15 @@ async fn sync_data_plane(
         },
         max_record_size_kib: stream.spec.max_record_size_kib.unsigned_abs(),
         shards_per_group: valid.shards_per_group,
+        replicated: valid.replication_factor > 1,
     };
-    let Some(ip) = dereference::serving_pod_ip(&ctx.client, namespace, names, 0).await? else {
+    let pods = ready_pod_ips(ctx, namespace, names, 0, valid.replication_factor).await?;
+    if pods.is_empty() {
         return Ok(DataPlaneResult::Waiting);
-    };
-    let mut leader = match DataPlane::connect(ip).await {
+    }
+    // Changes reach whichever replica of a replicated group leads: DataPlane moves on from a
+    // pod that declines them.
+    let mut leader = match DataPlane::connect_group(&pods).await {
         Ok(data_plane) => data_plane,
         Err(error) => return Ok(DataPlaneResult::Failed(error)),
     };
@@ -441,6 +447,8 @@ async fn sync_data_plane(
     // each step before it is taken, and the other groups follow at once. The spec sizes
     // provisioned streams; on-demand streams are sized by their writes.
     let step = match stream.spec.stream_mode {
+        // Replicated groups do not reshard yet; the status reports a shard count that differs.
+        _ if valid.replication_factor > 1 => None,
         StreamMode::Provisioned => next_change(&wanted, Some(&current)),
         StreamMode::OnDemand if in_step => {
             size_on_demand(stream, &mut leader, &current, ctx, names).await?
@@ -468,6 +476,27 @@ async fn sync_data_plane(
         }
     }
     Ok(DataPlaneResult::Serving(current))
+}
+
+/// The IPs of the ready pods of shard group `group` (of `replicas` pods), in ordinal order.
+async fn ready_pod_ips(
+    ctx: &Context,
+    namespace: &str,
+    names: &StreamNames,
+    group: u32,
+    replicas: u32,
+) -> Result<Vec<IpAddr>, Error> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let mut ips = Vec::new();
+    for ordinal in 0..replicas.max(1) {
+        let name = names.group_pod(group, ordinal);
+        let pod = api
+            .get_opt(&name)
+            .await
+            .map_err(|source| DereferenceError::ReadPod { name, source })?;
+        ips.extend(pod.as_ref().and_then(dereference::ready_ip));
+    }
+    Ok(ips)
 }
 
 /// Samples the writes of an on-demand stream across its groups and returns the reshard step

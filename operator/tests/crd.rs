@@ -316,7 +316,10 @@ async fn a_computed_status_round_trips_through_the_schema() {
         .iter()
         .find(|c| c.type_ == ConditionType::Degraded)
         .expect("Degraded condition");
-    assert_eq!(degraded.reason, "ReplicationUnavailable");
+    assert_eq!(
+        degraded.reason, "AsExpected",
+        "a replicated stream serving its spec"
+    );
     assert_eq!(
         written
             .status

@@ -27,6 +27,7 @@ struct Args {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start-up; its size does not matter
 enum Command {
     /// Runs the standalone data plane: Kinesis API, gRPC API and metrics.
     Server(ServerArgs),
@@ -54,6 +55,7 @@ enum Sync {
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("replica").args(["replica_id", "replica_id_from_pod"])))]
 struct ServerArgs {
     /// Address of the Kinesis API, /metrics, /healthz and /readyz.
     #[arg(long, env = "RIFFLE_LISTEN", default_value = "127.0.0.1:4567")]
@@ -98,17 +100,30 @@ struct ServerArgs {
     /// by every replica from its own copy. Without it the server stores its streams alone.
     #[arg(long, env = "RIFFLE_REPLICA_ID", requires_all = ["peers", "raft_listen"])]
     replica_id: Option<u64>,
+    /// Like --replica-id, taking the ID from a StatefulSet pod name: NAME-ORDINAL runs as
+    /// replica ORDINAL+1 (for pods, which know their name but not their ID).
+    #[arg(long, env = "RIFFLE_REPLICA_ID_FROM_POD", value_parser = replica_id_from_pod,
+          requires_all = ["peers", "raft_listen"])]
+    replica_id_from_pod: Option<u64>,
     /// Replication address of every replica of the group, this one included:
     /// ID=HOST:PORT,ID=HOST:PORT,...
-    #[arg(long, env = "RIFFLE_PEERS", value_parser = parse_peers, requires = "replica_id")]
+    #[arg(long, env = "RIFFLE_PEERS", value_parser = parse_peers, requires = "replica")]
     peers: Option<BTreeMap<u64, String>>,
     /// Kinesis API address of every replica (ID=HOST:PORT,...), named in x-riffle-leader;
     /// replicas not listed are named by their replication address.
-    #[arg(long, env = "RIFFLE_PEER_APIS", value_parser = parse_peers, requires = "replica_id")]
+    #[arg(long, env = "RIFFLE_PEER_APIS", value_parser = parse_peers, requires = "replica")]
     peer_apis: Option<BTreeMap<u64, String>>,
     /// Where this replica's replication (raft) server listens.
-    #[arg(long, env = "RIFFLE_RAFT_LISTEN", requires = "replica_id")]
+    #[arg(long, env = "RIFFLE_RAFT_LISTEN", requires = "replica")]
     raft_listen: Option<SocketAddr>,
+}
+
+/// The replica ID of the StatefulSet pod `name` (`NAME-ORDINAL`): ORDINAL+1.
+fn replica_id_from_pod(name: &str) -> Result<u64, String> {
+    name.rsplit_once('-')
+        .and_then(|(_, ordinal)| ordinal.parse::<u64>().ok())
+        .and_then(|ordinal| ordinal.checked_add(1))
+        .ok_or_else(|| format!("{name:?} is not a StatefulSet pod name ending in -ORDINAL"))
 }
 
 /// Parses `ID=HOST:PORT,ID=HOST:PORT`.
@@ -163,7 +178,8 @@ impl ServerArgs {
             },
             ..LogConfig::default()
         };
-        let replication = match (self.replica_id, self.peers, self.raft_listen) {
+        let replica_id = self.replica_id.or(self.replica_id_from_pod);
+        let replication = match (replica_id, self.peers, self.raft_listen) {
             (Some(id), Some(peers), Some(raft_listen)) => {
                 if !peers.contains_key(&id) {
                     anyhow::bail!("--replica-id {id} is not among --peers");
@@ -224,4 +240,71 @@ fn run_command(args: Args) -> anyhow::Result<()> {
         Command::Client(command) => runtime.block_on(cli::run(command))?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_take_their_ordinal_plus_one_as_replica_id() {
+        assert_eq!(replica_id_from_pod("orders-g0-0"), Ok(1));
+        assert_eq!(replica_id_from_pod("orders-g12-2"), Ok(3));
+        assert!(replica_id_from_pod("orders").is_err());
+        assert!(replica_id_from_pod("orders-g0-x").is_err());
+    }
+
+    #[test]
+    fn a_pod_name_stands_for_the_replica_id() {
+        let args = Args::try_parse_from([
+            "riffle",
+            "server",
+            "--replica-id-from-pod",
+            "orders-g0-1",
+            "--peers",
+            "1=a:4569,2=b:4569,3=c:4569",
+            "--raft-listen",
+            "0.0.0.0:4569",
+        ])
+        .expect("parses");
+        let Command::Server(server) = args.command else {
+            panic!("server subcommand");
+        };
+        assert_eq!(server.replica_id_from_pod, Some(2));
+        assert!(
+            Args::try_parse_from(["riffle", "server", "--peers", "1=a:1"]).is_err(),
+            "peers need a replica id"
+        );
+        let explicit = Args::try_parse_from([
+            "riffle",
+            "server",
+            "--replica-id",
+            "3",
+            "--peers",
+            "3=c:4569",
+            "--raft-listen",
+            "0.0.0.0:4569",
+        ])
+        .expect("parses");
+        let Command::Server(server) = explicit.command else {
+            panic!("server subcommand");
+        };
+        assert_eq!(server.replica_id, Some(3));
+        assert!(
+            Args::try_parse_from([
+                "riffle",
+                "server",
+                "--replica-id",
+                "1",
+                "--replica-id-from-pod",
+                "orders-g0-0",
+                "--peers",
+                "1=a:1",
+                "--raft-listen",
+                "0.0.0.0:4569",
+            ])
+            .is_err(),
+            "one way of naming the replica"
+        );
+    }
 }

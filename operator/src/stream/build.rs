@@ -32,7 +32,7 @@ use kube::{Resource, ResourceExt};
 use crate::crd::{Stream, StreamMode};
 use crate::settings::Settings;
 use crate::stream::naming::{
-    COMPONENT_SHARD_MAP, GRPC_PORT, HTTP_PORT, SHARD_MAP_KEY, StreamNames,
+    COMPONENT_SHARD_MAP, GRPC_PORT, HTTP_PORT, RAFT_PORT, SHARD_MAP_KEY, StreamNames,
 };
 use crate::stream::shards::{ShardLayout, ShardMapHeader};
 use crate::stream::validate::ValidStream;
@@ -43,10 +43,6 @@ pub const DATA_DIR: &str = "/var/lib/riffle";
 pub const CONFIG_DIR: &str = "/etc/riffle";
 /// Name of the volume claim template of every shard group.
 pub const DATA_VOLUME: &str = "data";
-/// Pods serving each shard group. Replicas of a group would each hold an independent copy of its
-/// shards and diverge, so until replication exists a group runs one pod whatever
-/// `replicationFactor` asks for, and the status says so.
-pub const SERVING_REPLICAS: u32 = 1;
 /// Unprivileged user and group the data plane runs as.
 pub const RUN_AS_USER: i64 = 65532;
 
@@ -68,7 +64,8 @@ pub struct StreamPlan {
     pub layout: ShardLayout,
     /// Open shards the spec asks for.
     pub requested_shards: u32,
-    /// Pods per shard group ([`SERVING_REPLICAS`]).
+    /// Pods per shard group (`replicationFactor`): one stores the group alone; more form a
+    /// replicated group whose writes are acknowledged once a quorum has them durable.
     pub replicas: u32,
 }
 
@@ -76,6 +73,12 @@ impl StreamPlan {
     /// Whether the open shards differ from the requested count (a reshard is outstanding).
     pub fn reshard_pending(&self) -> bool {
         self.layout.open_count() != self.requested_shards
+    }
+
+    /// Whether each group runs as replicas kept in step by the data plane's replication, which
+    /// does not offer resharding (or spreading a stream over several groups) yet.
+    pub fn replicated(&self) -> bool {
+        self.replicas > 1
     }
 }
 
@@ -93,13 +96,13 @@ pub fn plan(stream: &Stream, valid: &ValidStream, known: Option<ShardLayout>) ->
             StreamPlan {
                 layout,
                 requested_shards,
-                replicas: SERVING_REPLICAS,
+                replicas: valid.replication_factor.max(1),
             }
         }
         None => StreamPlan {
             layout: ShardLayout::initial(valid.requested_shards, valid.shards_per_group),
             requested_shards: valid.requested_shards,
-            replicas: SERVING_REPLICAS,
+            replicas: valid.replication_factor.max(1),
         },
     }
 }
@@ -235,10 +238,7 @@ impl BuildContext<'_> {
                 // Replicas must find each other to elect a leader before any is ready.
                 publish_not_ready_addresses: Some(true),
                 selector: Some(self.names.group_selector(group)),
-                ports: Some(vec![
-                    service_port("http", HTTP_PORT),
-                    service_port("grpc", GRPC_PORT),
-                ]),
+                ports: Some(self.ports(service_port)),
                 ..ServiceSpec::default()
             }),
             status: None,
@@ -397,24 +397,9 @@ impl BuildContext<'_> {
             image: Some(self.settings.image.clone()),
             image_pull_policy: Some(self.settings.image_pull_policy.clone()),
             command: Some(vec!["riffle".into()]),
-            args: Some(
-                [
-                    "server",
-                    "--listen",
-                    "0.0.0.0:4567",
-                    "--grpc-listen",
-                    "0.0.0.0:4568",
-                    "--data-dir",
-                    DATA_DIR,
-                ]
-                .map(String::from)
-                .to_vec(),
-            ),
+            args: Some(self.args(group)),
             env: Some(self.env(group)),
-            ports: Some(vec![
-                container_port("http", HTTP_PORT),
-                container_port("grpc", GRPC_PORT),
-            ]),
+            ports: Some(self.ports(container_port)),
             readiness_probe: Some(probe("/readyz", 5, 3)),
             liveness_probe: Some(probe("/healthz", 10, 6)),
             resources: Some(ResourceRequirements {
@@ -441,6 +426,50 @@ impl BuildContext<'_> {
             ]),
             ..Container::default()
         }
+    }
+
+    /// The named ports of a group's pods: the Kinesis and gRPC APIs, and the replication
+    /// server when the group is replicated.
+    fn ports<T>(&self, port: fn(&str, i32) -> T) -> Vec<T> {
+        let mut ports = vec![port("http", HTTP_PORT), port("grpc", GRPC_PORT)];
+        if self.plan.replicated() {
+            ports.push(port("raft", RAFT_PORT));
+        }
+        ports
+    }
+
+    fn args(&self, group: u32) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "server",
+            "--listen",
+            "0.0.0.0:4567",
+            "--grpc-listen",
+            "0.0.0.0:4568",
+            "--data-dir",
+            DATA_DIR,
+        ]
+        .map(String::from)
+        .to_vec();
+        if self.plan.replicated() {
+            let replicas = self.plan.replicas;
+            let list = |port| {
+                self.names
+                    .group_replica_list(group, self.namespace, replicas, port)
+            };
+            // The image has no shell: kubelet expands $(POD_NAME) from the pod's environment,
+            // and the server turns the pod's ordinal into its replica ID.
+            args.extend([
+                "--replica-id-from-pod".to_owned(),
+                "$(POD_NAME)".to_owned(),
+                "--peers".to_owned(),
+                list(RAFT_PORT),
+                "--peer-apis".to_owned(),
+                list(HTTP_PORT),
+                "--raft-listen".to_owned(),
+                format!("0.0.0.0:{RAFT_PORT}"),
+            ]);
+        }
+        args
     }
 
     fn env(&self, group: u32) -> Vec<EnvVar> {
@@ -731,7 +760,7 @@ mod tests {
 
     #[test]
     fn group_env_names_the_group_its_peers_and_the_shard_map_file() {
-        let (_, d) = desired(&Stream::test().with_shards(10));
+        let (_, d) = desired(&Stream::test().with_shards(10).with_replication(1));
         let c = container(&d.groups[1].stateful_set);
         assert_eq!(env(c, "RIFFLE_SHARD_GROUP").value.as_deref(), Some("1"));
         assert_eq!(
@@ -749,11 +778,102 @@ mod tests {
     }
 
     #[test]
-    fn one_pod_serves_a_group_whatever_the_replication_factor() {
-        let (plan, d) = desired(&Stream::test().with_replication(3));
+    fn a_group_of_replication_factor_one_runs_one_pod_without_replication() {
+        let (plan, d) = desired(&Stream::test().with_replication(1));
         assert_eq!(plan.replicas, 1);
-        let spec = d.groups[0].stateful_set.spec.as_ref().expect("spec");
+        assert!(!plan.replicated());
+        let group = &d.groups[0];
+        let spec = group.stateful_set.spec.as_ref().expect("spec");
         assert_eq!(spec.replicas, Some(1));
+        let c = container(&group.stateful_set);
+        let args = c.args.clone().unwrap_or_default().join(" ");
+        assert_eq!(
+            args,
+            "server --listen 0.0.0.0:4567 --grpc-listen 0.0.0.0:4568 --data-dir /var/lib/riffle"
+        );
+        let ports: Vec<_> = c.ports.iter().flatten().map(|p| p.container_port).collect();
+        assert_eq!(ports, [4567, 4568]);
+        let service_ports: Vec<_> = group
+            .service
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .expect("ports")
+            .iter()
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(service_ports, [4567, 4568]);
+    }
+
+    #[test]
+    fn a_group_of_replication_factor_three_runs_three_replicas_that_know_each_other() {
+        let (plan, d) = desired(&Stream::test().with_shards(4).with_replication(3));
+        assert_eq!(plan.replicas, 3);
+        let group = &d.groups[0];
+        let spec = group.stateful_set.spec.as_ref().expect("spec");
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        let c = container(&group.stateful_set);
+        let args = c.args.clone().unwrap_or_default();
+        let h = "orders-g0-headless.shop.svc";
+        assert_eq!(
+            args.join(" "),
+            format!(
+                "server --listen 0.0.0.0:4567 --grpc-listen 0.0.0.0:4568 --data-dir /var/lib/riffle \
+                 --replica-id-from-pod $(POD_NAME) \
+                 --peers 1=orders-g0-0.{h}:4569,2=orders-g0-1.{h}:4569,3=orders-g0-2.{h}:4569 \
+                 --peer-apis 1=orders-g0-0.{h}:4567,2=orders-g0-1.{h}:4567,3=orders-g0-2.{h}:4567 \
+                 --raft-listen 0.0.0.0:4569"
+            )
+        );
+        // $(POD_NAME) is expanded by kubelet from an earlier variable of the container.
+        assert_eq!(
+            env(c, "POD_NAME")
+                .value_from
+                .as_ref()
+                .and_then(|v| v.field_ref.as_ref())
+                .map(|f| f.field_path.as_str()),
+            Some("metadata.name")
+        );
+        let ports: Vec<_> = c
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                ("http".to_owned(), 4567),
+                ("grpc".to_owned(), 4568),
+                ("raft".to_owned(), 4569)
+            ]
+        );
+        let service = group.service.spec.as_ref().expect("service spec");
+        assert_eq!(service.publish_not_ready_addresses, Some(true));
+        let service_ports: Vec<_> = service
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.port, p.target_port.clone()))
+            .collect();
+        assert_eq!(
+            service_ports.last(),
+            Some(&(4569, Some(IntOrString::String("raft".into()))))
+        );
+        let pdb = group.pdb.spec.as_ref().expect("pdb spec");
+        assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
+        let pod = spec.template.spec.as_ref().expect("pod");
+        assert!(
+            pod.topology_spread_constraints
+                .iter()
+                .flatten()
+                .any(|c| c.topology_key == "topology.kubernetes.io/zone")
+        );
+        assert_eq!(
+            env(c, "RIFFLE_REPLICATION_FACTOR").value.as_deref(),
+            Some("3")
+        );
     }
 
     #[test]

@@ -124,6 +124,9 @@ pub struct Wanted {
     pub max_record_size_kib: u32,
     /// Most open shards placed in one shard group.
     pub shards_per_group: u32,
+    /// Whether the stream's group is replicated: a replicated group holds the stream whole,
+    /// so it is created without a placement (which replicated groups refuse).
+    pub replicated: bool,
 }
 
 /// One change to the stream in one shard group.
@@ -288,13 +291,55 @@ pub enum DataPlaneError {
     },
 }
 
-/// A connection to the data plane of one shard group pod.
+/// A connection to the data plane of one shard group pod, able to move to another pod of the
+/// group when the one it talks to does not lead.
 pub struct DataPlane {
     client: StreamsClient<Channel>,
     address: String,
+    /// The group's ready pods, in ordinal order; `pods[current]` is the one connected.
+    pods: Vec<IpAddr>,
+    current: usize,
 }
 
 impl DataPlane {
+    /// Connects to the gRPC API of the first of `pods` (a group's ready pods, in ordinal order)
+    /// that accepts a connection. Reads go to that pod; a change it declines as `Unavailable`
+    /// (a replica that does not lead) is taken to the next pods in turn, and the connection
+    /// stays with the pod that accepted it, so later reads see the change.
+    pub async fn connect_group(pods: &[IpAddr]) -> Result<Self, DataPlaneError> {
+        let mut last = None;
+        for (index, &ip) in pods.iter().enumerate() {
+            match Self::connect(ip).await {
+                Ok(mut data_plane) => {
+                    data_plane.pods = pods.to_vec();
+                    data_plane.current = index;
+                    return Ok(data_plane);
+                }
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| DataPlaneError::Connect {
+            address: "the shard group".into(),
+            message: "no ready pod".into(),
+        }))
+    }
+
+    /// Moves to the next pod of the group after the current one that accepts a connection,
+    /// returning whether one did; each pod is tried at most once per change (`tried` counts).
+    async fn move_on(&mut self, tried: &mut usize) -> bool {
+        while *tried < self.pods.len() {
+            let next = (self.current + 1) % self.pods.len();
+            *tried += 1;
+            self.current = next;
+            if let Ok(other) = Self::connect(self.pods[next]).await {
+                self.client = other.client;
+                self.address = other.address;
+                return true;
+            }
+        }
+        false
+    }
+
     /// Connects to the gRPC API of the pod at `ip`.
     pub async fn connect(ip: IpAddr) -> Result<Self, DataPlaneError> {
         let address = match ip {
@@ -316,6 +361,8 @@ impl DataPlane {
         Ok(DataPlane {
             client: StreamsClient::new(channel),
             address,
+            pods: vec![ip],
+            current: 0,
         })
     }
 
@@ -384,7 +431,8 @@ impl DataPlane {
     }
 
     /// Makes `change` to the stream `name`; `description` is group 0's export, which only
-    /// [`Change::Import`] reads.
+    /// [`Change::Import`] reads. A pod answering `Unavailable` (a replica that does not lead
+    /// its group) passes the change to the group's next pod, each pod once.
     pub async fn apply(
         &mut self,
         name: &str,
@@ -392,6 +440,34 @@ impl DataPlane {
         wanted: &Wanted,
         description: &[u8],
     ) -> Result<(), DataPlaneError> {
+        let mut tried = 1;
+        loop {
+            match self.apply_here(name, change, wanted, description).await {
+                Err((call, status))
+                    if status.code() == tonic::Code::Unavailable
+                        && self.pods.len() > 1
+                        && self.move_on(&mut tried).await =>
+                {
+                    tracing::debug!(
+                        call,
+                        address = %self.address,
+                        "a replica declined the change; asking the group's next pod"
+                    );
+                }
+                Err((call, status)) => return Err(self.failed(call, &status)),
+                Ok(()) => return Ok(()),
+            }
+        }
+    }
+
+    /// Makes `change` on the pod connected, returning the call and status it failed with.
+    async fn apply_here(
+        &mut self,
+        name: &str,
+        change: Change,
+        wanted: &Wanted,
+        description: &[u8],
+    ) -> Result<(), (&'static str, tonic::Status)> {
         match change {
             Change::Import { group } => {
                 let answer = self
@@ -406,7 +482,7 @@ impl DataPlane {
                     .await;
                 match answer {
                     Err(status) if status.code() == tonic::Code::AlreadyExists => Ok(()),
-                    Err(status) => Err(self.failed("ImportStream", &status)),
+                    Err(status) => Err(("ImportStream", status)),
                     Ok(_) => Ok(()),
                 }
             }
@@ -418,7 +494,7 @@ impl DataPlane {
                 })
                 .await
                 .map(|_| ())
-                .map_err(|status| self.failed("ReplayReshards", &status)),
+                .map_err(|status| ("ReplayReshards", status)),
             Change::UpdateSettings {
                 mode,
                 max_record_size_kib,
@@ -431,7 +507,7 @@ impl DataPlane {
                 })
                 .await
                 .map(|_| ())
-                .map_err(|status| self.failed("UpdateStream", &status)),
+                .map_err(|status| ("UpdateStream", status)),
             Change::Create { shards } => {
                 let answer = self
                     .client
@@ -440,7 +516,7 @@ impl DataPlane {
                         shard_count: shards,
                         mode: wanted.mode.into(),
                         max_record_size_kib: wanted.max_record_size_kib,
-                        placement: Some(v1::Placement {
+                        placement: (!wanted.replicated).then_some(v1::Placement {
                             group: 0,
                             shards_per_group: wanted.shards_per_group,
                         }),
@@ -450,7 +526,7 @@ impl DataPlane {
                     // Created by an earlier attempt whose answer was lost: the next describe
                     // reads it.
                     Err(status) if status.code() == tonic::Code::AlreadyExists => Ok(()),
-                    Err(status) => Err(self.failed("CreateStream", &status)),
+                    Err(status) => Err(("CreateStream", status)),
                     Ok(_) => Ok(()),
                 }
             }
@@ -462,7 +538,7 @@ impl DataPlane {
                 })
                 .await
                 .map(|_| ())
-                .map_err(|status| self.failed("UpdateRetention", &status)),
+                .map_err(|status| ("UpdateRetention", status)),
             Change::Reshard { target, .. } => self
                 .client
                 .update_shard_count(v1::UpdateShardCountRequest {
@@ -471,7 +547,7 @@ impl DataPlane {
                 })
                 .await
                 .map(|_| ())
-                .map_err(|status| self.failed("UpdateShardCount", &status)),
+                .map_err(|status| ("UpdateShardCount", status)),
         }
     }
 }
@@ -499,6 +575,7 @@ mod tests {
             mode: "PROVISIONED",
             max_record_size_kib: 1024,
             shards_per_group: 8,
+            replicated: false,
         }
     }
 

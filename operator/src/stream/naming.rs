@@ -43,6 +43,8 @@ pub const API_PORT: u16 = 4570;
 pub const HTTP_PORT: i32 = 4567;
 /// Port of the native gRPC API on every data-plane pod.
 pub const GRPC_PORT: i32 = 4568;
+/// Port of the replication (raft) server on every pod of a replicated shard group.
+pub const RAFT_PORT: i32 = 4569;
 
 /// Longest stream name whose derived names all stay valid: a StatefulSet name must leave room
 /// for the 11-character revision hash in a 63-character label, and `-g<n>-headless` must fit a
@@ -110,6 +112,24 @@ impl StreamNames {
         (0..replicas)
             .map(|i| format!("{sts}-{i}.{headless}.{namespace}.svc:{GRPC_PORT}"))
             .collect()
+    }
+
+    /// The replicas of shard group `group` as the data plane's `--peers` and `--peer-apis` take
+    /// them, reached on `port`: `1={stream}-g{group}-0.{headless}.{namespace}.svc:{port},2=...`.
+    /// Replica IDs are pod ordinals plus one.
+    pub fn group_replica_list(
+        &self,
+        group: u32,
+        namespace: &str,
+        replicas: u32,
+        port: i32,
+    ) -> String {
+        let sts = self.group(group);
+        let headless = self.group_headless(group);
+        (0..replicas)
+            .map(|i| format!("{}={sts}-{i}.{headless}.{namespace}.svc:{port}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Labels on every object of this stream.

@@ -9,10 +9,13 @@ use kube::ResourceExt;
 
 use crate::crd::{Condition, ConditionStatus, ConditionType, Stream, StreamStatus};
 use crate::settings::Settings;
-use crate::stream::build::{SERVING_REPLICAS, StreamPlan};
+use crate::stream::build::StreamPlan;
 use crate::stream::data_plane::Observed;
 use crate::stream::naming::GatewayNames;
 use crate::stream::validate::Problems;
+
+/// Reason of the conditions reporting a shard-count change a replicated stream cannot make yet.
+pub const RESHARDING_UNAVAILABLE: &str = "ReshardingUnavailable";
 
 /// What the operator saw of one shard group's StatefulSet after applying it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +98,7 @@ pub fn compute(
 ) -> StreamStatus {
     let previous = stream.status.clone().unwrap_or_default();
     let generation = stream.metadata.generation;
-    let [ready, progressing, degraded] = verdicts(stream, &previous, outcome);
+    let [ready, progressing, degraded] = verdicts(&previous, outcome);
     let (open_shard_count, shards) = match outcome {
         // Shards are what the data plane reports, never what the operator expects.
         Outcome::Applied {
@@ -123,14 +126,17 @@ pub fn compute(
     }
 }
 
-/// The `Degraded` message of a stream asking for more replicas than a group runs.
-pub fn replication_message(replication_factor: i32) -> String {
+/// The `Degraded` message of a replicated stream whose shard count differs from the spec's:
+/// replicated shard groups do not reshard yet, so the operator does not ask them to.
+pub fn resharding_unavailable_message(open: u32, requested: u32) -> String {
     format!(
-        "replicationFactor {replication_factor} requested; replication is not available yet, running {SERVING_REPLICAS} replica"
+        "replicated shard groups cannot reshard yet: the stream keeps its {open} shards \
+         (shardCount asks for {requested}); set shardCount back to {open}, or use \
+         replicationFactor 1 for a stream that reshards"
     )
 }
 
-fn verdicts(stream: &Stream, previous: &StreamStatus, outcome: Outcome<'_>) -> [Verdict; 3] {
+fn verdicts(previous: &StreamStatus, outcome: Outcome<'_>) -> [Verdict; 3] {
     match outcome {
         Outcome::Applied {
             plan,
@@ -181,6 +187,18 @@ fn verdicts(stream: &Stream, previous: &StreamStatus, outcome: Outcome<'_>) -> [
                     "waiting for the shard group's pod to become ready",
                 ),
                 DataPlaneView::Serving(observed)
+                    if plan.replicated() && plan.requested_shards != observed.open_shards() =>
+                {
+                    verdict(
+                        ConditionStatus::False,
+                        RESHARDING_UNAVAILABLE,
+                        resharding_unavailable_message(
+                            observed.open_shards(),
+                            plan.requested_shards,
+                        ),
+                    )
+                }
+                DataPlaneView::Serving(observed)
                     if plan.requested_shards != observed.open_shards() =>
                 {
                     resharding(observed.open_shards(), plan.requested_shards)
@@ -191,16 +209,22 @@ fn verdicts(stream: &Stream, previous: &StreamStatus, outcome: Outcome<'_>) -> [
                     "the stream matches its spec",
                 ),
             };
-            let replication_factor = stream.spec.replication_factor;
             let degraded = match data_plane {
                 DataPlaneView::Failed(message) => {
                     verdict(ConditionStatus::True, "DataPlaneUnavailable", message)
                 }
-                _ if u32::try_from(replication_factor).unwrap_or(0) > SERVING_REPLICAS => verdict(
-                    ConditionStatus::True,
-                    "ReplicationUnavailable",
-                    replication_message(replication_factor),
-                ),
+                DataPlaneView::Serving(observed)
+                    if plan.replicated() && plan.requested_shards != observed.open_shards() =>
+                {
+                    verdict(
+                        ConditionStatus::True,
+                        RESHARDING_UNAVAILABLE,
+                        resharding_unavailable_message(
+                            observed.open_shards(),
+                            plan.requested_shards,
+                        ),
+                    )
+                }
                 _ => verdict(ConditionStatus::False, "AsExpected", ""),
             };
             [ready, progressing, degraded]
@@ -482,10 +506,36 @@ mod tests {
     }
 
     #[test]
-    fn replication_factor_three_is_reported_as_degraded() {
-        let stream = Stream::test().with_replication(3);
+    fn a_replicated_stream_serving_its_spec_is_not_degraded() {
+        let stream = Stream::test().with_shards(4).with_replication(3);
         let p = planned(&stream);
-        let groups = [group("orders-g0", 1)];
+        assert_eq!(p.replicas, 3);
+        let groups = [group("orders-g0", 3)];
+        let observed = serving(4);
+        let status = compute(
+            &stream,
+            &Settings::test(),
+            applied(&p, &groups, DataPlaneView::Serving(&observed)),
+            T1,
+        );
+        let degraded = condition(&status, ConditionType::Degraded);
+        assert_eq!(degraded.status, ConditionStatus::False);
+        assert_eq!(degraded.reason, "AsExpected");
+        assert_eq!(
+            condition(&status, ConditionType::Ready).status,
+            ConditionStatus::True
+        );
+        assert_eq!(
+            condition(&status, ConditionType::Progressing).reason,
+            "Reconciled"
+        );
+    }
+
+    #[test]
+    fn a_shard_count_change_on_a_replicated_stream_is_reported_not_attempted() {
+        let stream = Stream::test().with_shards(6).with_replication(3);
+        let p = planned(&stream);
+        let groups = [group("orders-g0", 3)];
         let observed = serving(4);
         let status = compute(
             &stream,
@@ -495,15 +545,22 @@ mod tests {
         );
         let degraded = condition(&status, ConditionType::Degraded);
         assert_eq!(degraded.status, ConditionStatus::True);
-        assert_eq!(degraded.reason, "ReplicationUnavailable");
+        assert_eq!(degraded.reason, "ReshardingUnavailable");
         assert_eq!(
             degraded.message,
-            "replicationFactor 3 requested; replication is not available yet, running 1 replica"
+            "replicated shard groups cannot reshard yet: the stream keeps its 4 shards \
+             (shardCount asks for 6); set shardCount back to 4, or use replicationFactor 1 \
+             for a stream that reshards"
         );
+        let progressing = condition(&status, ConditionType::Progressing);
+        assert_eq!(progressing.status, ConditionStatus::False);
+        assert_eq!(progressing.reason, "ReshardingUnavailable");
         assert_eq!(
             condition(&status, ConditionType::Ready).status,
-            ConditionStatus::True
+            ConditionStatus::True,
+            "the stream still serves its shards"
         );
+        assert_eq!(status.open_shard_count, Some(4));
     }
 
     #[test]
@@ -642,13 +699,16 @@ mod tests {
             .into_iter()
             .filter(Transition::is_warning)
             .collect();
-        // Degraded moved from ReplicationUnavailable to InvalidSpec.
+        // Degraded moved from AsExpected to InvalidSpec.
         assert_eq!(warnings.len(), 1);
     }
 
     #[test]
     fn a_reshard_is_progress_not_unreadiness() {
-        let stream = Stream::test().with_shards(4).at_generation(2);
+        let stream = Stream::test()
+            .with_shards(4)
+            .with_replication(1)
+            .at_generation(2);
         let p = planned(&stream);
         let groups = [group("orders-g0", 1)];
         let observed = serving(2);
