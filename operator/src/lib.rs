@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod ops;
 pub mod settings;
 pub mod stream;
+pub mod watchdog;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use riffle_operator::{api, controller, metrics::Metrics, ops, settings::Settings};
+use riffle_operator::{api, controller, metrics::Metrics, ops, settings::Settings, watchdog};
 
 /// The Riffle Kubernetes operator.
 #[derive(Debug, Parser)]
@@ -100,18 +100,39 @@ async fn main() -> anyhow::Result<()> {
         metrics: metrics.clone(),
     });
     let api = tokio::spawn(api::serve(api_listener, api_state, stopped(stop_rx)));
+    let (lost_tx, lost_rx) = tokio::sync::watch::channel(false);
+    let watchdog = tokio::spawn({
+        let client = client.clone();
+        async move {
+            watchdog::watch(client).await;
+            let _ = lost_tx.send(true);
+        }
+    });
+    let stop = {
+        let lost = lost_rx.clone();
+        async move {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = stopped(lost) => {}
+            }
+        }
+    };
     controller::run(
         client,
         settings,
         metrics,
         args.instance,
         args.watch_namespace.as_deref(),
-        shutdown_signal(),
+        stop,
     )
     .await;
     let _ = stop_tx.send(true);
     let _ = ops.await;
     let _ = api.await;
+    watchdog.abort();
+    if *lost_rx.borrow() {
+        anyhow::bail!("restarting after an API server outage so that every watch starts afresh");
+    }
     tracing::info!("riffle-operator stopped");
     Ok(())
 }
