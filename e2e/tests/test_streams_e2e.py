@@ -422,9 +422,7 @@ def test_a_stream_spanning_shard_groups_serves_as_one_stream(cluster: Cluster):
     """Four shards at two per group: two data-plane pods behind one Kinesis stream; scaling to
     six places the new shards in a third group and keeps every record."""
     name = f"{cluster.stream}-wide"
-    manifest = example_manifest(cluster.namespace, name).replace(
-        "shardCount: 4", "shardCount: 4\n  shardsPerGroup: 2"
-    )
+    manifest = example_manifest(cluster.namespace, name).replace("shardsPerGroup: 8", "shardsPerGroup: 2")
     assert "shardsPerGroup: 2" in manifest
     kubectl("apply", "-f", "-", stdin=manifest)
     stream = wait_ready(cluster.namespace, name)
@@ -561,9 +559,7 @@ def test_force_deleting_data_plane_pods_under_load_loses_no_acknowledged_record(
     import threading
 
     name = f"{cluster.stream}-kill"
-    manifest = example_manifest(cluster.namespace, name).replace(
-        "shardCount: 4", "shardCount: 4\n  shardsPerGroup: 2"
-    )
+    manifest = example_manifest(cluster.namespace, name).replace("shardsPerGroup: 8", "shardsPerGroup: 2")
     kubectl("apply", "-f", "-", stdin=manifest)
     wait_ready(cluster.namespace, name)
     wait_for(
