@@ -191,8 +191,10 @@ pub fn not_hosted(status: http::StatusCode, headers: &HeaderMap) -> Option<Optio
 /// The base URL of the leader a replica names when it declines a write (503 with [`LEADER`]),
 /// or `None` for any other answer.
 pub fn leader_hint(status: http::StatusCode, headers: &HeaderMap) -> Option<String> {
-    // A group that does not host the shard is answered by the not-hosted retry, not here.
-    if status != http::StatusCode::SERVICE_UNAVAILABLE || headers.contains_key(NOT_HOSTED) {
+    // Only followers of a replicated group set the header, and such a group hosts its streams
+    // whole, so the hint wins over the not-hosted header the data plane adds to every
+    // `ServiceUnavailable` it answers.
+    if status != http::StatusCode::SERVICE_UNAVAILABLE {
         return None;
     }
     let address = headers.get(LEADER)?.to_str().ok()?.trim();
@@ -260,8 +262,12 @@ mod tests {
             Some("http://orders-g0-1.svc:4567")
         );
         assert_eq!(leader_hint(http::StatusCode::OK, &headers), None);
-        headers.insert(NOT_HOSTED, HeaderValue::from_static("1"));
-        assert_eq!(leader_hint(unavailable, &headers), None);
+        headers.insert(NOT_HOSTED, HeaderValue::from_static("unknown"));
+        assert_eq!(
+            leader_hint(unavailable, &headers).as_deref(),
+            Some("http://orders-g0-1.svc:4567"),
+            "as a follower answers"
+        );
         assert_eq!(leader_pause(1), LEADER_PAUSE);
         assert_eq!(leader_pause(2), LEADER_PAUSE * 2);
     }

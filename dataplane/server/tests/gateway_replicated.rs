@@ -1,0 +1,359 @@
+//! The gateway in front of a replicated shard group of three real processes
+//! (`riffle-group-replica`) on loopback, its route pointing at a replica that does not lead:
+//! writes sent through the gateway reach the leader by following the follower's
+//! `x-riffle-leader` answer, and clients never see the 503.
+
+#![allow(clippy::unwrap_used)] // test fixtures fail loudly by design
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use riffle_server::gateway::{self, GatewayOptions};
+use serde_json::{Value, json};
+
+const STREAM: &str = "orders";
+
+fn free_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+struct Replica {
+    api: String,
+    dir: PathBuf,
+    child: Child,
+}
+
+/// Three replicas of one shard group, killed when dropped.
+struct Group {
+    replicas: Vec<Replica>,
+    _root: tempfile::TempDir,
+}
+
+impl Group {
+    fn start() -> Group {
+        let root = tempfile::tempdir().unwrap();
+        let addresses: Vec<(String, String, String)> = (0..3)
+            .map(|_| (free_address(), free_address(), free_address()))
+            .collect();
+        let list = |pick: fn(&(String, String, String)) -> &String| {
+            addresses
+                .iter()
+                .enumerate()
+                .map(|(i, a)| format!("{}={}", i + 1, pick(a)))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let peers = list(|a| &a.2);
+        let apis = list(|a| &a.0);
+        let replicas = addresses
+            .iter()
+            .enumerate()
+            .map(|(i, (api, grpc, raft))| {
+                let dir = root.path().join(format!("replica-{}", i + 1));
+                std::fs::create_dir_all(&dir).unwrap();
+                let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
+                let child = Command::new(env!("CARGO_BIN_EXE_riffle-group-replica"))
+                    .args([
+                        dir.to_str().unwrap(),
+                        api,
+                        grpc,
+                        &(i + 1).to_string(),
+                        &peers,
+                        &apis,
+                        raft,
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap();
+                Replica {
+                    api: api.clone(),
+                    dir,
+                    child,
+                }
+            })
+            .collect();
+        Group {
+            replicas,
+            _root: root,
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for replica in &mut self.replicas {
+            let _ = replica.child.kill();
+            let _ = replica.child.wait();
+        }
+        if std::thread::panicking() {
+            for replica in &self.replicas {
+                if let Ok(log) = std::fs::read_to_string(replica.dir.join("stderr.log")) {
+                    let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                    eprintln!("--- {} stderr (newest first) ---", replica.api);
+                    for line in tail {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_millis(500)));
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// One Kinesis call: status, body and the `x-riffle-leader` header; `None` if unanswered.
+async fn call(
+    client: &HttpClient,
+    address: &str,
+    operation: &str,
+    body: &Value,
+) -> Option<(u16, Value, Option<String>)> {
+    let request = http::Request::post(format!("http://{address}/"))
+        .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("authorization", "AWS4-HMAC-SHA256 test")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+        .await
+        .ok()?
+        .ok()?;
+    let status = response.status().as_u16();
+    let leader = response
+        .headers()
+        .get("x-riffle-leader")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = response.into_body().collect().await.ok()?.to_bytes();
+    Some((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        leader,
+    ))
+}
+
+async fn is_leader(client: &HttpClient, address: &str) -> bool {
+    let request = http::Request::get(format!("http://{address}/metrics"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let Ok(Ok(response)) =
+        tokio::time::timeout(Duration::from_secs(2), client.request(request)).await
+    else {
+        return false;
+    };
+    let Ok(body) = response.into_body().collect().await else {
+        return false;
+    };
+    String::from_utf8_lossy(&body.to_bytes())
+        .lines()
+        .any(|line| line.starts_with("riffle_replica_is_leader") && line.ends_with(" 1"))
+}
+
+/// Creates the stream on the leader and returns (leader, a follower that knows the leader).
+async fn leader_and_follower(client: &HttpClient, group: &Group) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let leader = loop {
+        let mut found = None;
+        for replica in &group.replicas {
+            if is_leader(client, &replica.api).await {
+                found = Some(replica.api.clone());
+            }
+        }
+        if let Some(leader) = found {
+            break leader;
+        }
+        assert!(Instant::now() < deadline, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (status, body, _) = call(
+        client,
+        &leader,
+        "CreateStream",
+        &json!({"StreamName": STREAM, "ShardCount": 2}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    // A follower that answers writes with the leader's address.
+    loop {
+        for replica in group.replicas.iter().filter(|r| r.api != leader) {
+            if let Some((503, _, Some(named))) = call(
+                client,
+                &replica.api,
+                "PutRecord",
+                &json!({"StreamName": STREAM, "PartitionKey": "probe", "Data": "cA=="}),
+            )
+            .await
+                && named == leader
+            {
+                return (leader, replica.api.clone());
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no follower named the leader {leader}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn start_gateway(client: &HttpClient, routes: PathBuf) -> String {
+    let listen = free_address();
+    tokio::spawn(gateway::run(
+        GatewayOptions {
+            listen: listen.parse().unwrap(),
+            routes,
+            account: "000000000000".into(),
+        },
+        std::future::pending(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let request = http::Request::get(format!("http://{listen}/healthz"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        if client
+            .request(request)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return listen;
+        }
+        assert!(Instant::now() < deadline, "gateway did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_the_gateway_reach_the_leader_from_a_follower_route() {
+    let group = Group::start();
+    let client = client();
+    let (leader, follower) = leader_and_follower(&client, &group).await;
+    let routes_dir = tempfile::tempdir().unwrap();
+    let routes = routes_dir.path().join("routes.json");
+    std::fs::write(
+        &routes,
+        json!({"streams": {STREAM: format!("http://{follower}")}}).to_string(),
+    )
+    .unwrap();
+    let through = start_gateway(&client, routes).await;
+
+    // Single writes, batched writes and settings changes all succeed through the follower.
+    let mut acknowledged: HashMap<String, String> = HashMap::new();
+    for i in 0..5 {
+        let data = format!("{i:03}");
+        let encoded = base64_of(&data);
+        let (status, put, _) = call(
+            &client,
+            &through,
+            "PutRecord",
+            &json!({"StreamName": STREAM, "PartitionKey": format!("k{i}"), "Data": encoded}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "PutRecord through the gateway: {put}");
+        acknowledged.insert(put["SequenceNumber"].as_str().unwrap().into(), data);
+    }
+    let records: Vec<Value> = (5..15)
+        .map(|i| json!({"PartitionKey": format!("k{i}"), "Data": base64_of(&format!("{i:03}"))}))
+        .collect();
+    let (status, batch, _) = call(
+        &client,
+        &through,
+        "PutRecords",
+        &json!({"StreamName": STREAM, "Records": records}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "PutRecords through the gateway: {batch}");
+    assert_eq!(batch["FailedRecordCount"], 0, "{batch}");
+    for (i, entry) in batch["Records"].as_array().unwrap().iter().enumerate() {
+        acknowledged.insert(
+            entry["SequenceNumber"].as_str().unwrap().into(),
+            format!("{:03}", i + 5),
+        );
+    }
+    let (status, body, _) = call(
+        &client,
+        &through,
+        "IncreaseStreamRetentionPeriod",
+        &json!({"StreamName": STREAM, "RetentionPeriodHours": 48}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "retention through the gateway: {body}");
+
+    // The leader holds every acknowledged record under the sequence number it was given.
+    let (_, described, _) = call(
+        &client,
+        &leader,
+        "DescribeStream",
+        &json!({"StreamName": STREAM}),
+    )
+    .await
+    .unwrap();
+    let description = &described["StreamDescription"];
+    assert_eq!(description["RetentionPeriodHours"], 48);
+    let mut stored: HashMap<String, String> = HashMap::new();
+    for shard in description["Shards"].as_array().unwrap() {
+        let (_, iterator, _) = call(
+            &client,
+            &leader,
+            "GetShardIterator",
+            &json!({"StreamName": STREAM, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON"}),
+        )
+        .await
+        .unwrap();
+        let (status, read, _) = call(
+            &client,
+            &leader,
+            "GetRecords",
+            &json!({"ShardIterator": iterator["ShardIterator"]}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{read}");
+        for record in read["Records"].as_array().unwrap() {
+            stored.insert(
+                record["SequenceNumber"].as_str().unwrap().into(),
+                String::from_utf8(decode_base64(record["Data"].as_str().unwrap())).unwrap(),
+            );
+        }
+    }
+    for (sequence, data) in &acknowledged {
+        assert_eq!(
+            stored.get(sequence),
+            Some(data),
+            "record {data} at {sequence}"
+        );
+    }
+    assert_eq!(stored.len(), acknowledged.len(), "nothing else was stored");
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+fn decode_base64(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
