@@ -10,6 +10,10 @@
 //! merged ([`fan_out`]), changes are made in every group ([`broadcast`]), shard listings come
 //! from group 0 with closed shards' ends from their own groups ([`listing`]), and a group that
 //! does not host the shard it was sent is retried while the routes catch up ([`upstream`]).
+//!
+//! A replicated group's replicas that do not lead answer writes with the leader's address;
+//! every request the gateway forwards follows that answer to the leader ([`upstream`]), so a
+//! route may name any replica, or a DNS name that resolves to all of them.
 
 pub mod broadcast;
 pub mod fan_out;
