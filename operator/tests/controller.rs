@@ -23,7 +23,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, ResourceExt,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use riffle_operator::{
     controller::{self, FINALIZER},
@@ -169,6 +169,20 @@ async fn a_stream_is_reconciled_kept_stable_pruned_and_released() {
         wide_map.data.as_ref().map(|d| d["group-1"].as_str()),
         Some("shardId-000000000008,shardId-000000000009")
     );
+    // The wide stream has shown what it is for; deleting it keeps its status writes (its two
+    // groups' readiness changes) out of the counters checked below.
+    streams
+        .delete("wide", &DeleteParams::default())
+        .await
+        .expect("delete wide");
+    wait_for("the wide stream to be released", WAIT, || async {
+        streams
+            .get_opt("wide")
+            .await
+            .ok()
+            .and_then(|found| found.is_none().then_some(()))
+    })
+    .await;
 
     let routes = wait_for("the gateway's route table", WAIT, || async {
         let cm = cms.get_opt("riffle-gateway-routes").await.ok()??;
