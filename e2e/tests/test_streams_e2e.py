@@ -636,6 +636,81 @@ def test_force_deleting_data_plane_pods_under_load_loses_no_acknowledged_record(
     kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
 
 
+def test_a_replicated_group_survives_losing_its_leader_under_load(cluster: Cluster):
+    """replicationFactor 3: three pods, one raft group. Force-deleting the leader while a writer
+    keeps putting loses no acknowledged record, and writes resume on a new leader."""
+    name = f"{cluster.stream}-r3"
+    manifest = example_manifest(cluster.namespace, name).replace("replicationFactor: 1", "replicationFactor: 3")
+    assert "replicationFactor: 3" in manifest
+    kubectl("apply", "-f", "-", stdin=manifest)
+    stream = wait_ready(cluster.namespace, name)
+    assert condition(stream, "Degraded")["status"] == "False"
+    sts = kubectl_json("get", "statefulset", f"{name}-g0", "-n", cluster.namespace)
+    assert sts["spec"]["replicas"] == 3
+    wait_for(
+        lambda: cluster.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"],
+        ROUTED_WITHIN,
+        "the gateway to route the replicated stream",
+        interval=0.5,
+    )
+    client = boto3.client(
+        "kinesis",
+        endpoint_url=cluster.endpoint,
+        config=cluster.config.merge(Config(retries={"max_attempts": 1}, read_timeout=10)),
+    )
+
+    def leader() -> str | None:
+        for ordinal in range(3):
+            pod = f"{name}-g0-{ordinal}"
+            ip = kubectl_json("get", "pod", pod, "-n", cluster.namespace)["status"].get("podIP")
+            if not ip:
+                continue
+            result = subprocess.run(
+                ["curl", "-s", "--max-time", "2", f"http://{ip}:4567/metrics"], capture_output=True, text=True
+            )
+            if any(
+                line.startswith("riffle_replica_is_leader{") and line.endswith(" 1")
+                for line in result.stdout.splitlines()
+            ):
+                return pod
+        return None
+
+    acknowledged: dict[str, str] = {}
+
+    def put(data: str) -> bool:
+        try:
+            answer = client.put_record(StreamName=name, Data=data.encode(), PartitionKey=data)
+        except Exception:  # the leader is gone: nothing of this call was acknowledged
+            return False
+        acknowledged[data] = answer["SequenceNumber"]
+        return True
+
+    for i in range(200):
+        put(f"before-{i}")
+    assert len(acknowledged) == 200, "every write is acknowledged while the group is whole"
+    old_leader = wait_for(leader, 30, "a leader")
+    kubectl("delete", "pod", old_leader, "-n", cluster.namespace, "--grace-period=0", "--force", "--wait=false")
+    killed_at = time.monotonic()
+    resumed = None
+    for i in range(2000):
+        if put(f"after-{i}"):
+            resumed = resumed or time.monotonic() - killed_at
+            if len(acknowledged) >= 400:
+                break
+        else:
+            time.sleep(0.05)
+    assert resumed is not None, "writes never resumed after the leader was deleted"
+    print(f"\ne2e: leader {old_leader} force-deleted; writes resumed {resumed:.1f} s later")
+    read: dict[str, list[str]] = {}
+    for records in all_records(cluster.kinesis, name).values():
+        for record in records:
+            read.setdefault(record["Data"].decode(), []).append(record["SequenceNumber"])
+    for data, sequence in acknowledged.items():
+        assert read.get(data) == [sequence], f"{data}: acknowledged as {sequence}, read as {read.get(data)}"
+    kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
+    assert_nothing_left(cluster.namespace, name)
+
+
 def assert_nothing_left(namespace: str, name: str) -> None:
     kinds = "statefulsets,services,configmaps,persistentvolumeclaims,poddisruptionbudgets"
 
