@@ -21,7 +21,7 @@ use crate::streams::{ApiError, Catalog, ErrorKind};
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
 
 /// Response header of a request refused because another shard group stores the shard it
-/// addresses: that group's index, or `unknown`.
+/// addresses: that group's index.
 pub const NOT_HOSTED_HEADER: &str = "x-riffle-not-hosted";
 
 /// Request header of RegisterStreamConsumer giving the consumer's creation time (seconds since
@@ -113,14 +113,17 @@ pub async fn handle(catalog: Arc<Catalog>, request: Request<Incoming>) -> Respon
             .status(StatusCode::OK)
             .header("content-type", "application/vnd.amazon.eventstream")
             .body(body),
-        Err(error) if error.kind == ErrorKind::NotHosted.aws_type() => {
-            // Tells the gateway where the shard is, so it can send the request there.
-            let group = not_hosted_group(&error.message)
-                .map_or_else(|| "unknown".to_string(), |g| g.to_string());
+        // A shard stored by another group: tells the gateway which, so it can send the request
+        // there. Other ServiceUnavailable answers (a replica that does not lead) are not tagged.
+        Err(error)
+            if error.kind == ErrorKind::NotHosted.aws_type()
+                && not_hosted_group(&error.message).is_some() =>
+        {
+            let group = not_hosted_group(&error.message).unwrap_or_default();
             Response::builder()
                 .status(error.status)
                 .header("content-type", format.content_type())
-                .header(NOT_HOSTED_HEADER, group)
+                .header(NOT_HOSTED_HEADER, group.to_string())
                 .body(full(error.to_body(format)))
         }
         Err(error) => {
