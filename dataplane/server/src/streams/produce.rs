@@ -34,6 +34,15 @@ pub struct Routed {
     pub groups: Vec<(u32, Vec<usize>, Vec<RecordIn>)>,
 }
 
+impl PutEntry {
+    /// The hash key the entry is routed by: its explicit hash key, else the MD5 of its
+    /// partition key.
+    pub fn hash_key(&self) -> u128 {
+        self.explicit_hash_key
+            .unwrap_or_else(|| hash_partition_key(&self.partition_key))
+    }
+}
+
 /// The result of a put: per entry, in request order, the shard and sequence number or an error.
 #[derive(Debug)]
 pub struct PutOutcome {
@@ -173,20 +182,17 @@ impl Catalog {
         let encrypted = state.meta.encryption_key_id.is_some();
         // A request reaching a group that does not host one of its shards is refused whole,
         // before anything is written, so the gateway can send it again to the right group.
-        for entry in entries.iter().filter(|_| state.meta.placement.is_some()) {
-            let hash_key = entry
-                .explicit_hash_key
-                .unwrap_or_else(|| hash_partition_key(&entry.partition_key));
-            if let Some((meta, None)) = state.route(hash_key) {
-                return Err(ApiError::not_hosted(stream_name, meta));
+        let hash_keys: Vec<u128> = entries.iter().map(PutEntry::hash_key).collect();
+        if state.meta.placement.is_some() {
+            for &hash_key in &hash_keys {
+                if let Some((meta, None)) = state.route(hash_key) {
+                    return Err(ApiError::not_hosted(stream_name, meta));
+                }
             }
         }
         // Group entries by shard, keeping request order within each shard.
         let mut groups: Vec<(u32, Vec<usize>, Vec<RecordIn>)> = Vec::new();
-        for (position, entry) in entries.into_iter().enumerate() {
-            let hash_key = entry
-                .explicit_hash_key
-                .unwrap_or_else(|| hash_partition_key(&entry.partition_key));
+        for ((position, entry), hash_key) in entries.into_iter().enumerate().zip(hash_keys) {
             let Some((meta, Some(shard))) = state.route(hash_key) else {
                 results[position] =
                     Some(Err(ApiError::internal("no open shard owns the hash key")));
