@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use riffle_server::gateway::{self, GatewayOptions};
 use serde_json::{Value, json};
+
+mod common;
+use common::{HttpClient, client};
 
 const STREAM: &str = "orders";
 
@@ -109,43 +109,15 @@ impl Drop for Group {
     }
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_millis(500)));
-    Client::builder(TokioExecutor::new()).build(connector)
-}
-
-/// One Kinesis call: status, body and the `x-riffle-leader` header; `None` if unanswered.
+/// One Kinesis call: status, body and the `x-riffle-leader` header; `None` if unanswered
+/// within 10 s.
 async fn call(
     client: &HttpClient,
     address: &str,
     operation: &str,
     body: &Value,
 ) -> Option<(u16, Value, Option<String>)> {
-    let request = http::Request::post(format!("http://{address}/"))
-        .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("authorization", "AWS4-HMAC-SHA256 test")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
-        .await
-        .ok()?
-        .ok()?;
-    let status = response.status().as_u16();
-    let leader = response
-        .headers()
-        .get("x-riffle-leader")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let bytes = response.into_body().collect().await.ok()?.to_bytes();
-    Some((
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        leader,
-    ))
+    common::call(client, address, operation, body, Duration::from_secs(10)).await
 }
 
 async fn is_leader(client: &HttpClient, address: &str) -> bool {
