@@ -4,14 +4,13 @@
 //! with every stream's readiness.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
-    core::v1::{ConfigMap, Pod, Service},
+    core::v1::{ConfigMap, Service},
     policy::v1::PodDisruptionBudget,
 };
 use k8s_openapi::jiff::Timestamp;
@@ -404,7 +403,9 @@ async fn sync_data_plane(
         shards_per_group: valid.shards_per_group,
         replicated: valid.replication_factor > 1,
     };
-    let pods = ready_pod_ips(ctx, namespace, names, 0, valid.replication_factor).await?;
+    let pods =
+        dereference::ready_pod_ips(&ctx.client, namespace, names, 0, valid.replication_factor)
+            .await?;
     if pods.is_empty() {
         return Ok(DataPlaneResult::Waiting);
     }
@@ -478,25 +479,19 @@ async fn sync_data_plane(
     Ok(DataPlaneResult::Serving(current))
 }
 
-/// The IPs of the ready pods of shard group `group` (of `replicas` pods), in ordinal order.
-async fn ready_pod_ips(
+/// A connection to the pod of further shard group `group` (groups other than 0 run one pod),
+/// or `None` while it is not ready.
+async fn connect_further_group(
     ctx: &Context,
     namespace: &str,
     names: &StreamNames,
     group: u32,
-    replicas: u32,
-) -> Result<Vec<IpAddr>, Error> {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let mut ips = Vec::new();
-    for ordinal in 0..replicas.max(1) {
-        let name = names.group_pod(group, ordinal);
-        let pod = api
-            .get_opt(&name)
-            .await
-            .map_err(|source| DereferenceError::ReadPod { name, source })?;
-        ips.extend(pod.as_ref().and_then(dereference::ready_ip));
+) -> Result<Option<DataPlane>, Error> {
+    let ips = dereference::ready_pod_ips(&ctx.client, namespace, names, group, 1).await?;
+    match ips.first() {
+        Some(&ip) => Ok(Some(DataPlane::connect(ip).await?)),
+        None => Ok(None),
     }
-    Ok(ips)
 }
 
 /// Samples the writes of an on-demand stream across its groups and returns the reshard step
@@ -516,11 +511,12 @@ async fn size_on_demand(
         Err(_) => return Ok(None),
     };
     for group in current.layout.groups().into_iter().filter(|g| *g != 0) {
-        let Some(ip) = dereference::serving_pod_ip(&ctx.client, &namespace, names, group).await?
-        else {
-            return Ok(None);
+        let more = match connect_further_group(ctx, &namespace, names, group).await {
+            Ok(Some(mut data_plane)) => data_plane.counters(&name).await.ok(),
+            Ok(None) | Err(Error::DataPlane(_)) => None,
+            Err(error) => return Err(error),
         };
-        let Ok(more) = async { DataPlane::connect(ip).await?.counters(&name).await }.await else {
+        let Some(more) = more else {
             return Ok(None);
         };
         counters.bytes += more.bytes;
@@ -577,12 +573,10 @@ async fn follow_group_zero(
     let mut description: Option<Vec<u8>> = None;
     let mut in_step = true;
     for group in current.layout.groups().into_iter().filter(|g| *g != 0) {
-        let Some(ip) = dereference::serving_pod_ip(&ctx.client, &namespace, names, group).await?
-        else {
+        let Some(mut follower) = connect_further_group(ctx, &namespace, names, group).await? else {
             in_step = false;
             continue;
         };
-        let mut follower = DataPlane::connect(ip).await?;
         let mut seen = follower.describe(&name).await?;
         for _ in 0..4 {
             let Some(change) = follow_change(wanted, group, current, seen.as_ref()) else {

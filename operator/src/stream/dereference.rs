@@ -66,25 +66,28 @@ pub async fn recorded_layout(
         .map_err(|source| DereferenceError::Unreadable { name, source })
 }
 
-/// The IP of the pod serving shard group `group` of the stream (`{stream}-g{group}-0`), once it
-/// is Ready and not being deleted. The pod IP, rather than a Service name, works both in the
-/// cluster and from a host that routes the pod network (an operator run outside the cluster).
-pub async fn serving_pod_ip(
+/// The IPs of the Ready (and not terminating) pods of shard group `group` of the stream, of its
+/// `replicas` pods (`{stream}-g{group}-{ordinal}`), in ordinal order. Pod IPs, rather than Service
+/// names, work both in the cluster and from a host that routes the pod network (an operator run
+/// outside the cluster).
+pub async fn ready_pod_ips(
     client: &Client,
     namespace: &str,
     names: &StreamNames,
     group: u32,
-) -> Result<Option<IpAddr>, DereferenceError> {
-    let name = names.group_pod(group, 0);
+    replicas: u32,
+) -> Result<Vec<IpAddr>, DereferenceError> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let pod = api
-        .get_opt(&name)
-        .await
-        .map_err(|source| DereferenceError::ReadPod {
-            name: name.clone(),
-            source,
-        })?;
-    Ok(pod.as_ref().and_then(ready_ip))
+    let mut ips = Vec::new();
+    for ordinal in 0..replicas.max(1) {
+        let name = names.group_pod(group, ordinal);
+        let pod = api
+            .get_opt(&name)
+            .await
+            .map_err(|source| DereferenceError::ReadPod { name, source })?;
+        ips.extend(pod.as_ref().and_then(ready_ip));
+    }
+    Ok(ips)
 }
 
 /// The IP of `pod` if it is Ready and not terminating. Pure, for tests.
