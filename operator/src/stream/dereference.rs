@@ -1,6 +1,6 @@
 //! Fetches what the build needs besides the stream itself: the shard layout recorded in the
 //! stream's shard-map ConfigMap (placement is sticky, so the recorded layout, not the spec, says
-//! where existing shards live), and the address of the pod serving the stream's shard group.
+//! where existing shards live), and the addresses of the ready pods of its shard groups.
 
 use std::net::IpAddr;
 

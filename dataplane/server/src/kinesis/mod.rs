@@ -113,29 +113,25 @@ pub async fn handle(catalog: Arc<Catalog>, request: Request<Incoming>) -> Respon
             .status(StatusCode::OK)
             .header("content-type", "application/vnd.amazon.eventstream")
             .body(body),
-        // A shard stored by another group: tells the gateway which, so it can send the request
-        // there. Other ServiceUnavailable answers (a replica that does not lead) are not tagged.
-        Err(error)
-            if error.kind == ErrorKind::NotHosted.aws_type()
-                && not_hosted_group(&error.message).is_some() =>
-        {
-            let group = not_hosted_group(&error.message).unwrap_or_default();
-            Response::builder()
-                .status(error.status)
-                .header("content-type", format.content_type())
-                .header(NOT_HOSTED_HEADER, group.to_string())
-                .body(full(error.to_body(format)))
-        }
         Err(error) => {
-            if error.status >= 500 {
+            // A shard stored by another group: tell the gateway which, so it can send the
+            // request there. Other ServiceUnavailable answers (a replica that does not lead) are
+            // not tagged.
+            let stored_by = (error.kind == ErrorKind::NotHosted.aws_type())
+                .then(|| not_hosted_group(&error.message))
+                .flatten();
+            if stored_by.is_none() && error.status >= 500 {
                 tracing::error!(operation, %error, "request failed");
-            } else {
+            } else if stored_by.is_none() {
                 tracing::debug!(operation, %error, "request refused");
             }
-            Response::builder()
+            let mut builder = Response::builder()
                 .status(error.status)
-                .header("content-type", format.content_type())
-                .body(full(error.to_body(format)))
+                .header("content-type", format.content_type());
+            if let Some(group) = stored_by {
+                builder = builder.header(NOT_HOSTED_HEADER, group.to_string());
+            }
+            builder.body(full(error.to_body(format)))
         }
     };
     let mut response = response.unwrap_or_else(|_| Response::new(full(Vec::new())));
