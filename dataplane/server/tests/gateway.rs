@@ -6,17 +6,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use riffle_server::gateway::{self, GatewayOptions};
 use riffle_server::streams::{Catalog, StreamsConfig};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpListener;
 
 /// Starts a data-plane endpoint over its own data directory.
+mod common;
+use common::caller;
+
 async fn data_plane(dir: &std::path::Path) -> SocketAddr {
     let mut config = StreamsConfig::new(dir.to_path_buf(), [1u8; 32]);
     config.limits.enabled = false;
@@ -29,36 +27,6 @@ async fn data_plane(dir: &std::path::Path) -> SocketAddr {
         std::future::pending(),
     ));
     address
-}
-
-struct Caller {
-    client: Client<HttpConnector, Full<Bytes>>,
-    endpoint: String,
-}
-
-impl Caller {
-    async fn call(&self, operation: &str, body: Value) -> (u16, Value) {
-        let request = http::Request::post(&self.endpoint)
-            .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
-            .header("content-type", "application/x-amz-json-1.1")
-            .header("authorization", "AWS4-HMAC-SHA256 test")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .unwrap();
-        let response = self.client.request(request).await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-}
-
-fn caller(address: SocketAddr) -> Caller {
-    Caller {
-        client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
-        endpoint: format!("http://{address}/"),
-    }
 }
 
 #[tokio::test]

@@ -10,10 +10,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::BodyExt;
 use riffle_proto::v1;
 use riffle_proto::v1::streams_client::StreamsClient;
 use riffle_server::gateway::{self, GatewayOptions};
@@ -25,6 +22,9 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 /// Longest wait for anything that should happen promptly.
+mod common;
+use common::{Caller, caller};
+
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// One shard group: a data-plane server with its Kinesis API and gRPC API.
@@ -168,90 +168,6 @@ async fn gateway(routes: PathBuf) -> Caller {
         }
         assert!(Instant::now() < deadline, "gateway did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-#[derive(Clone)]
-struct Caller {
-    client: Client<HttpConnector, Full<Bytes>>,
-    endpoint: String,
-}
-
-fn caller(address: SocketAddr) -> Caller {
-    Caller {
-        client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
-        endpoint: format!("http://{address}/"),
-    }
-}
-
-impl Caller {
-    fn request(
-        &self,
-        operation: &str,
-        body: Bytes,
-        content_type: &str,
-    ) -> http::Request<Full<Bytes>> {
-        http::Request::post(&self.endpoint)
-            .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
-            .header("content-type", content_type)
-            .header("authorization", "AWS4-HMAC-SHA256 test")
-            .body(Full::new(body))
-            .unwrap()
-    }
-
-    /// A JSON call: (status, not-hosted header, answer).
-    async fn call_with_headers(
-        &self,
-        operation: &str,
-        body: Value,
-    ) -> (u16, Option<String>, Value) {
-        let request = self.request(
-            operation,
-            Bytes::from(body.to_string()),
-            "application/x-amz-json-1.1",
-        );
-        let response = self.client.request(request).await.unwrap();
-        let status = response.status().as_u16();
-        let not_hosted = response
-            .headers()
-            .get("x-riffle-not-hosted")
-            .map(|v| v.to_str().unwrap().to_string());
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            not_hosted,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    async fn call(&self, operation: &str, body: Value) -> (u16, Value) {
-        let (status, _, answer) = self.call_with_headers(operation, body).await;
-        (status, answer)
-    }
-
-    /// A call that must succeed.
-    async fn ok(&self, operation: &str, body: Value) -> Value {
-        let (status, answer) = self.call(operation, body).await;
-        assert_eq!(status, 200, "{operation}: {answer}");
-        answer
-    }
-
-    /// A CBOR call: (status, answer).
-    async fn call_cbor(
-        &self,
-        operation: &str,
-        body: &riffle_wire::Value,
-    ) -> (u16, riffle_wire::Value) {
-        let format = riffle_wire::Format::Cbor;
-        let request = self.request(
-            operation,
-            Bytes::from(format.encode(body)),
-            riffle_wire::CBOR_CONTENT_TYPE,
-        );
-        let response = self.client.request(request).await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, format.decode(&bytes).unwrap())
     }
 }
 

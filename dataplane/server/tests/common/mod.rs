@@ -1,6 +1,10 @@
-//! What the tests driving replicated groups share: an HTTP client and one Kinesis call that
-//! reports the replica's leader hint.
+//! What the integration tests share: Kinesis API callers, and for the tests driving replicated
+//! groups an HTTP client and one Kinesis call that reports the replica's leader hint.
 
+// Each test binary uses part of this module.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -55,4 +59,94 @@ pub async fn call(
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         leader,
     ))
+}
+
+/// Kinesis API calls to one endpoint.
+#[derive(Clone)]
+pub struct Caller {
+    /// The HTTP client.
+    pub client: Client<HttpConnector, Full<Bytes>>,
+    /// `http://<address>/`.
+    pub endpoint: String,
+}
+
+/// A caller of the Kinesis API at `address`.
+pub fn caller(address: SocketAddr) -> Caller {
+    Caller {
+        client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+        endpoint: format!("http://{address}/"),
+    }
+}
+
+impl Caller {
+    /// A request of `operation` with `body` of `content_type`.
+    pub fn request(
+        &self,
+        operation: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> http::Request<Full<Bytes>> {
+        http::Request::post(&self.endpoint)
+            .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
+            .header("content-type", content_type)
+            .header("authorization", "AWS4-HMAC-SHA256 test")
+            .body(Full::new(body))
+            .unwrap()
+    }
+
+    /// A JSON call: (status, not-hosted header, answer).
+    pub async fn call_with_headers(
+        &self,
+        operation: &str,
+        body: Value,
+    ) -> (u16, Option<String>, Value) {
+        let request = self.request(
+            operation,
+            Bytes::from(body.to_string()),
+            "application/x-amz-json-1.1",
+        );
+        let response = self.client.request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let not_hosted = response
+            .headers()
+            .get("x-riffle-not-hosted")
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            not_hosted,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// A JSON call: (status, answer).
+    pub async fn call(&self, operation: &str, body: Value) -> (u16, Value) {
+        let (status, _, answer) = self.call_with_headers(operation, body).await;
+        (status, answer)
+    }
+
+    /// A call that must succeed.
+    pub async fn ok(&self, operation: &str, body: Value) -> Value {
+        let (status, answer) = self.call(operation, body).await;
+        assert_eq!(status, 200, "{operation}: {answer}");
+        answer
+    }
+
+    /// A CBOR call: (status, answer).
+    pub async fn call_cbor(
+        &self,
+        operation: &str,
+        body: &riffle_wire::Value,
+    ) -> (u16, riffle_wire::Value) {
+        let format = riffle_wire::Format::Cbor;
+        let request = self.request(
+            operation,
+            Bytes::from(format.encode(body)),
+            riffle_wire::CBOR_CONTENT_TYPE,
+        );
+        let response = self.client.request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, format.decode(&bytes).unwrap())
+    }
 }
