@@ -37,6 +37,7 @@ use crate::stream::{
     build::{BuildError, StreamPlan, build, plan},
     data_plane::{Change, DataPlane, DataPlaneError, Observed, Wanted, follow_change, next_change},
     dereference::{self, DereferenceError},
+    leadership,
     naming::{GatewayNames, LABEL_MANAGED_BY, MANAGER, StreamNames},
     on_demand::{Tracker, decide},
     routes::{self, RouteTable},
@@ -48,6 +49,10 @@ use crate::stream::{
 pub const FINALIZER: &str = "riffle.dev/cleanup";
 /// How often a healthy stream is reconciled even when nothing changed.
 pub const RESYNC: Duration = Duration::from_secs(300);
+/// How often a healthy stream with replicated shard groups is reconciled, to notice a leader
+/// elected without any pod or object changing (a partition). A pod deleted or turning unready
+/// wakes the stream sooner, through its StatefulSet.
+pub const LEADERSHIP_RECHECK: Duration = Duration::from_secs(10);
 /// Longest wait between retries of a failing stream.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How soon a stream is looked at again while it waits for its shard group's pod (readiness
@@ -238,6 +243,8 @@ struct Converged {
     plan: StreamPlan,
     groups: Vec<GroupState>,
     data_plane: DataPlaneResult,
+    /// Leadership of each replicated shard group, ordered by name.
+    leadership: Vec<crate::crd::GroupStatus>,
 }
 
 /// What the pass learnt from the data plane.
@@ -284,10 +291,14 @@ async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Error> {
                 DataPlaneResult::Failed(error) => error.to_string(),
                 _ => String::new(),
             };
+            for group in &converged.leadership {
+                ctx.metrics.group_observed(&namespace, group);
+            }
             let outcome = Outcome::Applied {
                 plan: &converged.plan,
                 groups: &converged.groups,
                 data_plane: converged.data_plane.view(&failure),
+                leadership: &converged.leadership,
             };
             status::compute(stream, &ctx.settings, outcome, &now)
         }
@@ -317,6 +328,9 @@ async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Error> {
             }
             DataPlaneResult::Serving(_) if stream.spec.stream_mode == StreamMode::OnDemand => {
                 Ok(Action::requeue(ON_DEMAND_SAMPLE))
+            }
+            DataPlaneResult::Serving(_) if converged.plan.replicated() => {
+                Ok(Action::requeue(LEADERSHIP_RECHECK))
             }
             DataPlaneResult::Serving(_) => Ok(Action::requeue(RESYNC)),
         },
@@ -367,10 +381,17 @@ async fn converge(
         )
         .await;
     }
+    let leadership = if plan.replicated() {
+        let indexes: Vec<u32> = desired.groups.iter().map(|g| g.group).collect();
+        leadership::observe(&ctx.client, namespace, names, &indexes, plan.replicas).await?
+    } else {
+        Vec::new()
+    };
     Ok(Converged {
         plan,
         groups,
         data_plane,
+        leadership,
     })
 }
 
@@ -748,6 +769,30 @@ async fn write_status(
         };
         publish(ctx, &reference, event).await;
     }
+    let before = stream.status.as_ref().map_or(&[][..], |s| &s.groups[..]);
+    for change in leadership::leader_changes(before, &new.groups) {
+        let event = match (&change.leader, change.term) {
+            (Some(leader), term) => normal(
+                "LeaderElected",
+                format!(
+                    "{leader} leads shard group {} in term {}",
+                    change.group,
+                    term.unwrap_or_default()
+                ),
+            ),
+            (None, _) => Event {
+                type_: EventType::Warning,
+                reason: "NoLeader".into(),
+                note: Some(format!(
+                    "no replica of shard group {} that the operator can reach leads it",
+                    change.group
+                )),
+                action: "Reconcile".into(),
+                secondary: None,
+            },
+        };
+        publish(ctx, &reference, event).await;
+    }
     Ok(())
 }
 
@@ -781,6 +826,7 @@ fn truncate(text: &str) -> String {
 async fn cleanup(namespace: &str, name: &str, ctx: &Context) -> Result<Action, Error> {
     apply::release_volumes(&ctx.client, namespace, &StreamNames::new(name)).await?;
     tracing::info!(stream = name, namespace, "released volumes");
+    ctx.metrics.forget_groups(namespace, name);
     publish_routes(ctx).await;
     Ok(Action::await_change())
 }

@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::crd::GroupStatus;
+
 /// Upper bounds (seconds) of the reconcile-duration histogram buckets.
 const BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
@@ -24,6 +26,21 @@ pub struct Metrics {
     events: AtomicU64,
     routes_writes: AtomicU64,
     api_requests: Mutex<BTreeMap<(String, &'static str), u64>>,
+    groups: Mutex<BTreeMap<(String, String), GroupGauges>>,
+}
+
+/// What the metrics keep of one replicated shard group, keyed by namespace and StatefulSet.
+#[derive(Debug, Default)]
+struct GroupGauges {
+    /// The last leader seen and its term (kept while no replica leads, so that a leader
+    /// re-found in the same term is not a change).
+    last_leader: Option<(String, i64)>,
+    /// Whether a replica leads the group now.
+    has_leader: bool,
+    /// Replicas caught up with the leader.
+    caught_up: u64,
+    /// Leaders seen after the first.
+    leader_changes: u64,
 }
 
 /// Records a reconciliation's duration when dropped.
@@ -73,6 +90,43 @@ impl Metrics {
     pub fn api_request(&self, operation: &str, outcome: &'static str) {
         let mut requests = self.api_requests.lock().unwrap_or_else(|e| e.into_inner());
         *requests.entry((operation.to_owned(), outcome)).or_default() += 1;
+    }
+
+    /// Records the leadership of a replicated shard group as one reconciliation observed it:
+    /// a leader or term other than the last one seen counts as a leader change (the first
+    /// leader the operator sees does not).
+    pub fn group_observed(&self, namespace: &str, group: &GroupStatus) {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let gauges = groups
+            .entry((namespace.to_owned(), group.name.clone()))
+            .or_default();
+        if let (Some(leader), Some(term)) = (&group.leader, group.term) {
+            let current = (leader.clone(), term);
+            if gauges
+                .last_leader
+                .as_ref()
+                .is_some_and(|last| *last != current)
+            {
+                gauges.leader_changes += 1;
+            }
+            gauges.last_leader = Some(current);
+        }
+        gauges.has_leader = group.leader.is_some();
+        gauges.caught_up = group.replicas.iter().filter(|r| r.caught_up).count() as u64;
+    }
+
+    /// Forgets the shard groups of stream `stream` in `namespace` (`{stream}-g{n}`), once the
+    /// stream is gone.
+    pub fn forget_groups(&self, namespace: &str, stream: &str) {
+        let prefix = format!("{stream}-g");
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        groups.retain(|(ns, name), _| {
+            let of_stream = ns == namespace
+                && name
+                    .strip_prefix(&prefix)
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            !of_stream
+        });
     }
 
     fn observe(&self, elapsed: Duration) {
@@ -189,6 +243,44 @@ impl Metrics {
                 "riffle_operator_api_requests_total{{operation=\"{operation}\",outcome=\"{outcome}\"}} {n}"
             );
         }
+        let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(
+            out,
+            "# HELP riffle_operator_groups_without_leader Replicated shard groups no replica of which leads, as last observed."
+        );
+        let _ = writeln!(out, "# TYPE riffle_operator_groups_without_leader gauge");
+        let _ = writeln!(
+            out,
+            "riffle_operator_groups_without_leader {}",
+            groups.values().filter(|g| !g.has_leader).count()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP riffle_operator_group_leader_changes_total Leaders a replicated shard group elected after the first one the operator saw."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE riffle_operator_group_leader_changes_total counter"
+        );
+        for ((namespace, group), gauges) in groups.iter() {
+            let _ = writeln!(
+                out,
+                "riffle_operator_group_leader_changes_total{{namespace=\"{namespace}\",group=\"{group}\"}} {}",
+                gauges.leader_changes
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP riffle_operator_group_replicas_caught_up Replicas of a replicated shard group that follow its leader and are caught up (the leader included)."
+        );
+        let _ = writeln!(out, "# TYPE riffle_operator_group_replicas_caught_up gauge");
+        for ((namespace, group), gauges) in groups.iter() {
+            let _ = writeln!(
+                out,
+                "riffle_operator_group_replicas_caught_up{{namespace=\"{namespace}\",group=\"{group}\"}} {}",
+                gauges.caught_up
+            );
+        }
         out
     }
 }
@@ -221,5 +313,58 @@ mod tests {
         assert!(text.contains(
             "riffle_operator_api_requests_total{operation=\"CreateStream\",outcome=\"ok\"} 2\n"
         ));
+    }
+
+    fn group(leader: Option<(&str, i64)>) -> GroupStatus {
+        use crate::crd::{ReplicaRole, ReplicaStatus};
+        GroupStatus {
+            name: "orders-g0".into(),
+            leader: leader.map(|(pod, _)| pod.to_owned()),
+            term: leader.map(|(_, term)| term),
+            replicas: (0..3)
+                .map(|ordinal| ReplicaStatus {
+                    pod: format!("orders-g0-{ordinal}"),
+                    role: ReplicaRole::Follower,
+                    ready: true,
+                    caught_up: leader.is_some() && ordinal < 2,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn leader_changes_count_new_leaders_not_passes_or_gaps() {
+        let metrics = Metrics::default();
+        let changes =
+            "riffle_operator_group_leader_changes_total{namespace=\"shop\",group=\"orders-g0\"}";
+        metrics.group_observed("shop", &group(Some(("orders-g0-0", 2))));
+        metrics.group_observed("shop", &group(Some(("orders-g0-0", 2))));
+        let text = metrics.render();
+        assert!(text.contains(&format!("{changes} 0\n")), "{text}");
+        assert!(text.contains("riffle_operator_groups_without_leader 0\n"));
+        assert!(text.contains(
+            "riffle_operator_group_replicas_caught_up{namespace=\"shop\",group=\"orders-g0\"} 2\n"
+        ));
+        // The leader is lost, then the same leader is found again: not a change.
+        metrics.group_observed("shop", &group(None));
+        assert!(
+            metrics
+                .render()
+                .contains("riffle_operator_groups_without_leader 1\n")
+        );
+        metrics.group_observed("shop", &group(Some(("orders-g0-0", 2))));
+        assert!(metrics.render().contains(&format!("{changes} 0\n")));
+        metrics.group_observed("shop", &group(None));
+        metrics.group_observed("shop", &group(Some(("orders-g0-2", 3))));
+        let text = metrics.render();
+        assert!(text.contains(&format!("{changes} 1\n")), "{text}");
+        assert!(text.contains("riffle_operator_groups_without_leader 0\n"));
+        metrics.forget_groups("shop", "orders-g");
+        assert!(
+            metrics.render().contains(changes),
+            "another stream's groups stay"
+        );
+        metrics.forget_groups("shop", "orders");
+        assert!(!metrics.render().contains(changes));
     }
 }

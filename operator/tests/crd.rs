@@ -19,6 +19,7 @@ use riffle_operator::{
     stream::{
         build::plan,
         data_plane::Observed,
+        leadership::{ReplicaReport, ReplicaView, group_status},
         shards::{Shard, ShardLayout},
         status::{self, DataPlaneView, GroupState, Outcome},
         validate::validate,
@@ -286,6 +287,20 @@ async fn a_computed_status_round_trips_through_the_schema() {
         region: "us-east-1".into(),
         account: "000000000000".into(),
     };
+    // A replicated group's leadership, so the schema of status.groups is exercised too.
+    let views: Vec<ReplicaView> = (0..3u32)
+        .map(|ordinal| ReplicaView {
+            pod: format!("orders-g0-{ordinal}"),
+            ready: ordinal != 2,
+            report: (ordinal != 2).then_some(ReplicaReport {
+                is_leader: ordinal == 1,
+                term: 4,
+                leader: Some(2),
+                applied: 77,
+            }),
+        })
+        .collect();
+    let leadership = [group_status("orders-g0", &views)];
     let computed = status::compute(
         &stream,
         &settings,
@@ -293,6 +308,7 @@ async fn a_computed_status_round_trips_through_the_schema() {
             plan: &planned,
             groups: &groups,
             data_plane: DataPlaneView::Serving(&observed),
+            leadership: &leadership,
         },
         "2026-01-01T00:00:00Z",
     );

@@ -1,8 +1,8 @@
 //! The operator's data-plane calls against a real replicated shard group: three
 //! `riffle-group-replica` processes on 127.0.0.2, .3 and .4 (the operator always dials a pod's
 //! gRPC port 4568, so each replica needs its own loopback address). However the group's pods
-//! are ordered, the operator's changes reach the leader; a placement and a reshard are refused
-//! by name.
+//! are ordered, the operator's changes reach the leader; the replicas' reports name one leader;
+//! a placement and a reshard are refused by name.
 //!
 //! Needs the replica binary and those addresses' ports 4567-4569 free; run with
 //! `cargo build -p riffle-server --bin riffle-group-replica &&
@@ -16,7 +16,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use riffle_operator::crd::ReplicaRole;
 use riffle_operator::stream::data_plane::{Change, DataPlane, DataPlaneError, Wanted};
+use riffle_operator::stream::leadership::{ReplicaView, ask_replica, group_status};
 
 const ADDRESSES: [&str; 3] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
 
@@ -120,6 +122,33 @@ async fn changes_reach_the_leader_whatever_the_order_of_the_pods() {
             }
         }
     }
+    // The replicas' own reports name one leader, which every follower follows and keeps up with.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let group = loop {
+        let mut views = Vec::new();
+        for (ordinal, &ip) in pods.iter().enumerate() {
+            views.push(ReplicaView {
+                pod: format!("orders-g0-{ordinal}"),
+                ready: true,
+                report: ask_replica(ip).await,
+            });
+        }
+        let group = group_status("orders-g0", &views);
+        if group.replicas.iter().all(|r| r.caught_up) {
+            break group;
+        }
+        assert!(Instant::now() < deadline, "never settled: {group:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let leaders: Vec<_> = group
+        .replicas
+        .iter()
+        .filter(|r| r.role == ReplicaRole::Leader)
+        .map(|r| r.pod.clone())
+        .collect();
+    assert_eq!(leaders.len(), 1, "{group:?}");
+    assert_eq!(group.leader.as_ref(), leaders.first());
+    assert!(group.term.is_some_and(|t| t >= 1));
     for start in 0..pods.len() {
         let order: Vec<IpAddr> = (0..pods.len())
             .map(|k| pods[(start + k) % pods.len()])

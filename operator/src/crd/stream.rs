@@ -68,6 +68,12 @@ pub const DEFAULT_STORAGE_SIZE: &str = "10Gi";
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(
+        name = "Leaders",
+        type_ = "string",
+        json_path = ".status.groups[*].leader",
+        description = "Pod leading each replicated shard group"
+    ),
+    printcolumn(
         name = "Retention",
         type_ = "integer",
         json_path = ".spec.retentionPeriodHours",
@@ -236,6 +242,60 @@ pub struct StreamStatus {
     /// Every shard the stream has, open and closed, ordered by shard id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardStatus>,
+
+    /// Leadership and membership of each replicated shard group (replicationFactor 3), ordered
+    /// by name. Changes only when a group's leader, term or a replica's role or standing does:
+    /// it carries no log positions or clock readings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub groups: Vec<GroupStatus>,
+}
+
+/// Who leads one replicated shard group, and how each of its replicas stands.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupStatus {
+    /// The group's StatefulSet, `orders-g0`.
+    pub name: String,
+    /// The pod leading the group; absent while no replica the operator can reach leads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// The raft term of that leader; absent with the leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<i64>,
+    /// Every replica of the group, in ordinal order.
+    #[serde(default)]
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// One replica of a replicated shard group, as it reported itself.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    /// The replica's pod, `orders-g0-1`.
+    pub pod: String,
+    /// Its raft role, or `Unknown` when it did not answer.
+    pub role: ReplicaRole,
+    /// Whether the pod passes its readiness probe.
+    pub ready: bool,
+    /// Whether it follows the group's leader in the leader's term and has applied nearly all
+    /// the leader has (always true of the leader itself).
+    pub caught_up: bool,
+}
+
+/// A replica's raft role.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaRole {
+    /// Accepts writes and replicates them.
+    Leader,
+    /// Replicates from the leader and votes.
+    Follower,
+    /// Standing for election.
+    Candidate,
+    /// Replicates without voting.
+    Learner,
+    /// Not ready, not answering, or stopped.
+    Unknown,
 }
 
 /// The kinds of condition a `Stream` reports; every status carries all three.
@@ -393,7 +453,15 @@ mod tests {
             .collect();
         assert_eq!(
             columns,
-            ["Mode", "Shards", "Open", "Ready", "Retention", "Age"]
+            [
+                "Mode",
+                "Shards",
+                "Open",
+                "Ready",
+                "Leaders",
+                "Retention",
+                "Age"
+            ]
         );
     }
 

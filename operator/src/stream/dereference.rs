@@ -77,17 +77,34 @@ pub async fn ready_pod_ips(
     group: u32,
     replicas: u32,
 ) -> Result<Vec<IpAddr>, DereferenceError> {
+    let pods = group_pods(client, namespace, names, group, replicas).await?;
+    Ok(pods.into_iter().filter_map(|(_, ip)| ip).collect())
+}
+
+/// Every pod of shard group `group` of the stream, of its `replicas` pods, in ordinal order:
+/// its name, and its IP if it is Ready and not terminating (see [`ready_ip`]).
+pub async fn group_pods(
+    client: &Client,
+    namespace: &str,
+    names: &StreamNames,
+    group: u32,
+    replicas: u32,
+) -> Result<Vec<(String, Option<IpAddr>)>, DereferenceError> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let mut ips = Vec::new();
+    let mut pods = Vec::new();
     for ordinal in 0..replicas.max(1) {
         let name = names.group_pod(group, ordinal);
         let pod = api
             .get_opt(&name)
             .await
-            .map_err(|source| DereferenceError::ReadPod { name, source })?;
-        ips.extend(pod.as_ref().and_then(ready_ip));
+            .map_err(|source| DereferenceError::ReadPod {
+                name: name.clone(),
+                source,
+            })?;
+        let ip = pod.as_ref().and_then(ready_ip);
+        pods.push((name, ip));
     }
-    Ok(ips)
+    Ok(pods)
 }
 
 /// The IP of `pod` if it is Ready and not terminating. Pure, for tests.

@@ -7,7 +7,7 @@
 
 use kube::ResourceExt;
 
-use crate::crd::{Condition, ConditionStatus, ConditionType, Stream, StreamStatus};
+use crate::crd::{Condition, ConditionStatus, ConditionType, GroupStatus, Stream, StreamStatus};
 use crate::settings::Settings;
 use crate::stream::build::StreamPlan;
 use crate::stream::data_plane::Observed;
@@ -60,6 +60,9 @@ pub enum Outcome<'a> {
         groups: &'a [GroupState],
         /// The stream as the data plane reports it.
         data_plane: DataPlaneView<'a>,
+        /// Leadership of each replicated shard group, ordered by name (empty for a stream
+        /// whose groups are not replicated).
+        leadership: &'a [GroupStatus],
     },
     /// The spec has problems; nothing was applied.
     Invalid(&'a Problems),
@@ -111,6 +114,11 @@ pub fn compute(
         // Nothing new was observed: the shards are still what was last reported.
         _ => (previous.open_shard_count, previous.shards.clone()),
     };
+    let groups = match outcome {
+        Outcome::Applied { leadership, .. } => leadership.to_vec(),
+        // Nothing was asked: leadership is still what was last reported.
+        _ => previous.groups.clone(),
+    };
     let conditions = ConditionType::ALL
         .into_iter()
         .zip([ready, progressing, degraded])
@@ -123,6 +131,7 @@ pub fn compute(
         stream_arn: Some(settings.stream_arn(&stream.name_any())),
         open_shard_count,
         shards,
+        groups,
     }
 }
 
@@ -142,6 +151,7 @@ fn verdicts(previous: &StreamStatus, outcome: Outcome<'_>) -> [Verdict; 3] {
             plan,
             groups,
             data_plane,
+            ..
         } => {
             let mut waiting: Vec<&GroupState> = groups.iter().filter(|g| !g.is_ready()).collect();
             waiting.sort_by(|a, b| a.name.cmp(&b.name));
@@ -418,6 +428,7 @@ mod tests {
             plan,
             groups,
             data_plane,
+            leadership: &[],
         }
     }
 
@@ -529,6 +540,108 @@ mod tests {
             condition(&status, ConditionType::Progressing).reason,
             "Reconciled"
         );
+    }
+
+    fn replicated_group(leader: u32, term: u64, applied: u64) -> GroupStatus {
+        use crate::stream::leadership::{ReplicaReport, ReplicaView, group_status};
+        let views: Vec<ReplicaView> = (0..3)
+            .map(|ordinal| ReplicaView {
+                pod: format!("orders-g0-{ordinal}"),
+                ready: true,
+                report: Some(ReplicaReport {
+                    is_leader: ordinal == leader,
+                    term,
+                    leader: Some(u64::from(leader) + 1),
+                    applied: applied - u64::from(ordinal),
+                }),
+            })
+            .collect();
+        group_status("orders-g0", &views)
+    }
+
+    #[test]
+    fn a_replicated_stream_reports_its_leader_and_replicas() {
+        let stream = Stream::test().with_shards(4).with_replication(3);
+        let p = planned(&stream);
+        let groups = [group("orders-g0", 3)];
+        let observed = serving(4);
+        let leadership = [replicated_group(1, 3, 500)];
+        let status = compute(
+            &stream,
+            &Settings::test(),
+            Outcome::Applied {
+                plan: &p,
+                groups: &groups,
+                data_plane: DataPlaneView::Serving(&observed),
+                leadership: &leadership,
+            },
+            T1,
+        );
+        assert_eq!(status.groups.len(), 1);
+        let group = &status.groups[0];
+        assert_eq!(group.leader.as_deref(), Some("orders-g0-1"));
+        assert_eq!(group.term, Some(3));
+        let pods: Vec<_> = group.replicas.iter().map(|r| r.pod.as_str()).collect();
+        assert_eq!(pods, ["orders-g0-0", "orders-g0-1", "orders-g0-2"]);
+        assert!(group.replicas.iter().all(|r| r.ready && r.caught_up));
+        let json = serde_json::to_value(&status).expect("json");
+        assert_eq!(json["groups"][0]["leader"], "orders-g0-1");
+        assert_eq!(json["groups"][0]["replicas"][1]["role"], "Leader");
+        assert_eq!(json["groups"][0]["replicas"][0]["caughtUp"], true);
+    }
+
+    #[test]
+    fn writes_do_not_rewrite_a_replicated_stream_s_status_but_a_new_leader_does() {
+        let stream = Stream::test().with_shards(4).with_replication(3);
+        let p = planned(&stream);
+        let groups = [group("orders-g0", 3)];
+        let observed = serving(4);
+        let pass = |stream: &Stream, leadership: &[GroupStatus], now: &str| {
+            compute(
+                stream,
+                &Settings::test(),
+                Outcome::Applied {
+                    plan: &p,
+                    groups: &groups,
+                    data_plane: DataPlaneView::Serving(&observed),
+                    leadership,
+                },
+                now,
+            )
+        };
+        let first = pass(&stream, &[replicated_group(0, 2, 100)], T1);
+        // Thousands of records later, the same leader in the same term.
+        let later = pass(
+            &stream.clone().with_status(first.clone()),
+            &[replicated_group(0, 2, 90_100)],
+            T2,
+        );
+        assert_eq!(
+            serde_json::to_string(&first).expect("json"),
+            serde_json::to_string(&later).expect("json")
+        );
+        let failed_over = pass(
+            &stream.clone().with_status(first.clone()),
+            &[replicated_group(2, 3, 90_100)],
+            T2,
+        );
+        assert_ne!(failed_over, first);
+        assert_eq!(failed_over.groups[0].leader.as_deref(), Some("orders-g0-2"));
+        assert_eq!(
+            failed_over.conditions, first.conditions,
+            "a failover is not a transition"
+        );
+        // A pass that could not apply keeps the leadership last reported.
+        let failed = compute(
+            &stream.clone().with_status(failed_over.clone()),
+            &Settings::test(),
+            Outcome::Failed {
+                reason: "ApplyFailed",
+                message: "StatefulSet orders-g0: forbidden",
+            },
+            T2,
+        );
+        assert_eq!(failed.groups, failed_over.groups);
     }
 
     #[test]
