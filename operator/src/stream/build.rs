@@ -730,26 +730,38 @@ mod tests {
 
     #[test]
     fn pods_spread_over_zones_without_blocking_scheduling() {
-        let (_, d) = desired(&Stream::test());
+        let (plan, d) = desired(&Stream::test().with_replication(3));
+        assert_eq!(plan.replicas, 3);
         let pod = d.groups[0]
             .stateful_set
             .spec
             .as_ref()
             .and_then(|s| s.template.spec.as_ref())
             .expect("pod");
-        let zone = pod
+        // Replicas spread over zones first and nodes second, each as a preference: a cluster
+        // with fewer zones or nodes than replicas still schedules every replica.
+        let keys: Vec<_> = pod
             .topology_spread_constraints
             .iter()
             .flatten()
-            .find(|c| c.topology_key == "topology.kubernetes.io/zone")
-            .expect("zone spread");
-        assert_eq!(zone.when_unsatisfiable, "ScheduleAnyway");
+            .map(|c| c.topology_key.as_str())
+            .collect();
         assert_eq!(
-            zone.label_selector
-                .as_ref()
-                .and_then(|s| s.match_labels.as_ref()),
-            Some(&StreamNames::new("orders").group_selector(0))
+            keys,
+            ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
         );
+        for spread in pod.topology_spread_constraints.iter().flatten() {
+            assert_eq!(spread.when_unsatisfiable, "ScheduleAnyway");
+            assert_eq!(spread.max_skew, 1);
+            assert_eq!(
+                spread
+                    .label_selector
+                    .as_ref()
+                    .and_then(|s| s.match_labels.as_ref()),
+                Some(&StreamNames::new("orders").group_selector(0)),
+                "spread among the group's own replicas"
+            );
+        }
         assert_eq!(
             pod.security_context
                 .as_ref()
