@@ -92,12 +92,10 @@ struct ServerArgs {
     #[arg(long, env = "RIFFLE_SYNC", value_enum, default_value = "fdatasync")]
     sync: Sync,
     /// Run as replica ID of a replicated shard group (with --peers and --raft-listen):
-    /// CreateStream, DeleteStream, PutRecord, PutRecords and changes of retention, tags,
-    /// stream mode and largest record size are acknowledged once a quorum has them durable;
-    /// writes reaching a replica that does not lead are answered 503 ServiceUnavailable with
-    /// the leader in the x-riffle-leader header; changes that are not replicated yet
-    /// (resharding, consumers, encryption, monitoring, policies) are refused. Reads are served
-    /// by every replica from its own copy. Without it the server stores its streams alone.
+    /// every change (streams, records, settings, resharding, consumers) is acknowledged once
+    /// a quorum has it durable; writes reaching a replica that does not lead are answered 503
+    /// ServiceUnavailable with the leader in the x-riffle-leader header. Reads are served by
+    /// every replica from its own copy. Without it the server stores its streams alone.
     #[arg(long, env = "RIFFLE_REPLICA_ID", requires_all = ["peers", "raft_listen"])]
     replica_id: Option<u64>,
     /// Like --replica-id, taking the ID from a StatefulSet pod name: NAME-ORDINAL runs as

@@ -13,8 +13,10 @@ use bytes::Bytes;
 use riffle_log::{LogConfig, SyncMode};
 use riffle_replication::{Replica, ReplicaConfig, Role, StateMachine};
 use riffle_server::replicated::{Applier, CatalogMachine, Command, Record, Response, ShardBatch};
-use riffle_server::streams::model::StreamMode;
-use riffle_server::streams::{Catalog, ErrorKind, SettingsChange, StreamsConfig};
+use riffle_server::streams::model::{ReshardOp, StreamMode};
+use riffle_server::streams::{
+    Catalog, ErrorKind, ReshardBy, SettingsChange, StreamChange, StreamsConfig,
+};
 
 fn catalog(dir: &Path) -> Arc<Catalog> {
     let mut config = StreamsConfig::new(dir.to_path_buf(), [7; 32]);
@@ -33,6 +35,7 @@ fn create(name: &str, shards: u32, created_ms: i64) -> Command {
         tags: BTreeMap::from([("team".into(), "data".into())]),
         max_record_size_kib: None,
         created_ms,
+        placement: None,
     }
 }
 
@@ -53,6 +56,24 @@ fn put(stream: &str, epoch: u64, arrival_ms: i64, round: u64, shards: &[u32]) ->
                     .collect(),
             })
             .collect(),
+        encrypted: None,
+    }
+}
+
+fn change(epoch: u64, at_ms: i64, change: StreamChange) -> Command {
+    Command::ChangeStream {
+        name: "alpha".into(),
+        epoch,
+        change,
+        at_ms,
+    }
+}
+
+fn reshard(op: ReshardOp, after: usize) -> StreamChange {
+    StreamChange::Reshard {
+        op,
+        by: ReshardBy::Client,
+        after: Some(after),
     }
 }
 
@@ -104,6 +125,67 @@ fn commands() -> Vec<Command> {
         SettingsChange::RemoveTags(vec!["team".into()]),
     ));
     out.push(settings(1_700_000_000, SettingsChange::MaxRecordSize(2048)));
+    // Reshards at the leader's time; a put routed before one to a shard it closed is refused
+    // alone, asking for a retry.
+    let split = ReshardOp::Split {
+        shard: 0,
+        at: u128::MAX / 6,
+    };
+    out.push(change(1_700_000_000, 1_700_000_010_000, reshard(split, 0)));
+    out.push(put("alpha", 1_700_000_000, 1_700_000_010_500, 70, &[0, 3]));
+    let merge = ReshardOp::Merge {
+        shard: 3,
+        adjacent: 4,
+    };
+    out.push(change(1_700_000_000, 1_700_000_011_000, reshard(merge, 1)));
+    let resize = ReshardOp::Resize { target: 4 };
+    out.push(change(1_700_000_000, 1_700_000_012_000, reshard(resize, 2)));
+    // Asked for on a shape since changed: refused.
+    out.push(change(
+        1_700_000_000,
+        1_700_000_012_500,
+        reshard(ReshardOp::Resize { target: 5 }, 2),
+    ));
+    let register = StreamChange::RegisterConsumer {
+        name: "audit".into(),
+        created_s: None,
+    };
+    out.push(change(1_700_000_000, 1_700_000_013_000, register.clone()));
+    // A second registration of the same name: refused.
+    out.push(change(1_700_000_000, 1_700_000_013_500, register));
+    out.push(settings(
+        1_700_000_000,
+        SettingsChange::Encryption(Some("alias/aws/kinesis".into())),
+    ));
+    // Records the leader routed (and did not seal) before encryption started: refused alone.
+    let Command::PutRecords {
+        stream,
+        epoch,
+        arrival_ms,
+        batches,
+        ..
+    } = put("alpha", 1_700_000_000, 1_700_000_014_000, 71, &[6])
+    else {
+        unreachable!()
+    };
+    out.push(Command::PutRecords {
+        stream,
+        epoch,
+        arrival_ms,
+        batches,
+        encrypted: Some(false),
+    });
+    out.push(settings(
+        1_700_000_000,
+        SettingsChange::EnhancedMetrics {
+            names: vec!["IncomingBytes".into()],
+            enable: true,
+        },
+    ));
+    out.push(settings(
+        1_700_000_000,
+        SettingsChange::ResourcePolicy(Some("{\"Version\":\"2012-10-17\"}".into())),
+    ));
     out.push(settings(
         1_700_000_000,
         SettingsChange::Mode(StreamMode::OnDemand),
@@ -181,16 +263,51 @@ async fn the_same_commands_give_identical_catalogs_and_responses() {
     assert_eq!(meta["max_record_size_kib"], 2048);
     assert_eq!(meta["mode"], "OnDemand");
     assert_eq!(meta["tags"], serde_json::json!({"owner": "ops"}));
+    // So were the reshards, consumers, encryption, monitoring and policy.
+    assert_eq!(meta["reshards"].as_array().unwrap().len(), 3, "{meta}");
+    let open = meta["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["closed"].is_null())
+        .count();
+    assert_eq!(open, 4, "{meta}");
+    assert_eq!(
+        meta["consumers"],
+        serde_json::json!([{"name": "audit", "created_s": 1_700_000_013}])
+    );
+    assert_eq!(meta["encryption_key_id"], "alias/aws/kinesis");
+    assert_eq!(
+        meta["enhanced_metrics"],
+        serde_json::json!(["IncomingBytes"])
+    );
+    assert!(meta["resource_policy"].is_string(), "{meta}");
     let refusals = responses
         .iter()
         .filter(|r| matches!(r, Response::Refused { .. }))
         .count();
-    // Two settings changes, the stale delete, the put to the deleted stream, the reused name.
-    assert_eq!(refusals, 5, "{responses:?}");
+    // Two settings changes, the overtaken reshard, the second registration, the stale delete,
+    // the put to the deleted stream, the reused name.
+    assert_eq!(refusals, 7, "{responses:?}");
+    let rerouted: Vec<usize> = responses
+        .iter()
+        .filter_map(|r| match r {
+            Response::Appended(batches) => Some(
+                batches
+                    .iter()
+                    .filter(|b| b.as_ref().is_err_and(|(_, m)| m.contains("resharded")))
+                    .count(),
+            ),
+            _ => None,
+        })
+        .filter(|&n| n > 0)
+        .collect();
+    // The put to the split shard (one of its two batches) and the unsealed put (its one).
+    assert_eq!(rerouted, vec![1, 1], "{responses:?}");
 
     // The responses say what happened; spot-check a few.
     let alpha = &da["alpha"].1;
-    assert_eq!(alpha.len(), 3);
+    assert_eq!(alpha.len(), meta["shards"].as_array().unwrap().len());
     let first = &alpha[0].1[0];
     assert_eq!((first.0, first.1), (0, 1_700_000_002_000 - 25));
     assert!(

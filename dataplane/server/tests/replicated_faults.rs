@@ -271,14 +271,14 @@ async fn writer(
     }
 }
 
-/// Every record of every shard of the stream on one replica: shard -> [(sequence, data)].
+/// Every record of every shard of the stream (closed ones included) on one replica:
+/// shard -> [(sequence, data)].
 async fn read_all(
     client: &HttpClient,
     address: &str,
 ) -> Option<BTreeMap<String, Vec<(String, String)>>> {
     let mut out = BTreeMap::new();
-    for shard in 0..SHARDS {
-        let shard_id = format!("shardId-{shard:012}");
+    for shard_id in shard_ids(client, address).await? {
         let (status, value, _) = call(
             client,
             address,
@@ -301,9 +301,6 @@ async fn read_all(
             .await?;
             assert_eq!(status, 200, "GetRecords on {address}: {value}");
             let batch = value["Records"].as_array().unwrap();
-            if batch.is_empty() {
-                break;
-            }
             for r in batch {
                 let data = STANDARD.decode(r["Data"].as_str().unwrap()).unwrap();
                 records.push((
@@ -311,11 +308,48 @@ async fn read_all(
                     String::from_utf8(data).unwrap(),
                 ));
             }
-            iterator = value["NextShardIterator"].as_str()?.to_string();
+            // A closed shard read to its end has no next iterator.
+            match value["NextShardIterator"].as_str() {
+                Some(next) if !batch.is_empty() => iterator = next.to_string(),
+                _ => break,
+            }
         }
         out.insert(shard_id, records);
     }
     Some(out)
+}
+
+/// The ids of every shard of the stream, closed ones included, as one replica lists them.
+async fn shard_ids(client: &HttpClient, address: &str) -> Option<Vec<String>> {
+    let (status, value, _) = call(
+        client,
+        address,
+        "ListShards",
+        &json!({"StreamName": STREAM}),
+    )
+    .await?;
+    (status == 200).then(|| {
+        value["Shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["ShardId"].as_str().unwrap().to_string())
+            .collect()
+    })
+}
+
+/// Asks the leader to reshard the stream to `target` open shards while writes go on.
+async fn update_shard_count(client: &HttpClient, leader_api: &str, target: usize) {
+    let (status, body, _) = call(
+        client,
+        leader_api,
+        "UpdateShardCount",
+        &json!({"StreamName": STREAM, "TargetShardCount": target, "ScalingType": "UNIFORM_SCALING"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["TargetShardCount"], target, "{body}");
 }
 
 /// Checks that every acknowledged record is on the replica exactly once, intact, with the
@@ -380,21 +414,6 @@ async fn acknowledged_records_survive_killing_the_leader() {
         .await
         .unwrap();
     assert_eq!(status, 200, "{body}");
-    // Operations not replicated yet are refused, naming the operation.
-    let (status, body, _) = call(
-        &client,
-        &leader_api,
-        "SplitShard",
-        &json!({"StreamName": STREAM, "ShardToSplit": "shardId-000000000000", "NewStartingHashKey": "1"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 400);
-    assert!(
-        body["message"].as_str().unwrap().contains("SplitShard"),
-        "{body}"
-    );
-
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
     let acks = Arc::new(Mutex::new(Vec::new()));
@@ -415,6 +434,14 @@ async fn acknowledged_records_survive_killing_the_leader() {
     let deadline = Instant::now() + Duration::from_secs(20);
     while acked.lock().unwrap().len() < 500 {
         assert!(Instant::now() < deadline, "writes are not acknowledged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Resharding is replicated like the records: 4 -> 8 shards while the writers go on.
+    update_shard_count(&client, &leader_api, 2 * SHARDS).await;
+    let resharded_at = acked.lock().unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.lock().unwrap().len() < resharded_at + 500 {
+        assert!(Instant::now() < deadline, "writes stopped after resharding");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     group.kill(leader);
@@ -468,6 +495,14 @@ async fn acknowledged_records_survive_killing_the_leader() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The new leader reshards back to 4 while the restarted replica catches up.
+    update_shard_count(&client, &group.api_of(new_leader), SHARDS).await;
+    let resharded_at = acked.lock().unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.lock().unwrap().len() < resharded_at + 200 {
+        assert!(Instant::now() < deadline, "writes stopped after resharding");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stop.store(true, Ordering::SeqCst);
     for w in writers {
         w.await.unwrap();
@@ -475,8 +510,9 @@ async fn acknowledged_records_survive_killing_the_leader() {
     let acked = acked.lock().unwrap().clone();
     println!("{} records acknowledged", acked.len());
 
-    // On the new leader.
+    // On the new leader: the three shapes' 4 + 8 + 4 shards, every record in its lineage.
     let on_leader = read_all(&client, &group.api_of(new_leader)).await.unwrap();
+    assert_eq!(on_leader.len(), 16, "{:?}", on_leader.keys());
     check(&format!("leader {new_leader}"), &on_leader, &acked);
     // Every replica catches up to the same records.
     for id in ids {
@@ -512,9 +548,36 @@ async fn acknowledged_records_survive_killing_the_leader() {
     .await
     .unwrap();
     assert_eq!(status, 200, "{body}");
+    let (status, body, _) = call(
+        &client,
+        &leader_api,
+        "DescribeStreamSummary",
+        &json!({"StreamName": STREAM}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let stream_arn = body["StreamDescriptionSummary"]["StreamARN"].clone();
+    let (status, body, _) = call(
+        &client,
+        &leader_api,
+        "RegisterStreamConsumer",
+        &json!({"StreamARN": stream_arn, "ConsumerName": "audit"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let consumer_arn = body["Consumer"]["ConsumerARN"].clone();
     for id in ids {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
+            let consumers = call(
+                &client,
+                &group.api_of(id),
+                "ListStreamConsumers",
+                &json!({"StreamARN": stream_arn}),
+            )
+            .await;
             let summary = call(
                 &client,
                 &group.api_of(id),
@@ -529,15 +592,17 @@ async fn acknowledged_records_survive_killing_the_leader() {
                 &json!({"StreamName": STREAM}),
             )
             .await;
-            if let (Some((200, summary, _)), Some((200, tags, _))) = (summary, tags)
+            if let (Some((200, summary, _)), Some((200, tags, _)), Some((200, consumers, _))) =
+                (summary, tags, consumers)
                 && summary["StreamDescriptionSummary"]["RetentionPeriodHours"] == 48
                 && tags["Tags"] == json!([{"Key": "owner", "Value": "ops"}])
+                && consumers["Consumers"][0]["ConsumerARN"] == consumer_arn
             {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "replica {id} misses the settings change"
+                "replica {id} misses the settings change or the consumer"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -13,9 +13,11 @@ use bytes::Bytes;
 use riffle_log::RecordIn;
 use serde::{Deserialize, Serialize};
 
-use crate::streams::model::StreamMode;
+use crate::streams::model::{Placement, StreamMeta, StreamMode};
 use crate::streams::sequence::SequenceNumber;
-use crate::streams::{ApiError, ApiResult, Catalog, CreateStream, ErrorKind, SettingsChange};
+use crate::streams::{
+    ApiError, ApiResult, Catalog, CreateStream, ErrorKind, SettingsChange, StreamChange,
+};
 
 /// One replicated change of a shard group's streams.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +36,16 @@ pub enum Command {
         max_record_size_kib: Option<u32>,
         /// The leader's clock when it took the request, in ms since the Unix epoch.
         created_ms: i64,
+        /// Where the stream's shards go, when it spreads over several shard groups.
+        #[serde(default)]
+        placement: Option<Placement>,
+    },
+    /// ImportStream: a stream another shard group of it exported, joined as `placement`.
+    ImportStream {
+        /// The exported description.
+        meta: Box<StreamMeta>,
+        /// This group's place in the stream.
+        placement: Placement,
     },
     /// DeleteStream of the incarnation created at `epoch`.
     DeleteStream {
@@ -53,6 +65,18 @@ pub enum Command {
         /// The change.
         change: SettingsChange,
     },
+    /// A reshard or a consumer's (de)registration of the incarnation created at `epoch`, at
+    /// the leader's time `at_ms`.
+    ChangeStream {
+        /// Stream name.
+        name: String,
+        /// Creation time (seconds) of the incarnation to change.
+        epoch: u64,
+        /// The change.
+        change: StreamChange,
+        /// The leader's clock when it took the request, in ms since the Unix epoch.
+        at_ms: i64,
+    },
     /// PutRecord / PutRecords: records the leader routed and admitted, per shard.
     PutRecords {
         /// Stream name.
@@ -63,6 +87,10 @@ pub enum Command {
         arrival_ms: i64,
         /// Records per shard, in request order within each shard.
         batches: Vec<ShardBatch>,
+        /// Whether the leader sealed the records' data (the stream was encrypted when it
+        /// routed them); a batch applied after encryption was started or stopped is refused.
+        #[serde(default)]
+        encrypted: Option<bool>,
     },
 }
 
@@ -103,7 +131,19 @@ pub enum Response {
     Appended(Vec<Result<String, (ErrorKind, String)>>),
 }
 
+/// The answer to a batch routed to a shard that a reshard closed, or routed before encryption
+/// was started or stopped, while the put was replicated: nothing was written; a retry is
+/// routed afresh.
+pub const REROUTE: &str = "was resharded or its encryption changed while the write was replicated; nothing was written, retry";
+
 impl Command {
+    /// Whether applying the command may change a stream's description (everything but puts):
+    /// the applied position is stored right after such a command, so a replay after a crash
+    /// never makes a change of description again on a later description.
+    pub fn changes_description(&self) -> bool {
+        !matches!(self, Command::PutRecords { .. })
+    }
+
     /// The command as bytes (CBOR).
     pub fn encode(&self) -> Vec<u8> {
         to_cbor(self)
@@ -236,6 +276,7 @@ impl Applier {
                 tags,
                 max_record_size_kib,
                 created_ms,
+                placement,
             } => {
                 // Replayed after a restart: the stream this very command created is there.
                 let existing = self
@@ -252,7 +293,7 @@ impl Applier {
                     mode,
                     tags,
                     max_record_size_kib,
-                    placement: None,
+                    placement,
                 };
                 Ok(outcome(
                     self.catalog.create_stream_at(request, created_ms).await,
@@ -276,12 +317,29 @@ impl Applier {
                     .apply_settings(&name, Some(epoch), change)
                     .await,
             )?),
+            Command::ChangeStream {
+                name,
+                epoch,
+                change,
+                at_ms,
+            } => Ok(outcome(
+                self.catalog
+                    .apply_change(&name, Some(epoch), change, at_ms)
+                    .await,
+            )?),
+            Command::ImportStream { meta, placement } => Ok(outcome(
+                self.catalog.import_stream_here(*meta, placement).await,
+            )?),
             Command::PutRecords {
                 stream,
                 epoch,
                 arrival_ms,
                 batches,
-            } => self.put(stream, epoch, arrival_ms, batches).await,
+                encrypted,
+            } => {
+                self.put(stream, epoch, arrival_ms, batches, encrypted)
+                    .await
+            }
         }
     }
 
@@ -291,9 +349,26 @@ impl Applier {
         epoch: u64,
         arrival_ms: i64,
         batches: Vec<ShardBatch>,
+        encrypted: Option<bool>,
     ) -> Result<Response, ApiError> {
         let mut answers: Vec<Option<Result<String, (ErrorKind, String)>>> =
             vec![None; batches.len()];
+        // Shards of the description that no longer take the batches routed to them: closed
+        // by a reshard, or all of them if encryption started or stopped since the leader
+        // routed the records. Unknown shards and a gone incarnation are refused below.
+        let moved: Vec<u32> = self
+            .catalog
+            .describe(&stream, |meta, _| {
+                let sealed = meta.encryption_key_id.is_some();
+                meta.shards
+                    .iter()
+                    .filter(|s| meta.epoch == epoch && meta.hosts(s))
+                    .filter(|s| !s.is_open() || encrypted.is_some_and(|e| e != sealed))
+                    .map(|s| s.index)
+                    .collect()
+            })
+            .await
+            .unwrap_or_default();
         let mut appends = Vec::new();
         let mut positions = Vec::new();
         for (position, batch) in batches.into_iter().enumerate() {
@@ -312,6 +387,13 @@ impl Applier {
                 if replay.next == replay.end {
                     self.replay.remove(&key);
                 }
+                continue;
+            }
+            if moved.contains(&batch.shard) {
+                answers[position] = Some(Err((
+                    ErrorKind::Internal,
+                    format!("Shard {} of stream {stream} {REROUTE}.", batch.shard),
+                )));
                 continue;
             }
             let records = batch

@@ -8,12 +8,12 @@
 //! same sequence numbers and arrival times.
 //!
 //! [`Node`] runs a replica inside `riffle server --replica-id N --peers ... --raft-listen ...`:
-//! it installs itself as the catalog's [`Replicator`], so CreateStream, DeleteStream,
-//! PutRecord, PutRecords and the settings changes of [`SettingsChange`] (retention, tags,
-//! stream mode, largest record; Kinesis and gRPC APIs alike) are proposed on the leader and
-//! answered 503 `ServiceUnavailable` with [`LEADER_HEADER`] on the other replicas; changes not
-//! replicated yet (resharding, consumers, encryption, enhanced monitoring, resource policies)
-//! are refused by name.
+//! it installs itself as the catalog's [`Replicator`], so every change — CreateStream,
+//! DeleteStream, PutRecord(s), the settings of [`SettingsChange`] (retention, tags, stream
+//! mode, largest record, encryption, enhanced monitoring, resource policy), the reshards and
+//! consumer registrations of [`StreamChange`], and the import of a stream spread over several
+//! shard groups; Kinesis and gRPC APIs alike — is proposed on the leader and answered 503
+//! `ServiceUnavailable` with [`LEADER_HEADER`] on the other replicas.
 //! Reads are served from the local shard logs: current on the leader, possibly behind on a
 //! follower, never showing uncommitted records. `/metrics` adds `riffle_replica_is_leader`,
 //! `riffle_replica_term`, `riffle_replica_leader`, `riffle_replica_last_log_index` and
@@ -25,6 +25,7 @@
 //! [`Catalog`]: crate::streams::Catalog
 //! [`Replicator`]: crate::streams::Replicator
 //! [`SettingsChange`]: crate::streams::SettingsChange
+//! [`StreamChange`]: crate::streams::StreamChange
 
 mod bytes_serde;
 pub mod command;

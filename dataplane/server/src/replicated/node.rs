@@ -12,36 +12,19 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use riffle_replication::{ProposeError, Replica, ReplicaConfig, Role, StartError};
-use riffle_wire::{AwsError, Format};
 
 use super::command::{Command, Record, Response as CommandResponse, ShardBatch};
 use super::state_machine::CatalogMachine;
 use crate::http::{Body, full, text};
+use crate::streams::model::{Placement, StreamMeta};
 use crate::streams::{
     ApiError, ApiResult, Catalog, CreateStream, ErrorKind, PutEntry, PutOutcome, Replicated,
-    Replicator, SettingsChange, now_ms,
+    Replicator, SettingsChange, StreamChange, now_ms,
 };
 
 /// Response header naming the leader's Kinesis API address (`host:port`) on a write refused
 /// by a replica that does not lead its group.
 pub const LEADER_HEADER: &str = "x-riffle-leader";
-
-/// Kinesis operations that change state but are not replicated yet: refused on a replicated
-/// shard group rather than applied on one replica.
-pub const UNREPLICATED_OPERATIONS: &[&str] = &[
-    "SplitShard",
-    "MergeShards",
-    "UpdateShardCount",
-    "EnableEnhancedMonitoring",
-    "DisableEnhancedMonitoring",
-    "StartStreamEncryption",
-    "StopStreamEncryption",
-    "UpdateStreamWarmThroughput",
-    "PutResourcePolicy",
-    "DeleteResourcePolicy",
-    "RegisterStreamConsumer",
-    "DeregisterStreamConsumer",
-];
 
 /// How a server joins its shard group.
 #[derive(Debug, Clone)]
@@ -167,11 +150,6 @@ impl Node {
 
     async fn create_stream(&self, request: CreateStream) -> ApiResult<()> {
         self.leading()?;
-        if request.placement.is_some() {
-            return Err(ApiError::invalid(
-                "Streams spread over several shard groups are not replicated yet.",
-            ));
-        }
         let command = Command::CreateStream {
             name: request.name,
             shard_count: request.shard_count,
@@ -179,6 +157,7 @@ impl Node {
             tags: request.tags,
             max_record_size_kib: request.max_record_size_kib,
             created_ms: now_ms(),
+            placement: request.placement,
         };
         self.propose(command).await?.into_result()
     }
@@ -201,6 +180,27 @@ impl Node {
             name: name.to_string(),
             epoch,
             change,
+        };
+        self.propose(command).await?.into_result()
+    }
+
+    async fn change_stream(&self, name: &str, change: StreamChange) -> ApiResult<()> {
+        self.leading()?;
+        let epoch = self.catalog()?.stream(name)?.epoch;
+        let command = Command::ChangeStream {
+            name: name.to_string(),
+            epoch,
+            change,
+            at_ms: now_ms(),
+        };
+        self.propose(command).await?.into_result()
+    }
+
+    async fn import_stream(&self, meta: StreamMeta, placement: Placement) -> ApiResult<()> {
+        self.leading()?;
+        let command = Command::ImportStream {
+            meta: Box::new(meta),
+            placement,
         };
         self.propose(command).await?.into_result()
     }
@@ -233,6 +233,7 @@ impl Node {
             epoch: routed.epoch,
             arrival_ms: now_ms(),
             batches: batches.clone(),
+            encrypted: Some(routed.encrypted),
         };
         let response = self.propose(command).await?;
         let numbers = response.sequence_numbers(&counts)?;
@@ -253,40 +254,14 @@ impl Node {
         Ok(outcome(results, routed.encrypted))
     }
 
-    /// Serves one HTTP request: the Kinesis API (writes refused here name the leader, and
-    /// operations not replicated yet are refused), `/metrics` with the replica's status, and
-    /// the health endpoints.
+    /// Serves one HTTP request: the Kinesis API (writes refused here name the leader),
+    /// `/metrics` with the replica's status, and the health endpoints.
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
         let Ok(catalog) = self.catalog() else {
             return text(StatusCode::SERVICE_UNAVAILABLE, "stopping\n");
         };
         match (request.method(), request.uri().path()) {
             (&Method::POST, "/") => {
-                let operation = request
-                    .headers()
-                    .get("x-amz-target")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|t| t.strip_prefix("Kinesis_20131202."))
-                    .unwrap_or_default()
-                    .to_string();
-                if UNREPLICATED_OPERATIONS.contains(&operation.as_str()) {
-                    let format = request
-                        .headers()
-                        .get("content-type")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(Format::from_content_type)
-                        .unwrap_or(Format::Json);
-                    let error = AwsError::invalid_argument(format!(
-                        "{operation} is not supported by a replicated shard group yet: it is \
-                         not replicated, and applying it on one replica would make the \
-                         replicas differ."
-                    ));
-                    return Response::builder()
-                        .status(error.status)
-                        .header("content-type", format.content_type())
-                        .body(full(error.to_body(format)))
-                        .unwrap_or_else(|_| text(StatusCode::BAD_REQUEST, "refused\n"));
-                }
                 let mut response = crate::kinesis::handle(catalog, request).await;
                 if response.status() == StatusCode::SERVICE_UNAVAILABLE
                     && let Some(leader) = self.leader_api()
@@ -394,5 +369,13 @@ impl Replicator for Writes {
 
     fn change_settings<'a>(&'a self, name: &'a str, change: SettingsChange) -> Replicated<'a, ()> {
         Box::pin(async move { self.node()?.change_settings(name, change).await })
+    }
+
+    fn change_stream<'a>(&'a self, name: &'a str, change: StreamChange) -> Replicated<'a, ()> {
+        Box::pin(async move { self.node()?.change_stream(name, change).await })
+    }
+
+    fn import_stream(&self, meta: StreamMeta, placement: Placement) -> Replicated<'_, ()> {
+        Box::pin(async move { self.node()?.import_stream(meta, placement).await })
     }
 }

@@ -6,8 +6,8 @@
 //! After applying, the position (the last applied entry and, for every shard, its log's end
 //! offset at that entry) is written to `position.cbor` (temporary file, `fsync`, rename,
 //! directory `fsync`) — not after every entry, but after the first, then every
-//! [`SAVE_EVERY`] entries or [`SAVE_INTERVAL`], and always after a blank or membership entry
-//! and an install. The catalog may therefore be ahead of the stored position after a crash,
+//! [`SAVE_EVERY`] entries or [`SAVE_INTERVAL`], and always after a blank or membership entry,
+//! an install, and a command that may change a stream's description. The catalog may therefore be ahead of the stored position after a crash,
 //! and openraft replays the entries after it. Replaying is idempotent:
 //!
 //! - a PutRecords batch for a shard whose log ends past the stored offset is not appended
@@ -16,7 +16,11 @@
 //!   batches of the replayed commands, in order ([`Replay`]);
 //! - a CreateStream finding the stream with the command's creation time is already done;
 //! - a DeleteStream names the incarnation (epoch) it deletes, so it never deletes a stream
-//!   created again after it.
+//!   created again after it;
+//! - any other change of a description is replayed at most once, onto the description it
+//!   made (the position is stored right after it): a reshard names its place in the stream's
+//!   reshard history and is not made twice, an import finds its stream, and the other changes
+//!   are refused or change nothing when made again.
 //!
 //! An install first marks the position as "installing"; a replica restarted with that mark
 //! removes its streams (the half-installed debris) and starts empty, so openraft installs a
@@ -233,16 +237,23 @@ impl StateMachine for CatalogMachine {
     }
 
     fn apply(&mut self, at: &Applied, command: &[u8]) -> io::Result<Vec<u8>> {
+        let mut description_changed = false;
         let response = match Command::decode(command) {
-            Ok(command) => self
-                .runtime
-                .block_on(self.applier.apply(command))
-                .map_err(io_err)?,
+            Ok(command) => {
+                description_changed = command.changes_description();
+                self.runtime
+                    .block_on(self.applier.apply(command))
+                    .map_err(io_err)?
+            }
             // A command this version cannot read is refused the same way on every replica.
             Err(e) => Response::refused(ApiError::internal(format!("undecodable command: {e}"))),
         };
         self.applied = Some(at.clone());
-        self.maybe_save()?;
+        if description_changed {
+            self.save_position()?;
+        } else {
+            self.maybe_save()?;
+        }
         Ok(response.encode())
     }
 

@@ -38,6 +38,18 @@ pub enum SettingsChange {
     Mode(StreamMode),
     /// UpdateMaxRecordSize, in KiB.
     MaxRecordSize(u32),
+    /// EnableEnhancedMonitoring (`enable`) or DisableEnhancedMonitoring of shard-level metrics
+    /// (validated names, `ALL` already expanded).
+    EnhancedMetrics {
+        /// The metrics.
+        names: Vec<String>,
+        /// Whether they are enabled (else disabled).
+        enable: bool,
+    },
+    /// StartStreamEncryption with a key id, or StopStreamEncryption.
+    Encryption(Option<String>),
+    /// PutResourcePolicy, or DeleteResourcePolicy.
+    ResourcePolicy(Option<String>),
 }
 
 impl Catalog {
@@ -63,14 +75,7 @@ impl Catalog {
         epoch: Option<u64>,
         change: SettingsChange,
     ) -> ApiResult<()> {
-        if let Some(epoch) = epoch
-            && self.stream(stream_name)?.epoch != epoch
-        {
-            return Err(ApiError::stream_not_found(
-                stream_name,
-                &self.config.account,
-            ));
-        }
+        self.check_incarnation(stream_name, epoch)?;
         match change {
             SettingsChange::Retention { hours, increase } => {
                 self.retention_here(stream_name, hours, increase).await
@@ -99,22 +104,33 @@ impl Catalog {
                 })
                 .await
             }
+            SettingsChange::EnhancedMetrics { names, enable } => {
+                self.update_here(stream_name, |_, meta| {
+                    for name in names {
+                        if enable {
+                            meta.enhanced_metrics.insert(name);
+                        } else {
+                            meta.enhanced_metrics.remove(&name);
+                        }
+                    }
+                    Ok(())
+                })
+                .await
+            }
+            SettingsChange::Encryption(key_id) => self.encryption_here(stream_name, key_id).await,
+            SettingsChange::ResourcePolicy(policy) => {
+                self.update_here(stream_name, |_, meta| {
+                    meta.resource_policy = policy;
+                    Ok(())
+                })
+                .await
+            }
         }
     }
 
     /// Runs `change` on the stream's description under its write lock and persists the result
-    /// if `change` succeeded. Refused on a replicated catalog (the change would not be
-    /// replicated).
-    pub async fn update<T>(
-        &self,
-        stream_name: &str,
-        change: impl FnOnce(&Stream, &mut StreamMeta) -> ApiResult<T>,
-    ) -> ApiResult<T> {
-        self.refuse_unreplicated(&format!("Changing stream {stream_name}"))?;
-        self.update_here(stream_name, change).await
-    }
-
-    async fn update_here<T>(
+    /// if `change` succeeded and changed it.
+    pub(super) async fn update_here<T>(
         &self,
         stream_name: &str,
         change: impl FnOnce(&Stream, &mut StreamMeta) -> ApiResult<T>,
@@ -248,24 +264,24 @@ impl Catalog {
                 ));
             }
         }
-        self.update(stream_name, |_, meta| {
-            let before: Vec<String> = meta.enhanced_metrics.iter().cloned().collect();
-            for name in names {
-                if enable {
-                    meta.enhanced_metrics.insert(name);
-                } else {
-                    meta.enhanced_metrics.remove(&name);
-                }
-            }
-            Ok((before, meta.enhanced_metrics.iter().cloned().collect()))
-        })
-        .await
+        let before = self.describe(stream_name, enabled_metrics).await?;
+        self.change_settings(
+            stream_name,
+            SettingsChange::EnhancedMetrics { names, enable },
+        )
+        .await?;
+        let after = self.describe(stream_name, enabled_metrics).await?;
+        Ok((before, after))
     }
 
     /// Start/StopStreamEncryption: records appended from now on are (or are no longer)
     /// encrypted at rest; each open shard records the offset where that begins.
     pub async fn set_encryption(&self, stream_name: &str, key_id: Option<String>) -> ApiResult<()> {
-        self.refuse_unreplicated("StartStreamEncryption / StopStreamEncryption")?;
+        self.change_settings(stream_name, SettingsChange::Encryption(key_id))
+            .await
+    }
+
+    async fn encryption_here(&self, stream_name: &str, key_id: Option<String>) -> ApiResult<()> {
         let stream = self.stream(stream_name)?;
         let mut state = stream.state.write().await;
         let encrypted = key_id.is_some();
@@ -307,10 +323,11 @@ impl Catalog {
         stream_name: &str,
         policy: Option<String>,
     ) -> ApiResult<()> {
-        self.update(stream_name, |_, meta| {
-            meta.resource_policy = policy;
-            Ok(())
-        })
-        .await
+        self.change_settings(stream_name, SettingsChange::ResourcePolicy(policy))
+            .await
     }
+}
+
+fn enabled_metrics(meta: &StreamMeta, _: &StreamState) -> Vec<String> {
+    meta.enhanced_metrics.iter().cloned().collect()
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::error::{ApiError, ApiResult, ErrorKind};
 use super::model::ConsumerMeta;
-use super::{Catalog, now_ms};
+use super::{Catalog, StreamChange};
 
 /// Most consumers per stream.
 pub const MAX_CONSUMERS: usize = 20;
@@ -61,40 +61,64 @@ impl Catalog {
         name: &str,
         created_s: Option<i64>,
     ) -> ApiResult<ConsumerView> {
-        let consumer = self
-            .update(stream_name, |stream, meta| {
-                if meta.consumers.iter().any(|c| c.name == name) {
-                    return Err(ApiError::new(
-                        ErrorKind::ResourceInUse,
-                        format!(
-                            "Consumer {name} under stream {} already exists for account {}.",
-                            stream.name, self.config.account
-                        ),
-                    ));
-                }
-                if meta.consumers.len() >= MAX_CONSUMERS {
-                    return Err(ApiError::new(
-                        ErrorKind::LimitExceeded,
-                        format!(
-                            "Stream {} under account {} has reached the limit of {MAX_CONSUMERS} consumers.",
-                            stream.name, self.config.account
-                        ),
-                    ));
-                }
-                let consumer = ConsumerMeta {
-                    name: name.to_string(),
-                    created_s: created_s.unwrap_or_else(|| now_ms() / 1000),
-                };
-                meta.consumers.push(consumer.clone());
-                Ok(consumer)
-            })
-            .await?;
-        Ok(self.consumer_view(stream_name, &consumer))
+        let change = StreamChange::RegisterConsumer {
+            name: name.to_string(),
+            created_s,
+        };
+        self.change_stream(stream_name, change).await?;
+        self.describe_consumer(stream_name, name).await
+    }
+
+    /// Registers consumer `name` here, at `created_s`.
+    pub(super) async fn register_consumer_here(
+        &self,
+        stream_name: &str,
+        name: &str,
+        created_s: i64,
+    ) -> ApiResult<()> {
+        self.update_here(stream_name, |stream, meta| {
+            if meta.consumers.iter().any(|c| c.name == name) {
+                return Err(ApiError::new(
+                    ErrorKind::ResourceInUse,
+                    format!(
+                        "Consumer {name} under stream {} already exists for account {}.",
+                        stream.name, self.config.account
+                    ),
+                ));
+            }
+            if meta.consumers.len() >= MAX_CONSUMERS {
+                return Err(ApiError::new(
+                    ErrorKind::LimitExceeded,
+                    format!(
+                        "Stream {} under account {} has reached the limit of {MAX_CONSUMERS} consumers.",
+                        stream.name, self.config.account
+                    ),
+                ));
+            }
+            meta.consumers.push(ConsumerMeta {
+                name: name.to_string(),
+                created_s,
+            });
+            Ok(())
+        })
+        .await
     }
 
     /// DeregisterStreamConsumer.
     pub async fn deregister_consumer(&self, stream_name: &str, name: &str) -> ApiResult<()> {
-        self.update(stream_name, |stream, meta| {
+        let change = StreamChange::DeregisterConsumer {
+            name: name.to_string(),
+        };
+        self.change_stream(stream_name, change).await
+    }
+
+    /// Deregisters consumer `name` here.
+    pub(super) async fn deregister_consumer_here(
+        &self,
+        stream_name: &str,
+        name: &str,
+    ) -> ApiResult<()> {
+        self.update_here(stream_name, |stream, meta| {
             let before = meta.consumers.len();
             meta.consumers.retain(|c| c.name != name);
             if meta.consumers.len() == before {

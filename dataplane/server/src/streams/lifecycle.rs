@@ -147,8 +147,27 @@ impl Catalog {
     /// Adds a stream whose description was exported by another shard group of it, as the group
     /// `placement` names: the same name, epoch, shards and lineage, so the groups answer as one
     /// stream. Records are not copied; the new group hosts shards no other group stores.
-    pub async fn import_stream(&self, mut meta: StreamMeta, placement: Placement) -> ApiResult<()> {
-        self.refuse_unreplicated("Importing a stream")?;
+    pub async fn import_stream(&self, meta: StreamMeta, placement: Placement) -> ApiResult<()> {
+        if let Some(replicator) = self.replicator() {
+            return replicator.import_stream(meta, placement).await;
+        }
+        self.import_stream_here(meta, placement).await
+    }
+
+    /// [`Catalog::import_stream`] here. Replayed after it was made (the stream is there with
+    /// the same creation time and placement), it changes nothing.
+    pub async fn import_stream_here(
+        &self,
+        mut meta: StreamMeta,
+        placement: Placement,
+    ) -> ApiResult<()> {
+        let existing = self
+            .describe(&meta.name, |m, _| (m.created_ms, m.placement))
+            .await
+            .ok();
+        if existing == Some((meta.created_ms, Some(placement))) {
+            return Ok(());
+        }
         meta.placement = Some(placement);
         self.insert_stream(meta).await
     }

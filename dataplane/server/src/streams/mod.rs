@@ -17,6 +17,7 @@ pub mod store;
 pub mod throttle;
 
 mod admin;
+mod change;
 mod consume;
 mod consumers;
 mod lifecycle;
@@ -34,6 +35,7 @@ use riffle_log::LogConfig;
 use tokio::sync::RwLock;
 
 pub use admin::SettingsChange;
+pub use change::{ReshardBy, StreamChange};
 pub use consume::{ChildShard, ReadOutcome, ReadRecord, StartingPosition};
 pub use consumers::ConsumerView;
 pub use error::{ApiError, ApiResult, ErrorKind};
@@ -144,9 +146,8 @@ impl StreamState {
 pub type Replicated<'a, T> = Pin<Box<dyn Future<Output = ApiResult<T>> + Send + 'a>>;
 
 /// The write path of a catalog that is one replica of a shard group: once installed with
-/// [`Catalog::set_replicator`], [`Catalog::create_stream`], [`Catalog::delete_stream`],
-/// [`Catalog::put_records`] and [`Catalog::change_settings`] go through it (it replicates them and applies them to every
-/// replica's catalog), and the changes it does not replicate are refused.
+/// [`Catalog::set_replicator`], every change of the catalog's streams goes through it (it
+/// replicates the change and applies it to every replica's catalog).
 pub trait Replicator: Send + Sync + 'static {
     /// CreateStream.
     fn create_stream(&self, request: CreateStream) -> Replicated<'_, ()>;
@@ -160,6 +161,14 @@ pub trait Replicator: Send + Sync + 'static {
     ) -> Replicated<'a, PutOutcome>;
     /// A change of the stream's settings.
     fn change_settings<'a>(&'a self, name: &'a str, change: SettingsChange) -> Replicated<'a, ()>;
+    /// A reshard or a consumer's (de)registration.
+    fn change_stream<'a>(&'a self, name: &'a str, change: StreamChange) -> Replicated<'a, ()>;
+    /// A stream exported by another shard group of it, joined as the group `placement` names.
+    fn import_stream(
+        &self,
+        meta: model::StreamMeta,
+        placement: model::Placement,
+    ) -> Replicated<'_, ()>;
 }
 
 /// All streams of this server.
@@ -183,17 +192,6 @@ impl Catalog {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-    }
-
-    /// Refuses `operation` on a replicated catalog: it is not replicated, and applying it on
-    /// one replica would make the replicas differ.
-    pub fn refuse_unreplicated(&self, operation: &str) -> ApiResult<()> {
-        if self.replicator().is_some() {
-            return Err(ApiError::invalid(format!(
-                "{operation} is not supported by a replicated shard group yet."
-            )));
-        }
-        Ok(())
     }
 
     /// The service settings.

@@ -1,10 +1,15 @@
 //! Resharding with Kinesis lineage: a parent is closed at the end of every write routed to
 //! it, and children carry their parents' ids.
+//!
+//! Every reshard is a [`StreamChange::Reshard`] (see [`super::change`]): the API calls here
+//! check what they can without the stream's state and ask for the change; the change is made
+//! by [`Catalog::reshard_at`], at the time it is given, on every replica alike.
 
+use super::change::{ReshardBy, StreamChange};
 use super::error::{ApiError, ApiResult, ErrorKind};
 use super::hash_key::{HashRange, parse_hash_key};
 use super::model::{ReshardOp, ShardClosed, ShardMeta, StreamMode, parse_shard_id, shard_id};
-use super::{Catalog, Stream, StreamState, now_ms};
+use super::{Catalog, Stream, StreamState};
 
 /// Result of UpdateShardCount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,17 +29,6 @@ pub struct Replayed {
     pub after: usize,
 }
 
-/// Who asks for a new shard count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Resize {
-    /// A client, through UpdateShardCount.
-    Requested,
-    /// The service sizing an on-demand stream.
-    Managed,
-    /// Replaying a reshard another group of the stream made: no limit applies twice.
-    Replayed,
-}
-
 /// Most UpdateShardCount calls per stream in 24 hours.
 const SHARD_COUNT_UPDATES_PER_DAY: usize = 10;
 
@@ -46,31 +40,19 @@ impl Catalog {
         shard: &str,
         new_starting_hash_key: &str,
     ) -> ApiResult<()> {
-        self.refuse_unreplicated("SplitShard")?;
-        let stream = self.stream(stream_name)?;
-        let mut state = stream.state.write().await;
-        self.check_provisioned(&stream, &state)?;
-        let parent = self.open_shard_meta(&stream, &state, shard)?;
-        let split_at = parse_hash_key(new_starting_hash_key).ok_or_else(|| {
+        let index = self.named_shard(stream_name, shard)?;
+        let at = parse_hash_key(new_starting_hash_key).ok_or_else(|| {
             ApiError::invalid(format!(
                 "NewStartingHashKey {new_starting_hash_key} used in SplitShard() on shard {shard} in stream {stream_name} under account {} is not a valid hash key.",
                 self.config.account
             ))
         })?;
-        if split_at <= parent.range.start || split_at > parent.range.end {
-            return Err(ApiError::invalid(format!(
-                "NewStartingHashKey {new_starting_hash_key} used in SplitShard() on shard {shard} in stream {stream_name} under account {} is not both greater than one plus the shard's StartingHashKey {} and less than the shard's EndingHashKey {}.",
-                self.config.account, parent.range.start, parent.range.end
-            )));
-        }
-        self.check_shard_limit(1, state.meta.open_shards().len() as u32)
-            .await?;
-        self.split(&stream, &mut state, &parent, split_at).await?;
-        state.meta.reshards.push(ReshardOp::Split {
-            shard: parent.index,
-            at: split_at,
-        });
-        self.save(&stream, &state.meta)
+        self.reshard(
+            stream_name,
+            ReshardOp::Split { shard: index, at },
+            ReshardBy::Client,
+        )
+        .await
     }
 
     /// MergeShards: closes two adjacent shards and opens one child covering both.
@@ -80,34 +62,11 @@ impl Catalog {
         shard: &str,
         adjacent: &str,
     ) -> ApiResult<()> {
-        self.refuse_unreplicated("MergeShards")?;
-        let stream = self.stream(stream_name)?;
-        let mut state = stream.state.write().await;
-        self.check_provisioned(&stream, &state)?;
-        let first = self.open_shard_meta(&stream, &state, shard)?;
-        let second = self.open_shard_meta(&stream, &state, adjacent)?;
-        if !first.range.is_adjacent_to(&second.range) {
-            return Err(ApiError::invalid(format!(
-                "Shards {shard} and {adjacent} in stream {stream_name} under account {} are not an adjacent pair of shards eligible for merging",
-                self.config.account
-            )));
-        }
-        let range = HashRange {
-            start: first.range.start.min(second.range.start),
-            end: first.range.end.max(second.range.end),
+        let op = ReshardOp::Merge {
+            shard: self.named_shard(stream_name, shard)?,
+            adjacent: self.named_shard(stream_name, adjacent)?,
         };
-        self.reshape(
-            &stream,
-            &mut state,
-            &[first.index, second.index],
-            &[(range, Some(first.index), Some(second.index))],
-        )
-        .await?;
-        state.meta.reshards.push(ReshardOp::Merge {
-            shard: first.index,
-            adjacent: second.index,
-        });
-        self.save(&stream, &state.meta)
+        self.reshard(stream_name, op, ReshardBy::Client).await
     }
 
     /// UpdateShardCount with UNIFORM_SCALING: splits and merges (as Kinesis does) until the
@@ -117,7 +76,7 @@ impl Catalog {
         stream_name: &str,
         target: u32,
     ) -> ApiResult<ShardCountChange> {
-        self.resize(stream_name, target, Resize::Requested).await
+        self.resize(stream_name, target, ReshardBy::Client).await
     }
 
     /// UpdateShardCount on behalf of the service itself: also for on-demand streams (the operator
@@ -128,91 +87,34 @@ impl Catalog {
         stream_name: &str,
         target: u32,
     ) -> ApiResult<ShardCountChange> {
-        self.resize(stream_name, target, Resize::Managed).await
+        self.resize(stream_name, target, ReshardBy::Service).await
     }
 
     async fn resize(
         &self,
         stream_name: &str,
         target: u32,
-        resize: Resize,
+        by: ReshardBy,
     ) -> ApiResult<ShardCountChange> {
-        self.refuse_unreplicated("UpdateShardCount")?;
-        let stream = self.stream(stream_name)?;
-        let mut state = stream.state.write().await;
-        let managed = (resize == Resize::Managed && state.meta.mode == StreamMode::OnDemand)
-            || resize == Resize::Replayed;
-        if !managed {
-            self.check_provisioned(&stream, &state)?;
-        }
-        let current = state.meta.open_shards().len() as u32;
-        if target == 0 || target > current * 2 || target * 2 < current {
-            return Err(ApiError::invalid(format!(
-                "UpdateShardCount cannot scale up over double your current open shard count ({current}) or scale down below half your current open shard count. Requested target shard count: {target}."
-            )));
-        }
-        let now = now_ms();
-        state
-            .meta
-            .shard_count_updates
-            .retain(|t| now - t < 86_400_000);
-        if !managed && state.meta.shard_count_updates.len() >= SHARD_COUNT_UPDATES_PER_DAY {
-            return Err(ApiError::new(
-                ErrorKind::LimitExceeded,
-                format!(
-                    "Stream {stream_name} under account {} has already been scaled {SHARD_COUNT_UPDATES_PER_DAY} times in the last 24 hours.",
-                    self.config.account
-                ),
-            ));
-        }
-        if target > current {
-            self.check_shard_limit(target - current, current).await?;
-        }
-        let first_new = state.meta.next_shard_index();
-        let targets = HashRange::divide_evenly(target);
-        // Split wherever a target range starts inside an open shard.
-        for boundary in targets.iter().skip(1).map(|r| r.start) {
-            let container = state
-                .meta
-                .open_shards()
-                .into_iter()
-                .find(|s| s.range.start < boundary && boundary <= s.range.end)
-                .cloned();
-            if let Some(parent) = container {
-                self.split(&stream, &mut state, &parent, boundary).await?;
-            }
-        }
-        // Merge, left to right, the aligned pieces inside each target range.
-        for range in &targets {
-            loop {
-                let pieces: Vec<ShardMeta> = state
-                    .meta
-                    .open_shards()
-                    .into_iter()
-                    .filter(|s| range.start <= s.range.start && s.range.end <= range.end)
-                    .cloned()
-                    .collect();
-                let [first, second, ..] = pieces.as_slice() else {
-                    break;
-                };
-                let merged = HashRange {
-                    start: first.range.start,
-                    end: second.range.end,
-                };
-                self.reshape(
-                    &stream,
-                    &mut state,
-                    &[first.index, second.index],
-                    &[(merged, Some(first.index), Some(second.index))],
-                )
-                .await?;
-            }
-        }
-        self.place_resharded(&stream, &mut state, first_new)?;
-        state.meta.shard_count_updates.push(now);
-        state.meta.reshards.push(ReshardOp::Resize { target });
-        self.save(&stream, &state.meta)?;
+        let current = self
+            .describe(stream_name, |meta, _| meta.open_shards().len() as u32)
+            .await?;
+        self.reshard(stream_name, ReshardOp::Resize { target }, by)
+            .await?;
         Ok(ShardCountChange { current, target })
+    }
+
+    /// Asks for `op` on the stream's shape as it is now.
+    async fn reshard(&self, stream_name: &str, op: ReshardOp, by: ReshardBy) -> ApiResult<()> {
+        let after = self
+            .describe(stream_name, |meta, _| meta.reshards.len())
+            .await?;
+        let change = StreamChange::Reshard {
+            op,
+            by,
+            after: Some(after),
+        };
+        self.change_stream(stream_name, change).await
     }
 
     /// Brings this group's copy of the stream up to `history`, the reshards another group of
@@ -238,25 +140,168 @@ impl Catalog {
                 ),
             ));
         }
-        for op in &history[before.len()..] {
-            match op {
-                ReshardOp::Split { shard, at } => {
-                    self.split_shard(stream_name, &shard_id(*shard), &at.to_string())
-                        .await?
-                }
-                ReshardOp::Merge { shard, adjacent } => {
-                    self.merge_shards(stream_name, &shard_id(*shard), &shard_id(*adjacent))
-                        .await?
-                }
-                ReshardOp::Resize { target } => {
-                    self.resize(stream_name, *target, Resize::Replayed).await?;
-                }
-            }
+        for (position, op) in history.iter().enumerate().skip(before.len()) {
+            let change = StreamChange::Reshard {
+                op: op.clone(),
+                by: ReshardBy::Replay,
+                after: Some(position),
+            };
+            self.change_stream(stream_name, change).await?;
         }
         Ok(Replayed {
             before: before.len(),
             after: history.len(),
         })
+    }
+
+    /// Makes `op` at `at_ms` and records it in the stream's reshard history, holding the
+    /// stream's write lock throughout.
+    pub(super) async fn reshard_at(
+        &self,
+        stream_name: &str,
+        op: ReshardOp,
+        by: ReshardBy,
+        at_ms: i64,
+    ) -> ApiResult<()> {
+        let stream = self.stream(stream_name)?;
+        let mut state = stream.state.write().await;
+        let managed = match by {
+            ReshardBy::Client => false,
+            ReshardBy::Service => state.meta.mode == StreamMode::OnDemand,
+            ReshardBy::Replay => true,
+        };
+        if !managed {
+            self.check_provisioned(&stream, &state)?;
+        }
+        match op {
+            ReshardOp::Split { shard, at } => {
+                let parent = self.open_shard_meta(&stream, &state, shard)?;
+                if at <= parent.range.start || at > parent.range.end {
+                    return Err(ApiError::invalid(format!(
+                        "NewStartingHashKey {at} used in SplitShard() on shard {} in stream {stream_name} under account {} is not both greater than one plus the shard's StartingHashKey {} and less than the shard's EndingHashKey {}.",
+                        shard_id(shard),
+                        self.config.account,
+                        parent.range.start,
+                        parent.range.end
+                    )));
+                }
+                if by != ReshardBy::Replay {
+                    self.check_shard_limit(1, state.meta.open_shards().len() as u32)
+                        .await?;
+                }
+                self.split(&stream, &mut state, &parent, at, at_ms).await?;
+            }
+            ReshardOp::Merge { shard, adjacent } => {
+                let first = self.open_shard_meta(&stream, &state, shard)?;
+                let second = self.open_shard_meta(&stream, &state, adjacent)?;
+                if !first.range.is_adjacent_to(&second.range) {
+                    return Err(ApiError::invalid(format!(
+                        "Shards {} and {} in stream {stream_name} under account {} are not an adjacent pair of shards eligible for merging",
+                        shard_id(shard),
+                        shard_id(adjacent),
+                        self.config.account
+                    )));
+                }
+                let range = HashRange {
+                    start: first.range.start.min(second.range.start),
+                    end: first.range.end.max(second.range.end),
+                };
+                self.reshape(
+                    &stream,
+                    &mut state,
+                    &[first.index, second.index],
+                    &[(range, Some(first.index), Some(second.index))],
+                    at_ms,
+                )
+                .await?;
+            }
+            ReshardOp::Resize { target } => {
+                self.resize_locked(&stream, &mut state, target, managed, by, at_ms)
+                    .await?;
+            }
+        }
+        state.meta.reshards.push(op);
+        self.save(&stream, &state.meta)
+    }
+
+    /// UpdateShardCount under the stream's write lock; `managed` lifts the rules of
+    /// provisioned streams.
+    async fn resize_locked(
+        &self,
+        stream: &Stream,
+        state: &mut StreamState,
+        target: u32,
+        managed: bool,
+        by: ReshardBy,
+        at_ms: i64,
+    ) -> ApiResult<()> {
+        let stream_name = &stream.name;
+        let current = state.meta.open_shards().len() as u32;
+        if target == 0 || target > current * 2 || target * 2 < current {
+            return Err(ApiError::invalid(format!(
+                "UpdateShardCount cannot scale up over double your current open shard count ({current}) or scale down below half your current open shard count. Requested target shard count: {target}."
+            )));
+        }
+        state
+            .meta
+            .shard_count_updates
+            .retain(|t| at_ms - t < 86_400_000);
+        if !managed && state.meta.shard_count_updates.len() >= SHARD_COUNT_UPDATES_PER_DAY {
+            return Err(ApiError::new(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "Stream {stream_name} under account {} has already been scaled {SHARD_COUNT_UPDATES_PER_DAY} times in the last 24 hours.",
+                    self.config.account
+                ),
+            ));
+        }
+        if target > current && by != ReshardBy::Replay {
+            self.check_shard_limit(target - current, current).await?;
+        }
+        let first_new = state.meta.next_shard_index();
+        let targets = HashRange::divide_evenly(target);
+        // Split wherever a target range starts inside an open shard.
+        for boundary in targets.iter().skip(1).map(|r| r.start) {
+            let container = state
+                .meta
+                .open_shards()
+                .into_iter()
+                .find(|s| s.range.start < boundary && boundary <= s.range.end)
+                .cloned();
+            if let Some(parent) = container {
+                self.split(stream, state, &parent, boundary, at_ms).await?;
+            }
+        }
+        // Merge, left to right, the aligned pieces inside each target range.
+        for range in &targets {
+            loop {
+                let pieces: Vec<ShardMeta> = state
+                    .meta
+                    .open_shards()
+                    .into_iter()
+                    .filter(|s| range.start <= s.range.start && s.range.end <= range.end)
+                    .cloned()
+                    .collect();
+                let [first, second, ..] = pieces.as_slice() else {
+                    break;
+                };
+                let merged = HashRange {
+                    start: first.range.start,
+                    end: second.range.end,
+                };
+                self.reshape(
+                    stream,
+                    state,
+                    &[first.index, second.index],
+                    &[(merged, Some(first.index), Some(second.index))],
+                    at_ms,
+                )
+                .await?;
+            }
+        }
+        self.place_resharded(stream, state, first_new)?;
+        state.meta.shard_count_updates.push(at_ms);
+        Ok(())
     }
 
     /// Splits open shard `parent` into `[start, split_at)` and `[split_at, end]`.
@@ -266,6 +311,7 @@ impl Catalog {
         state: &mut StreamState,
         parent: &ShardMeta,
         split_at: u128,
+        at_ms: i64,
     ) -> ApiResult<()> {
         let left = HashRange {
             start: parent.range.start,
@@ -279,7 +325,7 @@ impl Catalog {
             (left, Some(parent.index), None),
             (right, Some(parent.index), None),
         ];
-        self.reshape(stream, state, &[parent.index], &children)
+        self.reshape(stream, state, &[parent.index], &children, at_ms)
             .await
     }
 
@@ -291,8 +337,8 @@ impl Catalog {
         state: &mut StreamState,
         parents: &[u32],
         children: &[(HashRange, Option<u32>, Option<u32>)],
+        at_ms: i64,
     ) -> ApiResult<()> {
-        let now = now_ms();
         for &index in parents {
             // A shard another group stores is closed here only in the description; its end is
             // known to that group.
@@ -310,7 +356,7 @@ impl Catalog {
             if let Some(meta) = state.meta.shards.iter_mut().find(|s| s.index == index) {
                 meta.closed = Some(ShardClosed {
                     end_offset,
-                    closed_ms: now,
+                    closed_ms: at_ms,
                 });
             }
         }
@@ -323,7 +369,7 @@ impl Catalog {
                 range,
                 parent,
                 adjacent_parent,
-                created_ms: now,
+                created_ms: at_ms,
                 closed: None,
                 encryption_changes: if encrypted {
                     vec![super::model::EncryptionChange {
@@ -405,19 +451,18 @@ impl Catalog {
         &self,
         stream: &Stream,
         state: &StreamState,
-        shard: &str,
+        index: u32,
     ) -> ApiResult<ShardMeta> {
-        let meta = parse_shard_id(shard)
-            .and_then(|index| state.meta.shard(index))
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorKind::ResourceNotFound,
-                    format!(
-                        "Could not find shard {shard} in stream {} under account {}.",
-                        stream.name, self.config.account
-                    ),
-                )
-            })?;
+        let shard = shard_id(index);
+        let meta = state.meta.shard(index).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::ResourceNotFound,
+                format!(
+                    "Could not find shard {shard} in stream {} under account {}.",
+                    stream.name, self.config.account
+                ),
+            )
+        })?;
         if !meta.is_open() {
             return Err(ApiError::new(
                 ErrorKind::ResourceInUse,
@@ -428,6 +473,21 @@ impl Catalog {
             ));
         }
         Ok(meta.clone())
+    }
+
+    /// The index of the shard a request names by id; refused as not found when the id is
+    /// malformed (a well-formed id is looked up when the change is made).
+    fn named_shard(&self, stream_name: &str, shard: &str) -> ApiResult<u32> {
+        self.stream(stream_name)?;
+        parse_shard_id(shard).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::ResourceNotFound,
+                format!(
+                    "Could not find shard {shard} in stream {stream_name} under account {}.",
+                    self.config.account
+                ),
+            )
+        })
     }
 
     /// Checks the account's shard limit; `locked_open` counts the open shards of the stream
