@@ -358,6 +358,69 @@ async fn the_same_commands_give_identical_catalogs_and_responses() {
     assert_eq!(seqs[2].as_ref().unwrap().len(), 3);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retention_sweep_trims_and_forgets_the_same_on_every_replica() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = Applier::new(catalog(a_dir.path()), HashMap::new());
+    let mut b = Applier::new(catalog(b_dir.path()), HashMap::new());
+    let created = 1_700_000_000_000;
+    let mut sequence = vec![create("alpha", 2, created)];
+    for round in 0..40 {
+        sequence.push(put(
+            "alpha",
+            1_700_000_000,
+            created + round,
+            round as u64,
+            &[0, 1],
+        ));
+    }
+    let split = ReshardOp::Split {
+        shard: 0,
+        at: u128::MAX / 4,
+    };
+    sequence.push(change(1_700_000_000, created + 100, reshard(split, 0)));
+    for round in 40..50 {
+        sequence.push(put(
+            "alpha",
+            1_700_000_000,
+            created + 200 + round,
+            round as u64,
+            &[1, 2, 3],
+        ));
+    }
+    // A day and a bit later: everything written before the split has expired, shard 0 closed
+    // with it; the children's records, written later, stay.
+    sequence.push(Command::SweepRetention {
+        at_ms: created + 86_400_000 + 150,
+    });
+    for command in sequence {
+        let command = Command::decode(&command.encode()).unwrap();
+        let ra = a.apply(command.clone()).await.unwrap();
+        assert_eq!(ra, b.apply(command).await.unwrap());
+    }
+    let (da, db) = (dump(a.catalog()).await, dump(b.catalog()).await);
+    assert_eq!(da, db);
+    let meta: serde_json::Value = serde_json::from_str(&da["alpha"].0).unwrap();
+    let shards: Vec<u64> = meta["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        shards,
+        vec![1, 2, 3],
+        "the expired closed shard is forgotten"
+    );
+    let stored: BTreeMap<u32, usize> = da["alpha"]
+        .1
+        .iter()
+        .map(|(index, records)| (*index, records.len()))
+        .collect();
+    assert!(!stored.contains_key(&0), "{stored:?}");
+    assert!(stored[&2] > 0 && stored[&3] > 0, "{stored:?}");
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -77,6 +77,11 @@ pub enum Command {
         /// The leader's clock when it took the request, in ms since the Unix epoch.
         at_ms: i64,
     },
+    /// A retention sweep of every stream as at the leader's time `at_ms`.
+    SweepRetention {
+        /// The leader's clock, in ms since the Unix epoch.
+        at_ms: i64,
+    },
     /// PutRecord / PutRecords: records the leader routed and admitted, per shard.
     PutRecords {
         /// Stream name.
@@ -330,6 +335,10 @@ impl Applier {
             Command::ImportStream { meta, placement } => Ok(outcome(
                 self.catalog.import_stream_here(*meta, placement).await,
             )?),
+            Command::SweepRetention { at_ms } => {
+                self.catalog.sweep_retention_at(at_ms).await;
+                Ok(Response::Done)
+            }
             Command::PutRecords {
                 stream,
                 epoch,

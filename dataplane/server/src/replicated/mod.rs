@@ -14,6 +14,8 @@
 //! consumer registrations of [`StreamChange`], and the import of a stream spread over several
 //! shard groups; Kinesis and gRPC APIs alike — is proposed on the leader and answered 503
 //! `ServiceUnavailable` with [`LEADER_HEADER`] on the other replicas.
+//! Retention is swept by the leader as a command carrying its clock, so every replica trims the
+//! same records and forgets the same expired shards.
 //! Reads are served from the local shard logs: current on the leader, possibly behind on a
 //! follower, never showing uncommitted records. `/metrics` adds `riffle_replica_is_leader`,
 //! `riffle_replica_term`, `riffle_replica_leader`, `riffle_replica_last_log_index` and

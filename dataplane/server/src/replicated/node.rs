@@ -196,6 +196,12 @@ impl Node {
         self.propose(command).await?.into_result()
     }
 
+    async fn sweep_retention(&self) -> ApiResult<()> {
+        self.leading()?;
+        let command = Command::SweepRetention { at_ms: now_ms() };
+        self.propose(command).await?.into_result()
+    }
+
     async fn import_stream(&self, meta: StreamMeta, placement: Placement) -> ApiResult<()> {
         self.leading()?;
         let command = Command::ImportStream {
@@ -373,6 +379,10 @@ impl Replicator for Writes {
 
     fn change_stream<'a>(&'a self, name: &'a str, change: StreamChange) -> Replicated<'a, ()> {
         Box::pin(async move { self.node()?.change_stream(name, change).await })
+    }
+
+    fn sweep_retention(&self) -> Replicated<'_, ()> {
+        Box::pin(async move { self.node()?.sweep_retention().await })
     }
 
     fn import_stream(&self, meta: StreamMeta, placement: Placement) -> Replicated<'_, ()> {

@@ -364,10 +364,25 @@ impl Catalog {
         total
     }
 
-    /// Applies retention: trims expired segments and forgets closed shards whose records have
-    /// all expired.
+    /// Applies retention now: through the [`Replicator`](super::Replicator) when the catalog is
+    /// a replica of a shard group (the leader replicates the sweep with its clock, so every
+    /// replica trims the same records and forgets the same shards; other replicas do nothing),
+    /// else here.
     pub async fn sweep_retention(&self) {
-        let now = now_ms();
+        if let Some(replicator) = self.replicator() {
+            if let Err(error) = replicator.sweep_retention().await
+                && error.kind != ErrorKind::NotLeader
+            {
+                tracing::warn!(%error, "replicated retention sweep failed");
+            }
+            return;
+        }
+        self.sweep_retention_at(now_ms()).await
+    }
+
+    /// Applies retention as at `now` (ms since the Unix epoch): trims expired segments and
+    /// forgets closed shards whose records have all expired.
+    pub async fn sweep_retention_at(&self, now: i64) {
         for stream in self.streams() {
             let mut state = stream.state.write().await;
             let horizon = now - state.meta.retention_ms();

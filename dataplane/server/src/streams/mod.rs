@@ -163,6 +163,8 @@ pub trait Replicator: Send + Sync + 'static {
     fn change_settings<'a>(&'a self, name: &'a str, change: SettingsChange) -> Replicated<'a, ()>;
     /// A reshard or a consumer's (de)registration.
     fn change_stream<'a>(&'a self, name: &'a str, change: StreamChange) -> Replicated<'a, ()>;
+    /// A retention sweep of every stream, at the leader's time.
+    fn sweep_retention(&self) -> Replicated<'_, ()>;
     /// A stream exported by another shard group of it, joined as the group `placement` names.
     fn import_stream(
         &self,
