@@ -321,8 +321,7 @@ async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Error> {
             DataPlaneResult::Failed(error) => Err(Error::DataPlane(error)),
             DataPlaneResult::Waiting => Ok(Action::requeue(WAITING_RECHECK)),
             DataPlaneResult::Serving(observed)
-                if !converged.plan.replicated()
-                    && converged.plan.requested_shards != observed.open_shards() =>
+                if converged.plan.requested_shards != observed.open_shards() =>
             {
                 Ok(Action::requeue(RESHARD_STEP))
             }
@@ -422,7 +421,6 @@ async fn sync_data_plane(
         },
         max_record_size_kib: stream.spec.max_record_size_kib.unsigned_abs(),
         shards_per_group: valid.shards_per_group,
-        replicated: valid.replication_factor > 1,
     };
     let pods =
         dereference::ready_pod_ips(&ctx.client, namespace, names, 0, valid.replication_factor)

@@ -2,7 +2,7 @@
 //! `riffle-group-replica` processes on 127.0.0.2, .3 and .4 (the operator always dials a pod's
 //! gRPC port 4568, so each replica needs its own loopback address). However the group's pods
 //! are ordered, the operator's changes reach the leader; the replicas' reports name one leader;
-//! a placement and a reshard are refused by name.
+//! a reshard is made by the leader and the write counters come from it.
 //!
 //! Needs the replica binary and those addresses' ports 4567-4569 free; run with
 //! `cargo build -p riffle-server --bin riffle-group-replica &&
@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use riffle_operator::crd::ReplicaRole;
-use riffle_operator::stream::data_plane::{Change, DataPlane, DataPlaneError, Wanted};
+use riffle_operator::stream::data_plane::{Change, DataPlane, Wanted};
 use riffle_operator::stream::leadership::{ReplicaView, ask_replica, group_status};
 
 const ADDRESSES: [&str; 3] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
@@ -90,7 +90,6 @@ fn wanted() -> Wanted {
         mode: "PROVISIONED",
         max_record_size_kib: 1024,
         shards_per_group: 8,
-        replicated: true,
     }
 }
 
@@ -172,26 +171,19 @@ async fn changes_reach_the_leader_whatever_the_order_of_the_pods() {
         assert_eq!(described.retention_hours, hours, "pods from {start}");
         assert_eq!(described.max_record_size_kib, 2048 + hours);
     }
+    // Reshards and the write counters reach the leader too, from whichever pod is first.
     let mut data_plane = DataPlane::connect_group(&pods).await.unwrap();
     let reshard = Change::Reshard {
         from: 2,
         to: 4,
         target: 4,
     };
-    let refused = data_plane.apply("orders", reshard, &wanted, &[]).await;
-    assert!(
-        matches!(&refused, Err(DataPlaneError::Call { message, .. }) if message.contains("UpdateShardCount is not supported by a replicated shard group")),
-        "{refused:?}"
-    );
-    let placed = Wanted {
-        replicated: false,
-        ..wanted
-    };
-    let refused = data_plane
-        .apply("other", Change::Create { shards: 1 }, &placed, &[])
-        .await;
-    assert!(
-        matches!(&refused, Err(DataPlaneError::Call { message, .. }) if message.contains("not replicated yet")),
-        "{refused:?}"
-    );
+    data_plane
+        .apply("orders", reshard, &wanted, &[])
+        .await
+        .unwrap();
+    let described = data_plane.describe("orders").await.unwrap().unwrap();
+    assert_eq!(described.open_shards(), 4);
+    let mut data_plane = DataPlane::connect_group(&pods).await.unwrap();
+    assert_eq!(data_plane.counters("orders").await.unwrap().records, 0);
 }

@@ -124,9 +124,6 @@ pub struct Wanted {
     pub max_record_size_kib: u32,
     /// Most open shards placed in one shard group.
     pub shards_per_group: u32,
-    /// Whether the stream's group is replicated: a replicated group holds the stream whole,
-    /// so it is created without a placement (which replicated groups refuse).
-    pub replicated: bool,
 }
 
 /// One change to the stream in one shard group.
@@ -403,13 +400,22 @@ impl DataPlane {
             })
     }
 
-    /// The write counters of the shards this group stores, summed.
+    /// The write counters of the shards this group stores, summed, as the group's leader
+    /// counted them (a replica that does not lead answers `Unavailable`: the group's next pods
+    /// are asked in turn, each once).
     pub async fn counters(&mut self, name: &str) -> Result<Counters, DataPlaneError> {
-        let answer = self
-            .client
-            .shard_metrics(v1::ShardMetricsRequest { name: name.into() })
-            .await
-            .map_err(|status| self.failed("ShardMetrics", &status))?;
+        let mut tried = 1;
+        let answer = loop {
+            let request = v1::ShardMetricsRequest { name: name.into() };
+            match self.client.shard_metrics(request).await {
+                Err(status)
+                    if status.code() == tonic::Code::Unavailable
+                        && self.pods.len() > 1
+                        && self.move_on(&mut tried).await => {}
+                Err(status) => return Err(self.failed("ShardMetrics", &status)),
+                Ok(answer) => break answer,
+            }
+        };
         Ok(answer
             .into_inner()
             .shards
@@ -516,7 +522,7 @@ impl DataPlane {
                         shard_count: shards,
                         mode: wanted.mode.into(),
                         max_record_size_kib: wanted.max_record_size_kib,
-                        placement: (!wanted.replicated).then_some(v1::Placement {
+                        placement: Some(v1::Placement {
                             group: 0,
                             shards_per_group: wanted.shards_per_group,
                         }),
@@ -575,7 +581,6 @@ mod tests {
             mode: "PROVISIONED",
             max_record_size_kib: 1024,
             shards_per_group: 8,
-            replicated: false,
         }
     }
 

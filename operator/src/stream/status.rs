@@ -14,9 +14,6 @@ use crate::stream::data_plane::Observed;
 use crate::stream::naming::GatewayNames;
 use crate::stream::validate::Problems;
 
-/// Reason of the conditions reporting a shard-count change a replicated stream cannot make yet.
-pub const RESHARDING_UNAVAILABLE: &str = "ReshardingUnavailable";
-
 /// What the operator saw of one shard group's StatefulSet after applying it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupState {
@@ -135,16 +132,6 @@ pub fn compute(
     }
 }
 
-/// The `Degraded` message of a replicated stream whose shard count differs from the spec's:
-/// replicated shard groups do not reshard yet, so the operator does not ask them to.
-pub fn resharding_unavailable_message(open: u32, requested: u32) -> String {
-    format!(
-        "replicated shard groups cannot reshard yet: the stream keeps its {open} shards \
-         (shardCount asks for {requested}); set shardCount back to {open}, or use \
-         replicationFactor 1 for a stream that reshards"
-    )
-}
-
 fn verdicts(previous: &StreamStatus, outcome: Outcome<'_>) -> [Verdict; 3] {
     match outcome {
         Outcome::Applied {
@@ -197,18 +184,6 @@ fn verdicts(previous: &StreamStatus, outcome: Outcome<'_>) -> [Verdict; 3] {
                     "waiting for the shard group's pod to become ready",
                 ),
                 DataPlaneView::Serving(observed)
-                    if plan.replicated() && plan.requested_shards != observed.open_shards() =>
-                {
-                    verdict(
-                        ConditionStatus::False,
-                        RESHARDING_UNAVAILABLE,
-                        resharding_unavailable_message(
-                            observed.open_shards(),
-                            plan.requested_shards,
-                        ),
-                    )
-                }
-                DataPlaneView::Serving(observed)
                     if plan.requested_shards != observed.open_shards() =>
                 {
                     resharding(observed.open_shards(), plan.requested_shards)
@@ -222,18 +197,6 @@ fn verdicts(previous: &StreamStatus, outcome: Outcome<'_>) -> [Verdict; 3] {
             let degraded = match data_plane {
                 DataPlaneView::Failed(message) => {
                     verdict(ConditionStatus::True, "DataPlaneUnavailable", message)
-                }
-                DataPlaneView::Serving(observed)
-                    if plan.replicated() && plan.requested_shards != observed.open_shards() =>
-                {
-                    verdict(
-                        ConditionStatus::True,
-                        RESHARDING_UNAVAILABLE,
-                        resharding_unavailable_message(
-                            observed.open_shards(),
-                            plan.requested_shards,
-                        ),
-                    )
                 }
                 _ => verdict(ConditionStatus::False, "AsExpected", ""),
             };
@@ -645,7 +608,7 @@ mod tests {
     }
 
     #[test]
-    fn a_shard_count_change_on_a_replicated_stream_is_reported_not_attempted() {
+    fn a_shard_count_change_on_a_replicated_stream_is_a_reshard() {
         let stream = Stream::test().with_shards(6).with_replication(3);
         let p = planned(&stream);
         let groups = [group("orders-g0", 3)];
@@ -656,22 +619,13 @@ mod tests {
             applied(&p, &groups, DataPlaneView::Serving(&observed)),
             T1,
         );
-        let degraded = condition(&status, ConditionType::Degraded);
-        assert_eq!(degraded.status, ConditionStatus::True);
-        assert_eq!(degraded.reason, "ReshardingUnavailable");
-        assert_eq!(
-            degraded.message,
-            "replicated shard groups cannot reshard yet: the stream keeps its 4 shards \
-             (shardCount asks for 6); set shardCount back to 4, or use replicationFactor 1 \
-             for a stream that reshards"
-        );
         let progressing = condition(&status, ConditionType::Progressing);
-        assert_eq!(progressing.status, ConditionStatus::False);
-        assert_eq!(progressing.reason, "ReshardingUnavailable");
+        assert_eq!(progressing.status, ConditionStatus::True);
+        assert_eq!(progressing.reason, "Resharding");
+        assert_eq!(progressing.message, "4 \u{2192} 6 shards");
         assert_eq!(
-            condition(&status, ConditionType::Ready).status,
-            ConditionStatus::True,
-            "the stream still serves its shards"
+            condition(&status, ConditionType::Degraded).status,
+            ConditionStatus::False
         );
         assert_eq!(status.open_shard_count, Some(4));
     }

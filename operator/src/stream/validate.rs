@@ -41,14 +41,6 @@ pub enum Problem {
     ShardsPerGroupOutOfRange(i32),
     /// `storage.size` is not a quantity.
     StorageSize(String),
-    /// A replicated stream (`replicationFactor` 3) needing more than one shard group: replicated
-    /// groups cannot be spread over or resharded yet.
-    ReplicatedSpread {
-        /// Open shards asked for.
-        shards: u32,
-        /// `shardsPerGroup`.
-        per_group: u32,
-    },
 }
 
 impl fmt::Display for Problem {
@@ -81,13 +73,6 @@ impl fmt::Display for Problem {
             Problem::ShardsPerGroupOutOfRange(n) => write!(
                 f,
                 "shardsPerGroup must be between 1 and {MAX_SHARDS_PER_GROUP}, not {n}"
-            ),
-            Problem::ReplicatedSpread { shards, per_group } => write!(
-                f,
-                "replicationFactor 3 streams must fit in one shard group for now: shardCount \
-                 {shards} exceeds shardsPerGroup {per_group}, and replicated shard groups cannot \
-                 be spread over several groups or reshard yet (raise shardsPerGroup, or use \
-                 replicationFactor 1)"
             ),
             Problem::StorageSize(s) => {
                 write!(
@@ -168,15 +153,6 @@ pub fn validate(stream: &Stream, same_name: &[&Stream]) -> Result<ValidStream, P
     }
     if !is_quantity(&spec.storage.size) {
         problems.push(Problem::StorageSize(spec.storage.size.clone()));
-    }
-    if spec.replication_factor > 1
-        && (1..=MAX_SHARDS_PER_GROUP).contains(&spec.shards_per_group)
-        && requested > spec.shards_per_group.unsigned_abs()
-    {
-        problems.push(Problem::ReplicatedSpread {
-            shards: requested,
-            per_group: spec.shards_per_group.unsigned_abs(),
-        });
     }
     if !problems.is_empty() {
         problems.sort();
@@ -275,26 +251,9 @@ mod tests {
     }
 
     #[test]
-    fn a_replicated_stream_must_fit_in_one_group() {
-        let fits = validate(&Stream::test().with_shards(8).with_replication(3), &[]);
-        assert_eq!(fits.map(|v| v.replication_factor), Ok(3));
+    fn a_replicated_stream_may_span_several_groups() {
         let spread = Stream::test().with_shards(10).with_replication(3);
-        let problems = validate(&spread, &[]).expect_err("two groups");
-        assert_eq!(
-            problems.0,
-            [Problem::ReplicatedSpread {
-                shards: 10,
-                per_group: 8
-            }]
-        );
-        assert!(
-            problems.to_string().contains(
-                "replicated shard groups cannot be spread over several groups or reshard yet"
-            ),
-            "{problems}"
-        );
-        let packed = spread.with_shards_per_group(10);
-        assert!(validate(&packed, &[]).is_ok());
+        assert_eq!(validate(&spread, &[]).map(|v| v.replication_factor), Ok(3));
     }
 
     #[test]

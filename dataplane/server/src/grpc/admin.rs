@@ -266,6 +266,10 @@ pub async fn shard_metrics(
     request: v1::ShardMetricsRequest,
 ) -> Result<v1::ShardMetricsResponse, Status> {
     check_stream_name(&request.name)?;
+    // Only a group's leader routes writes, so only its counters move.
+    if let Some(replicator) = catalog.replicator() {
+        replicator.leading().map_err(status)?;
+    }
     let shards = catalog
         .describe(&request.name, |_, state| {
             state

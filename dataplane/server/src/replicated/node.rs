@@ -381,6 +381,10 @@ impl Replicator for Writes {
         Box::pin(async move { self.node()?.change_stream(name, change).await })
     }
 
+    fn leading(&self) -> ApiResult<()> {
+        self.node()?.leading()
+    }
+
     fn sweep_retention(&self) -> Replicated<'_, ()> {
         Box::pin(async move { self.node()?.sweep_retention().await })
     }

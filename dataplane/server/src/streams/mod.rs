@@ -163,6 +163,9 @@ pub trait Replicator: Send + Sync + 'static {
     fn change_settings<'a>(&'a self, name: &'a str, change: SettingsChange) -> Replicated<'a, ()>;
     /// A reshard or a consumer's (de)registration.
     fn change_stream<'a>(&'a self, name: &'a str, change: StreamChange) -> Replicated<'a, ()>;
+    /// Refuses as [`ErrorKind::NotLeader`] unless this replica leads its group: for what only
+    /// the leader knows, such as the write counters (only the leader routes writes).
+    fn leading(&self) -> ApiResult<()>;
     /// A retention sweep of every stream, at the leader's time.
     fn sweep_retention(&self) -> Replicated<'_, ()>;
     /// A stream exported by another shard group of it, joined as the group `placement` names.
