@@ -1,7 +1,14 @@
 //! The gateway's side of a data-plane exchange: sending a request to one endpoint, recognising
 //! a shard group that does not host the shard asked for, and reading whole answers where the
 //! gateway has to look inside them.
+//!
+//! A replicated shard group's endpoint reaches any of its replicas. The gateway follows the
+//! leader a replica names and then keeps sending that group's requests, reads included, to
+//! that leader, so reads through the gateway see every write it had acknowledged; a leader
+//! that cannot be reached is forgotten and the group's endpoint is used again.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -47,6 +54,8 @@ pub const LEADER_PAUSE: Duration = Duration::from_millis(50);
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<HttpConnector, Full<Bytes>>,
+    /// The leader last found behind each endpoint (`base` URL) of a replicated group.
+    leaders: Arc<Mutex<HashMap<String, String>>>,
 }
 
 /// A whole answer of a data-plane endpoint.
@@ -91,6 +100,7 @@ impl Default for Upstream {
         connector.set_nodelay(true);
         Upstream {
             client: Client::builder(TokioExecutor::new()).build(connector),
+            leaders: Arc::default(),
         }
     }
 }
@@ -100,7 +110,7 @@ impl Upstream {
     /// returning the answer as it starts to stream back. A replica of a replicated group that
     /// answers a write with the leader's address ([`LEADER`]) is not relayed: the request is
     /// sent again to that leader, at most [`LEADER_HOPS`] times, so clients never see which
-    /// replica leads.
+    /// replica leads. The group's later requests go straight to the leader found.
     pub async fn send(
         &self,
         headers: &HeaderMap,
@@ -108,7 +118,17 @@ impl Upstream {
         base: &str,
         extra: &[(HeaderName, HeaderValue)],
     ) -> Result<Response<Incoming>, String> {
-        let mut response = self.send_once(headers, body.clone(), base, extra).await?;
+        let known = self.known_leader(base);
+        let mut target = known.clone().unwrap_or_else(|| base.to_string());
+        let mut response = match self.send_once(headers, body.clone(), &target, extra).await {
+            Ok(response) => response,
+            Err(_) if known.is_some() => {
+                self.forget_leader(base);
+                target = base.to_string();
+                self.send_once(headers, body.clone(), base, extra).await?
+            }
+            Err(error) => return Err(error),
+        };
         for hop in 0..LEADER_HOPS {
             let Some(leader) = leader_hint(response.status(), response.headers()) else {
                 break;
@@ -120,8 +140,30 @@ impl Upstream {
             response = self
                 .send_once(headers, body.clone(), &leader, extra)
                 .await?;
+            target = leader;
+        }
+        if target != base && Some(&target) != known.as_ref() {
+            self.leaders
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(base.to_string(), target);
         }
         Ok(response)
+    }
+
+    fn known_leader(&self, base: &str) -> Option<String> {
+        self.leaders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(base)
+            .cloned()
+    }
+
+    fn forget_leader(&self, base: &str) {
+        self.leaders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(base);
     }
 
     /// Sends once, without following leader hints.
@@ -191,9 +233,8 @@ pub fn not_hosted(status: http::StatusCode, headers: &HeaderMap) -> Option<Optio
 /// The base URL of the leader a replica names when it declines a write (503 with [`LEADER`]),
 /// or `None` for any other answer.
 pub fn leader_hint(status: http::StatusCode, headers: &HeaderMap) -> Option<String> {
-    // Only followers of a replicated group set the header, and such a group hosts its streams
-    // whole, so the hint wins over the not-hosted header the data plane adds to every
-    // `ServiceUnavailable` it answers.
+    // Only replicas that do not lead set the header; the leader decides whether the shard is
+    // hosted, so the hint wins over a not-hosted header.
     if status != http::StatusCode::SERVICE_UNAVAILABLE {
         return None;
     }
@@ -327,6 +368,49 @@ mod tests {
         assert_eq!(answer.status, http::StatusCode::OK);
         assert_eq!(&answer.body[..], b"leader");
         assert_eq!(leader_calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_group_s_later_requests_go_straight_to_its_leader_while_it_answers() {
+        use std::sync::atomic::Ordering;
+        let (leader, leader_calls) = endpoint("leader", http::StatusCode::OK, None).await;
+        let (follower, follower_calls) = endpoint(
+            "follower",
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            Some(leader.clone()),
+        )
+        .await;
+        let upstream = Upstream::default();
+        let base = format!("http://{follower}");
+        for _ in 0..3 {
+            let answer = upstream
+                .exchange(&HeaderMap::new(), Bytes::from_static(b"{}"), &base, &[])
+                .await
+                .unwrap();
+            assert_eq!(&answer.body[..], b"leader");
+        }
+        assert_eq!(follower_calls.load(Ordering::SeqCst), 1);
+        assert_eq!(leader_calls.load(Ordering::SeqCst), 3);
+        // A leader that cannot be reached is forgotten: the group's endpoint is asked again.
+        let gone = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().to_string()
+        };
+        upstream
+            .leaders
+            .lock()
+            .unwrap()
+            .insert(base.clone(), format!("http://{gone}"));
+        let answer = upstream
+            .exchange(&HeaderMap::new(), Bytes::from_static(b"{}"), &base, &[])
+            .await
+            .unwrap();
+        assert_eq!(&answer.body[..], b"leader");
+        assert_eq!(follower_calls.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            upstream.known_leader(&base),
+            Some(format!("http://{leader}"))
+        );
     }
 
     #[tokio::test]
