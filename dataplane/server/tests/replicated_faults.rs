@@ -182,16 +182,20 @@ async fn metrics(client: &HttpClient, address: &str) -> Option<HashMap<String, u
         .ok()?;
     let bytes = response.into_body().collect().await.ok()?.to_bytes();
     let text = String::from_utf8_lossy(&bytes).to_string();
-    Some(
-        text.lines()
-            .filter(|l| l.starts_with("riffle_replica_"))
-            .filter_map(|l| {
-                let (name, value) = l.rsplit_once(' ')?;
-                let name = name.split('{').next()?;
-                Some((name.to_string(), value.parse().ok()?))
-            })
-            .collect(),
-    )
+    // Series with several label sets (one per voter) are summed.
+    let mut series = HashMap::new();
+    for (name, value) in text
+        .lines()
+        .filter(|l| l.starts_with("riffle_replica_"))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            let name = name.split('{').next()?;
+            Some((name.to_string(), value.parse::<u64>().ok()?))
+        })
+    {
+        *series.entry(name).or_default() += value;
+    }
+    Some(series)
 }
 
 /// Waits for a replica (among `ids`) that reports itself leader; returns its id.
@@ -387,6 +391,13 @@ async fn acknowledged_records_survive_killing_the_leader() {
     )
     .await;
     let leader_api = group.api_of(leader);
+    let reported = metrics(&client, &leader_api).await.unwrap();
+    assert_eq!(
+        reported.get("riffle_replica_voter"),
+        Some(&3),
+        "{reported:?}"
+    );
+    assert!(reported.contains_key("riffle_replica_millis_since_quorum_ack"));
 
     // A write reaching a follower is refused; once the follower has heard from the leader,
     // the refusal names it.

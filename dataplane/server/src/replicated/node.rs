@@ -327,6 +327,21 @@ impl Node {
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{labels}}} {value}"
             );
         }
+        let name = "riffle_replica_voter";
+        let _ = writeln!(
+            out,
+            "# HELP {name} The voting members of the group as this replica knows them (1 each).\n# TYPE {name} gauge"
+        );
+        for voter in &status.voters {
+            let _ = writeln!(out, "{name}{{{labels},member=\"{voter}\"}} 1");
+        }
+        if let Some(millis) = status.millis_since_quorum_ack {
+            let name = "riffle_replica_millis_since_quorum_ack";
+            let _ = writeln!(
+                out,
+                "# HELP {name} On the leader: milliseconds since a quorum last acknowledged it.\n# TYPE {name} gauge\n{name}{{{labels}}} {millis}"
+            );
+        }
     }
 }
 
