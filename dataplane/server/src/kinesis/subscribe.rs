@@ -4,7 +4,8 @@
 //! `SubscribeToShardEvent` whenever records become durable (and at least every five seconds
 //! as a heartbeat), until the subscription's lifetime ends, a newer subscription takes its
 //! slot, the client goes away, or a closed shard has been read to its end (the last event
-//! then lists the ChildShards).
+//! then lists the ChildShards). As on Kinesis, each subscription gets 2 MiB/s of records
+//! (a second's worth at once): events wait for their turn rather than fail.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use super::input::shard_id;
 use super::records::{child_shards_value, record_value, starting_position};
 use crate::streams::sequence::SequenceNumber;
 use crate::streams::shard::Shard;
+use crate::streams::throttle::Pace;
 use crate::streams::{Catalog, Stream};
 
 /// Longest quiet time between two events.
@@ -80,6 +82,11 @@ struct Subscription {
 impl Subscription {
     async fn run(self, mut offset: u64) {
         let deadline = Instant::now() + self.catalog.config().subscription_ttl;
+        let limits = self.catalog.config().limits;
+        let mut pace = Pace::new(
+            limits.enabled.then_some(limits.subscriber_bytes_per_sec),
+            std::time::Instant::now(),
+        );
         let mut tip = self.shard.watch_tip();
         let mut last_event = Instant::now() - HEARTBEAT;
         loop {
@@ -110,6 +117,7 @@ impl Subscription {
                 }
             };
             let delivered = outcome.records.len();
+            let delivered_bytes: usize = outcome.records.iter().map(|r| r.data.len()).sum();
             let finished = outcome.next_offset.is_none();
             if delivered > 0 || finished || last_event.elapsed() >= HEARTBEAT {
                 let continuation = outcome.records.last().map_or_else(
@@ -144,6 +152,15 @@ impl Subscription {
                     break;
                 }
                 last_event = Instant::now();
+                if let Some(until) = pace
+                    .as_mut()
+                    .and_then(|p| p.sent(delivered_bytes, std::time::Instant::now()))
+                {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(Instant::from_std(until)) => {}
+                        _ = self.sender.closed() => break,
+                    }
+                }
             }
             match outcome.next_offset {
                 None => break,

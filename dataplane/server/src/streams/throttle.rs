@@ -16,6 +16,8 @@ pub struct ShardLimits {
     pub read_bytes_per_sec: f64,
     /// GetRecords calls per second.
     pub read_calls_per_sec: f64,
+    /// Bytes per second pushed to one enhanced fan-out consumer by SubscribeToShard.
+    pub subscriber_bytes_per_sec: f64,
 }
 
 impl Default for ShardLimits {
@@ -26,7 +28,35 @@ impl Default for ShardLimits {
             write_records_per_sec: 1000.0,
             read_bytes_per_sec: 2.0 * 1024.0 * 1024.0,
             read_calls_per_sec: 5.0,
+            subscriber_bytes_per_sec: 2.0 * 1024.0 * 1024.0,
         }
+    }
+}
+
+/// Paces what one subscription pushes to `rate` bytes per second, allowing a burst of one
+/// second's worth: after each event, [`Pace::sent`] says until when the next must wait.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    rate: f64,
+    /// The moment the bytes sent so far are paid for.
+    paid_until: Instant,
+}
+
+impl Pace {
+    /// A pace of `rate` bytes per second (no pacing if `None`), starting with a full burst.
+    pub fn new(rate: Option<f64>, now: Instant) -> Option<Pace> {
+        rate.filter(|r| *r > 0.0).map(|rate| Pace {
+            rate,
+            paid_until: now,
+        })
+    }
+
+    /// Records `bytes` sent at `now`; returns when the next event may be sent, if not at once.
+    pub fn sent(&mut self, bytes: usize, now: Instant) -> Option<Instant> {
+        let burst = std::time::Duration::from_secs(1);
+        let from = self.paid_until.max(now.checked_sub(burst).unwrap_or(now));
+        self.paid_until = from + std::time::Duration::from_secs_f64(bytes as f64 / self.rate);
+        (self.paid_until > now).then_some(self.paid_until)
     }
 }
 
@@ -146,6 +176,22 @@ mod tests {
         let throttle = ShardThrottle::new(ShardLimits::default());
         let admitted = (0..20).filter(|_| throttle.admit_read_call()).count();
         assert_eq!(admitted, 5);
+    }
+
+    #[test]
+    fn a_subscription_is_paced_after_a_one_second_burst() {
+        let start = Instant::now();
+        let mut pace = Pace::new(Some(1000.0), start).unwrap();
+        // A second's worth at once, after a quiet second: no wait.
+        let later = start + std::time::Duration::from_secs(1);
+        assert_eq!(pace.sent(1000, later), None);
+        // Another second's worth: wait one second.
+        let wait = pace.sent(1000, later).unwrap();
+        assert_eq!(wait - later, std::time::Duration::from_secs(1));
+        // Sent when allowed, half a second's worth: half a second more.
+        let next = pace.sent(500, wait).unwrap();
+        assert_eq!(next - wait, std::time::Duration::from_millis(500));
+        assert!(Pace::new(None, start).is_none());
     }
 
     #[test]
