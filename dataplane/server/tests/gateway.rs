@@ -143,4 +143,24 @@ async fn routes_each_stream_to_its_endpoint() {
         (status, invalid["__type"].as_str()),
         (400, Some("ValidationException"))
     );
+    // The gateway counts what it relayed.
+    let metrics = through
+        .client
+        .get(format!("http://{listen}/metrics").parse().unwrap())
+        .await
+        .unwrap();
+    assert!(metrics.status().is_success());
+    let text = String::from_utf8(
+        http_body_util::BodyExt::collect(metrics.into_body())
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("riffle_gateway_requests_total{operation=\"PutRecord\",status=\"400\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("riffle_gateway_routed_streams 2"), "{text}");
 }

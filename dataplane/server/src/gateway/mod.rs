@@ -18,6 +18,7 @@
 pub mod broadcast;
 pub mod fan_out;
 pub mod listing;
+pub mod metrics;
 pub mod routes;
 pub mod target;
 pub mod upstream;
@@ -37,6 +38,7 @@ use tokio::time::Instant;
 
 use crate::http::{Body, BodyError, full, read_body, text};
 use crate::kinesis::MAX_BODY_BYTES;
+use metrics::GatewayMetrics;
 use routes::{RouteTable, Routes, StreamRoute};
 use target::{Target, Within, stream_from_arn};
 use upstream::{Answer, NOT_HOSTED_PATIENCE, Upstream, not_hosted, retry_pause};
@@ -58,6 +60,7 @@ struct Gateway {
     routes: Routes,
     upstream: Upstream,
     account: String,
+    metrics: Arc<GatewayMetrics>,
 }
 
 /// A client request, read whole.
@@ -75,10 +78,12 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let routes = Routes::load(&options.routes)?;
     let reloader = routes.spawn_reloader();
+    let metrics = Arc::new(GatewayMetrics::default());
     let gateway = Arc::new(Gateway {
         routes,
-        upstream: Upstream::default(),
+        upstream: Upstream::with_metrics(metrics.clone()),
         account: options.account,
+        metrics,
     });
     let listener = TcpListener::bind(options.listen).await?;
     tracing::info!(listen = %options.listen, routes = %options.routes.display(), "gateway is serving");
@@ -94,8 +99,25 @@ pub async fn run(
 impl Gateway {
     async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
         match (request.method(), request.uri().path()) {
-            (&Method::POST, "/") => self.relay(request).await,
+            (&Method::POST, "/") => {
+                let started = Instant::now();
+                let operation = operation_of(request.headers());
+                let response = self.relay(request).await;
+                self.metrics.request(
+                    &operation,
+                    response.status().as_u16(),
+                    started.elapsed().as_secs_f64(),
+                );
+                response
+            }
             (&Method::GET, "/healthz") | (&Method::GET, "/readyz") => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/metrics") => {
+                let body = self.metrics.render(self.routes.current().streams.len());
+                Response::builder()
+                    .header("content-type", "text/plain; version=0.0.4")
+                    .body(full(body))
+                    .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "error\n"))
+            }
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
@@ -108,13 +130,7 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .map_or(Some(Format::Json), Format::from_content_type)
             .unwrap_or(Format::Json);
-        let operation = parts
-            .headers
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|t| t.strip_prefix(TARGET_PREFIX))
-            .unwrap_or_default()
-            .to_string();
+        let operation = operation_of(&parts.headers);
         let body = match read_body(body, MAX_BODY_BYTES).await {
             Ok(body) => body,
             Err(BodyError::TooLarge) => {
@@ -445,6 +461,16 @@ impl Gateway {
 
 /// The group of `route` that `within` addresses: the one storing the shard named, or the open
 /// shard owning the hash key; group 0 otherwise (and for shards the routes do not list).
+/// The Kinesis operation a request names in `X-Amz-Target` (empty if none).
+fn operation_of(headers: &http::HeaderMap) -> String {
+    headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn group_of(route: &StreamRoute, within: Within) -> usize {
     let Some(spread) = route.spread() else {
         return 0;

@@ -21,6 +21,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use riffle_wire::{AwsError, Format, Value};
 
+use super::metrics::GatewayMetrics;
+
 /// Header a shard group sets on the `ServiceUnavailable` it answers for a shard it does not
 /// host: the group that does (its index) or `unknown`.
 pub use crate::kinesis::NOT_HOSTED_HEADER as NOT_HOSTED;
@@ -56,6 +58,7 @@ pub struct Upstream {
     client: Client<HttpConnector, Full<Bytes>>,
     /// The leader last found behind each endpoint (`base` URL) of a replicated group.
     leaders: Arc<Mutex<HashMap<String, String>>>,
+    metrics: Arc<GatewayMetrics>,
 }
 
 /// A whole answer of a data-plane endpoint.
@@ -96,16 +99,22 @@ impl Answer {
 
 impl Default for Upstream {
     fn default() -> Self {
+        Upstream::with_metrics(Arc::default())
+    }
+}
+
+impl Upstream {
+    /// A client counting what it does in `metrics`.
+    pub fn with_metrics(metrics: Arc<GatewayMetrics>) -> Upstream {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         Upstream {
             client: Client::builder(TokioExecutor::new()).build(connector),
             leaders: Arc::default(),
+            metrics,
         }
     }
-}
 
-impl Upstream {
     /// Sends `body` to the endpoint at `base` with the client's `headers` (and `extra` ones),
     /// returning the answer as it starts to stream back. A replica of a replicated group that
     /// answers a write with the leader's address ([`LEADER`]) is not relayed: the request is
@@ -137,6 +146,7 @@ impl Upstream {
                 tokio::time::sleep(leader_pause(hop)).await;
             }
             tracing::debug!(from = base, %leader, "following the shard group's leader");
+            self.metrics.leader_follows.inc();
             response = self
                 .send_once(headers, body.clone(), &leader, extra)
                 .await?;
@@ -189,6 +199,7 @@ impl Upstream {
             .body(Full::new(body))
             .map_err(|error| format!("cannot relay the request: {error}"))?;
         self.client.request(request).await.map_err(|error| {
+            self.metrics.unreachable.inc();
             tracing::warn!(%uri, %error, "data-plane endpoint unreachable");
             format!("the shard group at {base} is unreachable: {error}")
         })
