@@ -21,26 +21,28 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     Some((utime + stime) / TICKS_PER_SECOND)
 }
 
-/// The processes to watch: the server (if its pid is known) and this process.
+/// The processes to watch: the server's (one, or every replica of a replicated group, if
+/// known) and this process.
 #[derive(Clone, Debug, Default)]
 pub struct Probe {
-    /// The server's pid.
-    pub server_pid: Option<u32>,
+    /// The server's pids.
+    pub server_pids: Vec<u32>,
 }
 
 /// CPU counters at the start of a measurement.
 pub struct Started {
     at: Instant,
-    server: Option<f64>,
+    servers: Vec<(u32, Option<f64>)>,
     client: Option<f64>,
-    server_pid: Option<u32>,
 }
 
 /// Percent of one core each side used during a measurement.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Usage {
-    /// The server, if its pid was given.
+    /// The server processes together, if their pids were given and all could be read.
     pub server_pct: Option<f64>,
+    /// Each server process, in the order given (empty for a single server).
+    pub per_server_pct: Vec<Option<f64>>,
     /// The load generator.
     pub client_pct: Option<f64>,
 }
@@ -50,9 +52,12 @@ impl Probe {
     pub fn start(&self) -> Started {
         Started {
             at: Instant::now(),
-            server: self.server_pid.and_then(|p| cpu_seconds(&p.to_string())),
+            servers: self
+                .server_pids
+                .iter()
+                .map(|&p| (p, cpu_seconds(&p.to_string())))
+                .collect(),
             client: cpu_seconds("self"),
-            server_pid: self.server_pid,
         }
     }
 }
@@ -65,11 +70,19 @@ impl Started {
             (Some(b), Some(n)) => Some((n - b) / wall * 100.0),
             _ => None,
         };
+        let each: Vec<Option<f64>> = self
+            .servers
+            .iter()
+            .map(|&(pid, before)| pct(before, cpu_seconds(&pid.to_string())))
+            .collect();
+        let server_pct = if each.is_empty() {
+            None
+        } else {
+            each.iter().copied().sum::<Option<f64>>()
+        };
         Usage {
-            server_pct: pct(
-                self.server,
-                self.server_pid.and_then(|p| cpu_seconds(&p.to_string())),
-            ),
+            server_pct,
+            per_server_pct: if each.len() > 1 { each } else { Vec::new() },
             client_pct: pct(self.client, cpu_seconds("self")),
         }
     }

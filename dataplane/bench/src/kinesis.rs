@@ -106,6 +106,22 @@ impl Kinesis {
         Ok(Reply { status, body })
     }
 
+    /// GETs `path` (e.g. `/metrics`) from the endpoint's server and reads the whole response.
+    pub async fn get(&self, path: &str) -> Result<Reply> {
+        let uri: Uri = format!("{}{path}", self.endpoint.to_string().trim_end_matches('/'))
+            .parse()
+            .with_context(|| format!("bad path {path}"))?;
+        let request = Request::get(uri).body(Full::new(Bytes::new()))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .with_context(|| format!("GET {path} from {} failed", self.endpoint))?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(Reply { status, body })
+    }
+
     /// Sends a JSON request and returns the JSON response; an AWS error is an `Err`.
     pub async fn call(&self, operation: &str, request: &Value) -> Result<Value> {
         let body = Bytes::from(serde_json::to_vec(request)?);

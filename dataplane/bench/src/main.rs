@@ -65,9 +65,83 @@ enum Command {
     /// Sequential append + fdatasync throughput and 4 KiB fdatasync latency of a directory's disk.
     DiskCeiling(DiskCeilingArgs),
     /// Every workload against Riffle and its peers, then one table.
-    Suite(suite::SuiteArgs),
+    Suite(Box<suite::SuiteArgs>),
     /// Waits until a Kinesis endpoint answers (for scripts starting servers).
     Wait(WaitArgs),
+    /// Waits until the replicas of a replicated group agree on a leader; prints its position
+    /// in --endpoints (from 0) and its endpoint.
+    Leader(LeaderArgs),
+}
+
+#[derive(clap::Args)]
+struct LeaderArgs {
+    /// Kinesis endpoints of every replica (comma-separated).
+    #[arg(long, value_delimiter = ',', required = true)]
+    endpoints: Vec<String>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    timeout_seconds: f64,
+    /// The replicas' pids, in the order of --endpoints: fail at once if one exits.
+    #[arg(long, value_delimiter = ',')]
+    pids: Vec<u32>,
+}
+
+/// A gauge's value in a Prometheus text page (the first series of that name).
+fn gauge(page: &str, name: &str) -> Option<u64> {
+    page.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let rest = rest
+            .strip_prefix('{')
+            .map_or(Some(rest), |r| r.split_once('}').map(|(_, value)| value))?;
+        rest.trim().parse().ok()
+    })
+}
+
+/// Polls every replica's `/metrics` until exactly one reports leading and every replica names
+/// the same leader; returns its position in `args.endpoints`.
+async fn leader(args: &LeaderArgs) -> Result<usize> {
+    let clients = args
+        .endpoints
+        .iter()
+        .map(|e| kinesis::Kinesis::new(e))
+        .collect::<Result<Vec<_>>>()?;
+    let deadline = Instant::now() + Duration::from_secs_f64(args.timeout_seconds);
+    loop {
+        let mut leaders = Vec::new();
+        let mut named = Vec::new();
+        for client in &clients {
+            let page =
+                match tokio::time::timeout(Duration::from_secs(2), client.get("/metrics")).await {
+                    Ok(Ok(reply)) if reply.status.is_success() => {
+                        String::from_utf8_lossy(&reply.body).into_owned()
+                    }
+                    _ => String::new(),
+                };
+            leaders.push(gauge(&page, "riffle_replica_is_leader") == Some(1));
+            named.push(gauge(&page, "riffle_replica_leader"));
+        }
+        let leading: Vec<usize> = (0..leaders.len()).filter(|&i| leaders[i]).collect();
+        if let [only] = leading[..]
+            && named
+                .iter()
+                .all(|n| *n == named[only] && n.is_some_and(|id| id > 0))
+        {
+            return Ok(only);
+        }
+        let last = format!("leading: {leading:?}, leaders named: {named:?}");
+        if Instant::now() >= deadline {
+            bail!(
+                "the replicas did not agree on a leader within {} s ({last})",
+                args.timeout_seconds
+            );
+        }
+        for pid in &args.pids {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                bail!("replica pid {pid} exited before a leader was elected ({last})");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[derive(clap::Args)]
@@ -138,6 +212,11 @@ async fn run(command: Command) -> Result<Option<Outcome>> {
             wait(&a).await?;
             return Ok(None);
         }
+        Command::Leader(a) => {
+            let at = leader(&a).await?;
+            println!("{at} {}", a.endpoints[at]);
+            return Ok(None);
+        }
     }))
 }
 
@@ -156,4 +235,19 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gauge;
+
+    #[test]
+    fn reads_gauges_with_and_without_labels() {
+        let page = "# HELP riffle_replica_is_leader x\n# TYPE riffle_replica_is_leader gauge\n\
+                    riffle_replica_is_leader{replica=\"2\"} 1\nriffle_replica_leader{replica=\"2\"} 2\nplain 7\n";
+        assert_eq!(gauge(page, "riffle_replica_is_leader"), Some(1));
+        assert_eq!(gauge(page, "riffle_replica_leader"), Some(2));
+        assert_eq!(gauge(page, "plain"), Some(7));
+        assert_eq!(gauge(page, "riffle_replica_term"), None);
+    }
 }

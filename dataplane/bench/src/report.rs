@@ -57,10 +57,16 @@ impl Outcome {
         self.metric(&format!("{prefix}count"), h.count() as f64, "");
     }
 
-    /// Adds CPU usage of both sides.
+    /// Adds CPU usage of both sides: the server's processes together (`server_cpu_pct`) and,
+    /// for several, each one (`server_cpu_pct_1`, ... in the order given).
     pub fn cpu(&mut self, usage: Usage) {
         if let Some(pct) = usage.server_pct {
             self.metric("server_cpu_pct", pct, "% of a core");
+        }
+        for (i, pct) in usage.per_server_pct.iter().enumerate() {
+            if let Some(pct) = pct {
+                self.metric(&format!("server_cpu_pct_{}", i + 1), *pct, "% of a core");
+            }
         }
         if let Some(pct) = usage.client_pct {
             self.metric("client_cpu_pct", pct, "% of a core");

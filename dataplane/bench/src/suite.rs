@@ -1,9 +1,10 @@
-//! `suite`: every workload against Riffle and kinesalite (and optionally a non-durable Riffle)
-//! in one run, then one table of ratios, targets and the disk ceiling.
+//! `suite`: every workload against Riffle and kinesalite (and optionally a non-durable Riffle
+//! and a replicated group of three Riffle replicas) in one run, then one table of ratios,
+//! targets and the disk ceiling.
 //!
 //! A workload that fails against a peer is shown as failed and the run goes on; one that fails
-//! against (durable) Riffle makes the suite exit non-zero after printing everything, since that
-//! is a broken server, not a slow one. Numbers never fail the run.
+//! against a durable Riffle (single or replicated) makes the suite exit non-zero after printing
+//! everything, since that is a broken server, not a slow one. Numbers never fail the run.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -24,9 +25,9 @@ use crate::workloads::read_latency::{self, ReadLatencyArgs, Reader};
 /// Options of `suite`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct SuiteArgs {
-    /// Riffle's Kinesis endpoint.
+    /// Riffle's Kinesis endpoint (leave out to measure only the other columns).
     #[arg(long)]
-    pub riffle: String,
+    pub riffle: Option<String>,
     /// Riffle's gRPC endpoint.
     #[arg(long)]
     pub riffle_grpc: Option<String>,
@@ -49,6 +50,14 @@ pub struct SuiteArgs {
     /// The non-durable Riffle's pid.
     #[arg(long)]
     pub nosync_pid: Option<u32>,
+    /// The Kinesis endpoint of the leader of a replicated group of three Riffle replicas
+    /// (replicationFactor 3), shown in its own column with its own targets.
+    #[arg(long)]
+    pub replicated: Option<String>,
+    /// The replicas' pids, the leader's first (comma-separated): their CPU is reported
+    /// together and each.
+    #[arg(long, value_delimiter = ',')]
+    pub replicated_pids: Vec<u32>,
     /// Directory on the servers' data disk for the disk ceiling.
     #[arg(long)]
     pub disk_dir: Option<PathBuf>,
@@ -77,7 +86,8 @@ pub struct SuiteArgs {
     #[arg(long, default_value_t = 5.0, env = "BENCH_DISK_SECONDS")]
     pub disk_seconds: f64,
     /// Run only these cases (comma-separated: put-1k, put-100b, put-record, get-records,
-    /// subscribe, drain, grpc-put-1k, grpc-put-100b, grpc-drain, disk).
+    /// subscribe, drain, grpc-put-1k, grpc-put-100b, grpc-drain, disk). The replicated group
+    /// runs only put-1k, put-100b, put-record, get-records and subscribe.
     #[arg(long, env = "BENCH_ONLY", value_delimiter = ',')]
     pub only: Vec<String>,
     /// Append every outcome as a JSON line to this file.
@@ -90,6 +100,7 @@ enum Kind {
     Riffle,
     Kinesalite,
     NoSync,
+    Replicated,
 }
 
 impl Kind {
@@ -98,7 +109,13 @@ impl Kind {
             Kind::Riffle => "riffle",
             Kind::Kinesalite => "kinesalite",
             Kind::NoSync => "riffle --sync none",
+            Kind::Replicated => "riffle RF3",
         }
+    }
+
+    /// Whether a failed workload means a broken setup (a durable Riffle that cannot do it).
+    fn must_work(self) -> bool {
+        matches!(self, Kind::Riffle | Kind::Replicated)
     }
 }
 
@@ -106,7 +123,7 @@ struct System {
     kind: Kind,
     kinesis: String,
     grpc: Option<String>,
-    pid: Option<u32>,
+    pids: Vec<u32>,
 }
 
 /// The cases, in running order.
@@ -125,11 +142,11 @@ const CASES: &[&str] = &[
 type Results = BTreeMap<(&'static str, Kind), Result<Outcome, String>>;
 
 impl SuiteArgs {
-    fn timing(&self, pid: Option<u32>) -> Timing {
+    fn timing(&self, pids: &[u32]) -> Timing {
         Timing {
             seconds: self.seconds,
             warmup_seconds: self.warmup_seconds,
-            server_pid: pid,
+            server_pids: pids.to_vec(),
         }
     }
 
@@ -137,7 +154,7 @@ impl SuiteArgs {
         self.only.is_empty() || self.only.iter().any(|c| c == case)
     }
 
-    fn drain_args(&self, endpoint: &str, pid: Option<u32>) -> DrainArgs {
+    fn drain_args(&self, endpoint: &str, pids: &[u32]) -> DrainArgs {
         DrainArgs {
             endpoint: endpoint.to_string(),
             preload_mb: self.drain_mb,
@@ -146,7 +163,7 @@ impl SuiteArgs {
             batch: 500,
             concurrency: self.concurrency,
             limit: 10_000,
-            server_pid: pid,
+            server_pids: pids.to_vec(),
         }
     }
 
@@ -154,7 +171,7 @@ impl SuiteArgs {
     /// SubscribeToShard and no gRPC API).
     async fn run_case(&self, case: &str, system: &System) -> Option<Result<Outcome>> {
         let url = system.kinesis.clone();
-        let timing = self.timing(system.pid);
+        let timing = self.timing(&system.pids);
         let put = |record_bytes| PutRecordsThroughputArgs {
             endpoint: url.clone(),
             record_bytes,
@@ -191,7 +208,7 @@ impl SuiteArgs {
             }
             "get-records" => read_latency::run(&read, Reader::Poll).await,
             "subscribe" if riffle => read_latency::run(&read, Reader::Subscribe).await,
-            "drain" => drain::run(&self.drain_args(&url, system.pid)).await,
+            "drain" => drain::run(&self.drain_args(&url, &system.pids)).await,
             "grpc-put-1k" if riffle => {
                 grpc::put_throughput(&grpc_put(system.grpc.as_deref()?, 1024)).await
             }
@@ -199,7 +216,7 @@ impl SuiteArgs {
                 grpc::put_throughput(&grpc_put(system.grpc.as_deref()?, 100)).await
             }
             "grpc-drain" if riffle => {
-                grpc::drain(&self.drain_args(system.grpc.as_deref()?, system.pid)).await
+                grpc::drain(&self.drain_args(system.grpc.as_deref()?, &system.pids)).await
             }
             _ => return None,
         })
@@ -241,22 +258,33 @@ impl SuiteArgs {
             "subscribe" | "grpc-put-1k" | "grpc-put-100b" | "grpc-drain"
         );
         let grpc = case.starts_with("grpc-");
-        (!riffle_only || system.kind != Kind::Kinesalite) && (!grpc || system.grpc.is_some())
+        // Reads are served from each replica's own copy, as by a single server: the
+        // replicated group runs the workloads whose writes go through replication.
+        let replicated = matches!(
+            case,
+            "put-1k" | "put-100b" | "put-record" | "get-records" | "subscribe"
+        );
+        (!riffle_only || system.kind != Kind::Kinesalite)
+            && (!grpc || system.grpc.is_some())
+            && (replicated || system.kind != Kind::Replicated)
     }
 
     fn systems(&self) -> Vec<System> {
-        let mut systems = vec![System {
-            kind: Kind::Riffle,
-            kinesis: self.riffle.clone(),
-            grpc: self.riffle_grpc.clone(),
-            pid: self.riffle_pid,
-        }];
+        let mut systems = Vec::new();
+        if let Some(url) = &self.riffle {
+            systems.push(System {
+                kind: Kind::Riffle,
+                kinesis: url.clone(),
+                grpc: self.riffle_grpc.clone(),
+                pids: self.riffle_pid.into_iter().collect(),
+            });
+        }
         if let Some(url) = &self.kinesalite {
             systems.push(System {
                 kind: Kind::Kinesalite,
                 kinesis: url.clone(),
                 grpc: None,
-                pid: self.kinesalite_pid,
+                pids: self.kinesalite_pid.into_iter().collect(),
             });
         }
         if let Some(url) = &self.nosync {
@@ -264,7 +292,15 @@ impl SuiteArgs {
                 kind: Kind::NoSync,
                 kinesis: url.clone(),
                 grpc: self.nosync_grpc.clone(),
-                pid: self.nosync_pid,
+                pids: self.nosync_pid.into_iter().collect(),
+            });
+        }
+        if let Some(url) = &self.replicated {
+            systems.push(System {
+                kind: Kind::Replicated,
+                kinesis: url.clone(),
+                grpc: None,
+                pids: self.replicated_pids.clone(),
             });
         }
         systems
@@ -285,6 +321,7 @@ pub async fn run(args: &SuiteArgs) -> Result<()> {
         None => None,
     };
     let mut disk_floor = None;
+    let mut floor_taken = false;
     // The disk first, while nothing else of this run has touched it.
     let disk = match (&args.disk_dir, args.wants("disk")) {
         (Some(dir), true) => {
@@ -319,9 +356,13 @@ pub async fn run(args: &SuiteArgs) -> Result<()> {
                 continue;
             }
             settle().await;
-            if case == "put-record" && system.kind == Kind::Riffle {
+            // Before the first durable Riffle's PutRecord run, whichever column that is.
+            if case == "put-record" && system.kind.must_work() && !floor_taken {
+                floor_taken = true;
                 disk_floor = args.disk_floor().await;
-                settle().await;
+                if disk_floor.is_some() {
+                    settle().await;
+                }
             }
             let Some(result) = args.run_case(case, system).await else {
                 continue;
@@ -340,15 +381,15 @@ pub async fn run(args: &SuiteArgs) -> Result<()> {
             results.insert((case, system.kind), result.map_err(|e| format!("{e:#}")));
         }
     }
-    let has_nosync = systems.iter().any(|s| s.kind == Kind::NoSync);
+    let kinds: Vec<Kind> = systems.iter().map(|s| s.kind).collect();
     println!(
         "{}",
-        table(&results, disk.as_ref(), disk_floor.as_ref(), has_nosync)
+        table(&results, disk.as_ref(), disk_floor.as_ref(), &kinds)
     );
     let broken: Vec<String> = results
         .iter()
-        .filter(|((_, kind), r)| *kind == Kind::Riffle && r.is_err())
-        .map(|((case, _), _)| case.to_string())
+        .filter(|((_, kind), r)| kind.must_work() && r.is_err())
+        .map(|((case, kind), _)| format!("{case} ({})", kind.label()))
         .collect();
     if !broken.is_empty() {
         bail!("Riffle failed these workloads: {}", broken.join(", "));
@@ -401,7 +442,10 @@ struct Row {
     case: &'static str,
     metric: &'static str,
     better: Better,
+    /// The single server's target.
     target: Target,
+    /// The replicated group's (replicationFactor 3) target.
+    rf3_target: Target,
 }
 
 const fn row(
@@ -417,6 +461,16 @@ const fn row(
         metric,
         better,
         target,
+        rf3_target: Target::None,
+    }
+}
+
+impl Row {
+    const fn rf3(self, target: Target) -> Row {
+        Row {
+            rf3_target: target,
+            ..self
+        }
     }
 }
 
@@ -427,7 +481,8 @@ const ROWS: &[Row] = &[
         "mib_per_s",
         Better::Higher,
         Target::AtLeastAndRatio(150.0, 15.0),
-    ),
+    )
+    .rf3(Target::AtLeast(60.0)),
     row(
         "PutRecords 500 x 1 KiB, records/s",
         "put-1k",
@@ -462,7 +517,8 @@ const ROWS: &[Row] = &[
         "p99_ms",
         Better::Lower,
         Target::AtMost(1.5),
-    ),
+    )
+    .rf3(Target::AtMost(3.0)),
     row(
         "PutRecord 1 KiB at 1 MiB/s, ack p99.9 ms",
         "put-record",
@@ -566,29 +622,69 @@ fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "MISSED" }
 }
 
-/// Renders the tables as Markdown.
+/// A target's verdict for value `v` (and the ratio to kinesalite, for the combined target).
+fn judge(target: Target, v: Option<f64>, ratio: Option<f64>) -> String {
+    match target {
+        Target::None => String::new(),
+        Target::AtLeast(t) => format!(
+            ">= {}: {}",
+            format_target(t),
+            verdict(v.is_some_and(|v| v >= t))
+        ),
+        Target::AtMost(t) => format!(
+            "<= {}: {}",
+            format_target(t),
+            verdict(v.is_some_and(|v| v <= t))
+        ),
+        Target::AtLeastAndRatio(t, x) => format!(
+            ">= {}: {}; >= {}x kinesalite: {}",
+            format_target(t),
+            verdict(v.is_some_and(|v| v >= t)),
+            format_target(x),
+            ratio.map_or("n/a", |q| verdict(q >= x))
+        ),
+    }
+}
+
+/// Renders the tables as Markdown, with a column for each of `kinds` that ran.
 fn table(
     results: &Results,
     disk: Option<&Result<Outcome, String>>,
     disk_floor: Option<&Result<Histogram, String>>,
-    has_nosync: bool,
+    kinds: &[Kind],
 ) -> String {
+    let has = |k: Kind| kinds.contains(&k);
+    // Riffle and kinesalite side by side with their ratio, as always, when either ran.
+    let pair = has(Kind::Riffle) || has(Kind::Kinesalite);
     let mut out = String::new();
-    out.push_str("| workload | riffle | kinesalite | ratio (Riffle advantage) |");
-    if has_nosync {
-        out.push_str(" riffle --sync none (NOT durable) |");
+    let mut header = String::from("| workload |");
+    let mut rule = String::from("|---|");
+    if pair {
+        header.push_str(" riffle | kinesalite | ratio (Riffle advantage) |");
+        rule.push_str("---:|---:|---:|");
     }
-    out.push_str(" target |\n|---|---:|---:|---:|");
-    if has_nosync {
-        out.push_str("---:|");
+    if has(Kind::NoSync) {
+        header.push_str(" riffle --sync none (NOT durable) |");
+        rule.push_str("---:|");
     }
-    out.push_str("---|\n");
+    if has(Kind::Replicated) {
+        header.push_str(" riffle RF3 (3 replicas) |");
+        rule.push_str("---:|");
+    }
+    if pair {
+        header.push_str(" target |");
+        rule.push_str("---|");
+    }
+    if has(Kind::Replicated) {
+        header.push_str(" RF3 target |");
+        rule.push_str("---|");
+    }
+    out.push_str(&format!("{header}\n{rule}\n"));
     for r in ROWS {
-        let riffle_result = results.get(&(r.case, Kind::Riffle));
-        if riffle_result.is_none() && results.get(&(r.case, Kind::Kinesalite)).is_none() {
+        if !kinds.iter().any(|&k| results.contains_key(&(r.case, k))) {
             continue;
         }
-        let (riffle, rv) = cell(riffle_result, r.metric);
+        let (riffle, rv) = cell(results.get(&(r.case, Kind::Riffle)), r.metric);
         let (peer, pv) = cell(results.get(&(r.case, Kind::Kinesalite)), r.metric);
         let ratio = match (rv, pv) {
             (Some(a), Some(b)) if a > 0.0 && b > 0.0 => Some(match r.better {
@@ -597,36 +693,26 @@ fn table(
             }),
             _ => None,
         };
-        let ratio_text = ratio.map_or("n/a".into(), |x| format!("{}x", format_value(x)));
-        let target = match (r.target, rv) {
-            (Target::None, _) => String::new(),
-            (Target::AtLeast(t), v) => format!(
-                ">= {}: {}",
-                format_target(t),
-                verdict(v.is_some_and(|v| v >= t))
-            ),
-            (Target::AtMost(t), v) => format!(
-                "<= {}: {}",
-                format_target(t),
-                verdict(v.is_some_and(|v| v <= t))
-            ),
-            (Target::AtLeastAndRatio(t, x), v) => format!(
-                ">= {}: {}; >= {}x kinesalite: {}",
-                format_target(t),
-                verdict(v.is_some_and(|v| v >= t)),
-                format_target(x),
-                ratio.map_or("n/a", |q| verdict(q >= x))
-            ),
-        };
-        out.push_str(&format!(
-            "| {} | {riffle} | {peer} | {ratio_text} |",
-            r.label
-        ));
-        if has_nosync {
+        out.push_str(&format!("| {} |", r.label));
+        if pair {
+            let ratio_text = ratio.map_or("n/a".into(), |x| format!("{}x", format_value(x)));
+            out.push_str(&format!(" {riffle} | {peer} | {ratio_text} |"));
+        }
+        if has(Kind::NoSync) {
             let (nosync, _) = cell(results.get(&(r.case, Kind::NoSync)), r.metric);
             out.push_str(&format!(" {nosync} |"));
         }
-        out.push_str(&format!(" {target} |\n"));
+        let (rf3, rf3v) = cell(results.get(&(r.case, Kind::Replicated)), r.metric);
+        if has(Kind::Replicated) {
+            out.push_str(&format!(" {rf3} |"));
+        }
+        if pair {
+            out.push_str(&format!(" {} |", judge(r.target, rv, ratio)));
+        }
+        if has(Kind::Replicated) {
+            out.push_str(&format!(" {} |", judge(r.rf3_target, rf3v, None)));
+        }
+        out.push('\n');
     }
 
     if let Some(Ok(d)) = disk {
@@ -680,24 +766,42 @@ fn table(
         out.push_str(&format!("\ndisk ceiling failed: {e}\n"));
     }
     if let Some(Ok(h)) = disk_floor {
-        out.push_str("\n| PutRecord's load on the bare disk, ideal group commit, just before Riffle's run | bare disk | Riffle PutRecord ack | disk is % of it |\n|---|---:|---:|---:|\n");
+        let durable: Vec<Kind> = [Kind::Riffle, Kind::Replicated]
+            .into_iter()
+            .filter(|&k| has(k))
+            .collect();
+        out.push_str("\n| PutRecord's load on the bare disk, ideal group commit, just before the first durable Riffle's run | bare disk |");
+        for k in &durable {
+            out.push_str(&format!(" {} PutRecord ack | disk is % of it |", k.label()));
+        }
+        out.push_str("\n|---|---:|");
+        for _ in &durable {
+            out.push_str("---:|---:|");
+        }
+        out.push('\n');
         for (q, label, metric) in [
             (0.5, "p50", "p50_ms"),
             (0.99, "p99", "p99_ms"),
             (0.999, "p99.9", "p999_ms"),
         ] {
             let disk = h.quantile(q) as f64 / 1e6;
-            let ack = results
-                .get(&("put-record", Kind::Riffle))
-                .and_then(|r| r.as_ref().ok())
-                .and_then(|o| o.get(metric));
             out.push_str(&format!(
-                "| 1 KiB records due at the same rate, all due ones per write + fdatasync, {label} ms | {} | {} | {} |\n",
-                format_value(disk),
-                ack.map_or("n/a".into(), format_value),
-                ack.filter(|a| *a > 0.0)
-                    .map_or("n/a".into(), |a| format!("{:.0} %", disk / a * 100.0))
+                "| 1 KiB records due at the same rate, all due ones per write + fdatasync, {label} ms | {} |",
+                format_value(disk)
             ));
+            for &k in &durable {
+                let ack = results
+                    .get(&("put-record", k))
+                    .and_then(|r| r.as_ref().ok())
+                    .and_then(|o| o.get(metric));
+                out.push_str(&format!(
+                    " {} | {} |",
+                    ack.map_or("n/a".into(), format_value),
+                    ack.filter(|a| *a > 0.0)
+                        .map_or("n/a".into(), |a| format!("{:.0} %", disk / a * 100.0))
+                ));
+            }
+            out.push('\n');
         }
     }
 
@@ -719,6 +823,16 @@ fn table(
                     if let Some(v) = o.get(metric).filter(|v| *v > 0.0) {
                         notes.push(format!("{} {what}", format_value(v)));
                     }
+                }
+                let each: Vec<String> = (1..)
+                    .map_while(|i| o.get(&format!("server_cpu_pct_{i}")))
+                    .map(|v| format!("{v:.0}"))
+                    .collect();
+                if !each.is_empty() {
+                    notes.insert(
+                        0,
+                        format!("server CPU per replica, leader first: {}", each.join(" + ")),
+                    );
                 }
                 (
                     o.get("server_cpu_pct")
@@ -762,7 +876,7 @@ mod tests {
             outcome(&[("p99_ms", 10.0)]),
         );
         results.insert(("subscribe", Kind::Riffle), Err("boom".into()));
-        let t = table(&results, None, None, false);
+        let t = table(&results, None, None, &[Kind::Riffle, Kind::Kinesalite]);
         assert!(
             t.contains("| PutRecords 500 x 1 KiB, MiB/s | 160 | 8.00 | 20.0x | >= 150: met; >= 15x kinesalite: met |"),
             "{t}"
@@ -779,5 +893,47 @@ mod tests {
         );
         assert!(t.contains("FAILED: boom"), "{t}");
         assert!(!t.contains("drain"), "{t}");
+    }
+
+    #[test]
+    fn the_replicated_group_has_its_own_column_and_targets() {
+        let mut results: Results = BTreeMap::new();
+        results.insert(("put-1k", Kind::Riffle), outcome(&[("mib_per_s", 160.0)]));
+        results.insert(
+            ("put-1k", Kind::Replicated),
+            outcome(&[
+                ("mib_per_s", 61.0),
+                ("server_cpu_pct", 150.0),
+                ("server_cpu_pct_1", 90.0),
+                ("server_cpu_pct_2", 30.0),
+                ("server_cpu_pct_3", 30.0),
+            ]),
+        );
+        results.insert(
+            ("put-record", Kind::Replicated),
+            outcome(&[("p99_ms", 3.5)]),
+        );
+        let t = table(&results, None, None, &[Kind::Riffle, Kind::Replicated]);
+        assert!(
+            t.contains("| PutRecords 500 x 1 KiB, MiB/s | 160 | n/a | n/a | 61.0 | >= 150: met; >= 15x kinesalite: n/a | >= 60: met |"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "| PutRecord 1 KiB at 1 MiB/s, ack p99 ms | n/a | n/a | n/a | 3.50 | <= 1.5: MISSED | <= 3: MISSED |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("| put-1k | riffle RF3 | 150 | n/a | server CPU per replica, leader first: 90 + 30 + 30 |"),
+            "{t}"
+        );
+
+        // The replicated group alone: only its column.
+        let t = table(&results, None, None, &[Kind::Replicated]);
+        assert!(
+            t.contains("| PutRecords 500 x 1 KiB, MiB/s | 61.0 | >= 60: met |"),
+            "{t}"
+        );
     }
 }

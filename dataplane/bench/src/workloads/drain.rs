@@ -44,9 +44,9 @@ pub struct DrainArgs {
     /// Records per GetRecords call.
     #[arg(long, default_value_t = 10_000)]
     pub limit: u32,
-    /// Pid of the server, to report the CPU it used while drained.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// Pid of the server, to report the CPU it used while drained (several: comma-separated).
+    #[arg(long = "server-pid", value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
 }
 
 /// What a preload wrote.
@@ -212,7 +212,7 @@ async fn load_and_drain(
         .shard_iterator(stream, shard, "TRIM_HORIZON")
         .await?;
     let probe = Probe {
-        server_pid: args.server_pid,
+        server_pids: args.server_pids.clone(),
     };
     let started = probe.start();
     let start = Instant::now();

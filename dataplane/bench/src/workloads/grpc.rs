@@ -213,7 +213,7 @@ async fn load_and_drain(
     .await?;
 
     let started = Probe {
-        server_pid: args.server_pid,
+        server_pids: args.server_pids.clone(),
     }
     .start();
     let start = Instant::now();

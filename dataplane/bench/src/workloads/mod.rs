@@ -19,9 +19,10 @@ pub struct Timing {
     /// Seconds of load before measuring starts (connections, caches, allocators settle).
     #[arg(long, default_value_t = 1.0, env = "BENCH_WARMUP_SECONDS")]
     pub warmup_seconds: f64,
-    /// Pid of the server, to report the CPU it used while measured.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// Pid of the server, to report the CPU it used while measured; several (comma-separated)
+    /// for the replicas of a replicated group, reported together and each.
+    #[arg(long = "server-pid", value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
 }
 
 impl Timing {
@@ -38,7 +39,7 @@ impl Timing {
     /// The CPU probe for the server.
     pub fn probe(&self) -> crate::cpu::Probe {
         crate::cpu::Probe {
-            server_pid: self.server_pid,
+            server_pids: self.server_pids.clone(),
         }
     }
 }
