@@ -5,7 +5,9 @@
 # through the gateway, `kubectl scale` reshards it without losing a record (also across an
 # operator restart), retention follows the spec, CreateStream/UpdateShardCount/DeleteStream
 # through the Kinesis API change Stream objects, invalid Streams are refused, and deleting a
-# stream leaves nothing labelled with its name.
+# stream leaves nothing labelled with its name. Replicated streams name their leader in the status,
+# a new one after the leader pod is force-deleted, and one cut off from its followers by a
+# firewall rule in its network namespace is replaced and acknowledges nothing.
 #
 # The tests delete the streams and namespaces they create. An installation this suite made is
 # uninstalled at the end; one that was there before is left installed (upgraded).

@@ -185,6 +185,47 @@ def put_batch(client, stream: str, prefix: str, count: int) -> dict[str, str]:
     return placed
 
 
+def read_sequences(client, stream: str) -> dict[str, list[str]]:
+    """Every retained record's data → the sequence numbers it was read with (one, if it was
+    stored exactly once)."""
+    read: dict[str, list[str]] = {}
+    for records in all_records(client, stream).values():
+        for record in records:
+            read.setdefault(record["Data"].decode(), []).append(record["SequenceNumber"])
+    return read
+
+
+def group_leadership(namespace: str, name: str, group: int = 0) -> dict:
+    """The `status.groups` entry of the stream's shard group `group` ({} until reported)."""
+    stream = get_stream(namespace, name) or {}
+    for entry in stream.get("status", {}).get("groups", []):
+        if entry["name"] == f"{name}-g{group}":
+            return entry
+    return {}
+
+
+def replica_metrics_leader(namespace: str, pods: list[str]) -> str | None:
+    """The pod whose replica says, on its /metrics, that it leads the group (highest term)."""
+    best = None
+    for pod in pods:
+        ip = kubectl_json("get", "pod", pod, "-n", namespace)["status"].get("podIP")
+        if not ip:
+            continue
+        result = subprocess.run(
+            ["curl", "-s", "--max-time", "2", f"http://{ip}:4567/metrics"], capture_output=True, text=True
+        )
+        gauges = {
+            line.split("{")[0]: line.rsplit(" ", 1)[-1]
+            for line in result.stdout.splitlines()
+            if line.startswith("riffle_replica_")
+        }
+        if gauges.get("riffle_replica_is_leader") == "1":
+            term = int(gauges.get("riffle_replica_term", "0"))
+            if best is None or term > best[0]:
+                best = (term, pod)
+    return best[1] if best else None
+
+
 class Cluster:
     """What the tests share: the namespace, the stream's name and the gateway client."""
 
@@ -659,21 +700,26 @@ def test_a_replicated_group_survives_losing_its_leader_under_load(cluster: Clust
         config=cluster.config.merge(Config(retries={"max_attempts": 1}, read_timeout=10)),
     )
 
+    pods = [f"{name}-g0-{ordinal}" for ordinal in range(3)]
+
     def leader() -> str | None:
-        for ordinal in range(3):
-            pod = f"{name}-g0-{ordinal}"
-            ip = kubectl_json("get", "pod", pod, "-n", cluster.namespace)["status"].get("podIP")
-            if not ip:
-                continue
-            result = subprocess.run(
-                ["curl", "-s", "--max-time", "2", f"http://{ip}:4567/metrics"], capture_output=True, text=True
-            )
-            if any(
-                line.startswith("riffle_replica_is_leader{") and line.endswith(" 1")
-                for line in result.stdout.splitlines()
-            ):
-                return pod
+        return replica_metrics_leader(cluster.namespace, pods)
+
+    def leadership_reported() -> dict | None:
+        group = group_leadership(cluster.namespace, name)
+        replicas = group.get("replicas", [])
+        if group.get("leader") and len(replicas) == 3 and all(r["caughtUp"] for r in replicas):
+            return group
         return None
+
+    # The status names the leader the replicas report, and every replica as caught up.
+    reported = wait_for(leadership_reported, 60, "the status to name the group's leader")
+    assert reported["leader"] in pods, reported
+    assert [r["pod"] for r in reported["replicas"]] == pods
+    assert sorted(r["role"] for r in reported["replicas"]) == ["Follower", "Follower", "Leader"], reported
+    assert wait_for(leader, 30, "a leader") == reported["leader"]
+    columns = kubectl("get", "stream", name, "-n", cluster.namespace).stdout
+    assert "LEADERS" in columns and reported["leader"] in columns, columns
 
     acknowledged: dict[str, str] = {}
 
@@ -689,34 +735,283 @@ def test_a_replicated_group_survives_losing_its_leader_under_load(cluster: Clust
         put(f"before-{i}")
     assert len(acknowledged) == 200, "every write is acknowledged while the group is whole"
     old_leader = wait_for(leader, 30, "a leader")
-    old_uid = kubectl_json("get", "pod", old_leader, "-n", cluster.namespace)["metadata"]["uid"]
+    old_term = group_leadership(cluster.namespace, name).get("term", 0)
+    found = kubectl_json("get", "pod", old_leader, "-n", cluster.namespace)
+    old_uid, node = found["metadata"]["uid"], found["spec"]["nodeName"]
+    # A replacement pod that starts before the followers' election timeout (about 2 s) resumes
+    # leading in the same term from its volume, and nothing fails over. The node is cordoned
+    # until the followers have elected a new leader, so the group really loses its leader.
+    kubectl("cordon", node)
     kubectl("delete", "pod", old_leader, "-n", cluster.namespace, "--grace-period=0", "--force", "--wait=false")
+    deleted_at = time.monotonic()
 
     def replaced() -> bool:
         found = kubectl("get", "pod", old_leader, "-n", cluster.namespace, "-o", "jsonpath={.metadata.uid}", check=False)
         return found.stdout.strip() != old_uid
 
-    wait_for(replaced, 60, f"{old_leader} to be gone")
-    refused_at = None
-    resumed = None
-    deadline = time.monotonic() + 60
-    i = 0
-    while time.monotonic() < deadline and (resumed is None or len(acknowledged) < 400):
-        i += 1
-        if put(f"after-{i}"):
-            if resumed is None:
-                resumed = time.monotonic() - refused_at if refused_at else 0.0
-        else:
-            refused_at = refused_at or time.monotonic()
-            time.sleep(0.05)
-    assert resumed is not None, "writes never resumed after the leader was deleted"
-    print(f"\ne2e: leader {old_leader} force-deleted; writes resumed {resumed:.1f} s after the first refusal")
-    read: dict[str, list[str]] = {}
-    for records in all_records(cluster.kinesis, name).values():
-        for record in records:
-            read.setdefault(record["Data"].decode(), []).append(record["SequenceNumber"])
+    try:
+        wait_for(replaced, 60, f"{old_leader} to be gone")
+        refused_at = None
+        resumed = None
+        deadline = time.monotonic() + 60
+        i = 0
+        while time.monotonic() < deadline and (resumed is None or len(acknowledged) < 400):
+            i += 1
+            if put(f"after-{i}"):
+                if resumed is None:
+                    resumed = time.monotonic() - refused_at if refused_at else 0.0
+            else:
+                refused_at = refused_at or time.monotonic()
+                time.sleep(0.05)
+        assert resumed is not None, "writes never resumed after the leader was deleted"
+        print(f"\ne2e: leader {old_leader} force-deleted; writes resumed {resumed:.1f} s after the first refusal")
+
+        def new_leader_reported() -> dict | None:
+            group = group_leadership(cluster.namespace, name)
+            if group.get("leader") not in (None, old_leader) and group.get("term", 0) > old_term:
+                return group
+            return None
+
+        reported = wait_for(new_leader_reported, 60, f"the status to name a leader other than {old_leader}")
+        print(
+            f"e2e: the status named the new leader {reported['leader']} (term {reported['term']}) "
+            f"{time.monotonic() - deleted_at:.1f} s after the deletion"
+        )
+        assert reported["leader"] in pods
+        assert reported["leader"] == leader(), "the status agrees with the replicas"
+    finally:
+        kubectl("uncordon", node)
+    # The replacement joins the new leader and catches up.
+    rejoined = wait_for(leadership_reported, READY_WITHIN, f"the replacement {old_leader} to catch up")
+    assert rejoined["leader"] == reported["leader"], rejoined
+    read = read_sequences(cluster.kinesis, name)
     for data, sequence in acknowledged.items():
         assert read.get(data) == [sequence], f"{data}: acknowledged as {sequence}, read as {read.get(data)}"
+    kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
+    assert_nothing_left(cluster.namespace, name)
+
+
+RAFT_PORT = 4569
+PARTITION_TABLE = "riffle_e2e_partition"
+
+
+def pod_netns(ip: str) -> str | None:
+    """The network namespace file of the pod with `ip` on this node, found among the namespaces
+    the container runtime creates under /run/netns (`None` if the pods do not run on this host,
+    as on kind)."""
+    root = Path("/run/netns")
+    if not root.is_dir() or shutil.which("nsenter") is None or shutil.which("nft") is None:
+        return None
+    for entry in sorted(root.iterdir()):
+        result = subprocess.run(
+            ["nsenter", f"--net={entry}", "ip", "-o", "-4", "addr", "show"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if result.returncode == 0 and f" {ip}/" in result.stdout:
+            return str(entry)
+    return None
+
+
+def cut_off(netns: str, peers: list[str]) -> None:
+    """Drops, inside the network namespace `netns`, all replication traffic (the raft port, in
+    either direction) exchanged with `peers`; everything else still flows."""
+    addresses = ", ".join(peers)
+    rules = f"""
+table inet {PARTITION_TABLE} {{
+  chain input {{
+    type filter hook input priority -10; policy accept;
+    ip saddr {{ {addresses} }} tcp dport {RAFT_PORT} drop
+    ip saddr {{ {addresses} }} tcp sport {RAFT_PORT} drop
+  }}
+  chain output {{
+    type filter hook output priority -10; policy accept;
+    ip daddr {{ {addresses} }} tcp dport {RAFT_PORT} drop
+    ip daddr {{ {addresses} }} tcp sport {RAFT_PORT} drop
+  }}
+}}
+"""
+    subprocess.run(["nsenter", f"--net={netns}", "nft", "-f", "-"], input=rules, text=True, check=True, timeout=10)
+
+
+def heal(netns: str) -> None:
+    subprocess.run(
+        ["nsenter", f"--net={netns}", "nft", "delete", "table", "inet", PARTITION_TABLE],
+        capture_output=True,
+        timeout=10,
+    )
+
+
+class Writers:
+    """Threads putting batches of unique records through `client` until stopped; remembers the
+    sequence number of every record acknowledged, and the time of each acknowledgement."""
+
+    def __init__(self, client, stream: str, prefix: str, threads: int = 3) -> None:
+        import threading
+
+        self.client = client
+        self.stream = stream
+        self.prefix = prefix
+        self.acknowledged: dict[str, str] = {}
+        self.last_ack = 0.0
+        self.ack_times: list[float] = []
+        self.failures = 0
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(n,)) for n in range(threads)]
+        for thread in self.threads:
+            thread.start()
+
+    def run(self, number: int) -> None:
+        batch = 0
+        while not self.stop_event.is_set():
+            entries = [
+                {"Data": f"{self.prefix}{number}-{batch}-{i}".encode(), "PartitionKey": f"k{number}-{batch}-{i}"}
+                for i in range(20)
+            ]
+            batch += 1
+            try:
+                answer = self.client.put_records(StreamName=self.stream, Records=entries)
+            except Exception:  # cut off or timed out: nothing of this call was acknowledged
+                with self.lock:
+                    self.failures += 1
+                continue
+            with self.lock:
+                for entry, result in zip(entries, answer["Records"]):
+                    if "SequenceNumber" in result:
+                        self.acknowledged[entry["Data"].decode()] = result["SequenceNumber"]
+                        self.last_ack = time.monotonic()
+                    else:
+                        self.failures += 1
+                self.ack_times.append(time.monotonic())
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.acknowledged)
+
+    def longest_gap(self, since: float) -> float:
+        """The longest time without an acknowledged write from `since` until now."""
+        with self.lock:
+            times = [since] + [t for t in self.ack_times if t > since] + [time.monotonic()]
+        return max(b - a for a, b in zip(times, times[1:]))
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="the gateway keeps sending a group's writes to the leader it found last, without a "
+    "deadline: a cut-off leader that still believes it leads holds them unanswered, so writes "
+    "through the gateway resume only if its requests happen to reach a follower",
+)
+def test_a_leader_cut_off_from_its_followers_is_replaced_and_acknowledges_nothing(cluster: Cluster):
+    """replicationFactor 3 under writes: the leader's replication traffic with both followers
+    is dropped inside its pod's network namespace. The followers elect a new leader, the status
+    names it, and writes through the gateway resume; the old leader, still running and still
+    reachable on its API port, acknowledges nothing sent to it directly. After healing, every
+    acknowledged record is read back exactly once with its sequence number, and nothing the
+    old leader was sent while cut off is."""
+    name = f"{cluster.stream}-cut"
+    manifest = example_manifest(cluster.namespace, name).replace("replicationFactor: 1", "replicationFactor: 3")
+    kubectl("apply", "-f", "-", stdin=manifest)
+    wait_ready(cluster.namespace, name)
+    pods = [f"{name}-g0-{ordinal}" for ordinal in range(3)]
+
+    def settled() -> dict | None:
+        group = group_leadership(cluster.namespace, name)
+        replicas = group.get("replicas", [])
+        if group.get("leader") and len(replicas) == 3 and all(r["caughtUp"] for r in replicas):
+            return group
+        return None
+
+    group = wait_for(settled, 60, "the status to name the group's leader with every replica caught up")
+    old_leader, old_term = group["leader"], group["term"]
+    ips = {pod: kubectl_json("get", "pod", pod, "-n", cluster.namespace)["status"]["podIP"] for pod in pods}
+    netns = pod_netns(ips[old_leader])
+    if netns is None:
+        kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
+        pytest.skip("the pods' network namespaces are not on this host (kind?): cannot cut one off")
+    followers = [pod for pod in pods if pod != old_leader]
+    wait_for(
+        lambda: cluster.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"],
+        ROUTED_WITHIN,
+        "the gateway to route the stream",
+        interval=0.5,
+    )
+    short = cluster.config.merge(Config(retries={"max_attempts": 1}, read_timeout=5, connect_timeout=3))
+    writers = Writers(boto3.client("kinesis", endpoint_url=cluster.endpoint, config=short), name, "w")
+    direct = boto3.client("kinesis", endpoint_url=f"http://{ips[old_leader]}:4567", config=short)
+    sent_direct: list[str] = []
+    try:
+        wait_for(lambda: writers.count() > 300, 60, "writes to be acknowledged before the cut")
+        cut_off(netns, [ips[pod] for pod in followers])
+        cut_at = time.monotonic()
+        try:
+            acknowledged_at_cut = writers.count()
+
+            def new_leader() -> dict | None:
+                group = group_leadership(cluster.namespace, name)
+                if group.get("leader") in followers and group.get("term", 0) > old_term:
+                    return group
+                return None
+
+            # The followers elect one of themselves (as they report it), then the operator's
+            # next pass records it.
+            elected = wait_for(
+                lambda: replica_metrics_leader(cluster.namespace, followers), 60, "a follower to be elected"
+            )
+            elected_after = time.monotonic() - cut_at
+            group = wait_for(new_leader, 90, "the status to name a follower as the new leader")
+            reported_after = time.monotonic() - cut_at
+            assert group["leader"] == elected, group
+            wait_for(
+                lambda: writers.count() > acknowledged_at_cut + 300 and writers.last_ack > cut_at,
+                90,
+                "writes through the gateway to resume on the new leader",
+            )
+            outage = writers.longest_gap(cut_at)
+            print(
+                f"\ne2e: leader {old_leader} cut off from its followers: {elected} elected {elected_after:.1f} s "
+                f"after the cut, named in the status (term {group['term']}) after {reported_after:.1f} s; "
+                f"writes through the gateway stalled for at most {outage:.1f} s, "
+                f"{writers.count() - acknowledged_at_cut} acknowledged since the cut"
+            )
+            # The old leader still believes it leads, but can reach no quorum: whatever it is
+            # sent directly is refused or never answered.
+            for i in range(3):
+                data = f"direct-{i}"
+                sent_direct.append(data)
+                try:
+                    answer = direct.put_record(StreamName=name, Data=data.encode(), PartitionKey=data)
+                except Exception as error:  # refused, or no answer within the timeout
+                    print(f"e2e: a write sent to the cut-off leader {old_leader} failed: {type(error).__name__}: {error}")
+                else:
+                    raise AssertionError(f"the cut-off leader {old_leader} acknowledged {data}: {answer}")
+            cut_off_role = next(r for r in group["replicas"] if r["pod"] == old_leader)
+            assert not cut_off_role["caughtUp"], group
+        finally:
+            heal(netns)
+        healed_at = time.monotonic()
+        rejoined = wait_for(settled, 90, f"{old_leader} to rejoin and catch up")
+        print(f"e2e: healed; {old_leader} followed {rejoined['leader']} again {time.monotonic() - healed_at:.1f} s later")
+        assert rejoined["leader"] != old_leader or rejoined["term"] > group["term"]
+        before = writers.count()
+        wait_for(lambda: writers.count() > before + 100, 60, "writes to continue after healing")
+    finally:
+        writers.stop()
+        heal(netns)
+    print(f"e2e: {writers.count()} records acknowledged, {writers.failures} refused or cut off")
+    read = read_sequences(cluster.kinesis, name)
+    missing = [data for data in writers.acknowledged if data not in read]
+    assert not missing, f"{len(missing)} acknowledged records lost, e.g. {missing[:3]}"
+    for data, sequence in writers.acknowledged.items():
+        assert read[data] == [sequence], f"{data}: acknowledged as {sequence}, read as {read[data]}"
+    appeared = [data for data in sent_direct if data in read]
+    assert not appeared, f"records sent only to the cut-off leader were stored: {appeared}"
     kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
     assert_nothing_left(cluster.namespace, name)
 
