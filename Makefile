@@ -35,12 +35,13 @@ lint: crds-check ## Formatting, clippy (warnings are errors) and generated files
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-crds: ## Regenerate the CRD YAML in crds/ from the operator's types
+crds: ## Regenerate the CRD YAML in crds/ (and the chart's copy) from the operator's types
 	$(CARGO) run --quiet -p riffle-operator --bin crdgen > crds/.riffle.dev_streams.yaml.tmp
 	mv crds/.riffle.dev_streams.yaml.tmp crds/riffle.dev_streams.yaml
+	charts/riffle/scripts/sync-crds.sh
 
 crds-check: crds ## Fail when the committed CRDs differ from the operator's types
-	@git diff --exit-code -- crds/ || { echo "crds/ is stale: run make crds and commit the result" >&2; exit 1; }
+	@git diff --exit-code -- crds/ charts/riffle/crds/ || { echo "crds/ is stale: run make crds and commit the result" >&2; exit 1; }
 
 unit: ## Rust unit and integration tests (the SDK tests start the riffle binary)
 	$(CARGO) build -p riffle
@@ -92,6 +93,8 @@ images: ## Build static riffle and riffle-operator images as OCI archives in tar
 
 deploy: images ## Import the images into the test cluster and install the chart (waits for Ready)
 	$(DEPLOY_LOAD) target/images/riffle.tar target/images/riffle-operator.tar
+	@# Helm installs CRDs only on the first install; an upgrade must bring them up to date too.
+	KUBECONFIG=$(DEPLOY_KUBECONFIG) $(KUBECTL) apply --server-side --force-conflicts -f charts/riffle/crds/
 	KUBECONFIG=$(DEPLOY_KUBECONFIG) scripts/helm.sh upgrade --install riffle charts/riffle \
 	    --namespace $(DEPLOY_NAMESPACE) --create-namespace \
 	    --set image.tag=$$(cat target/images/TAG) --wait --timeout 5m

@@ -126,6 +126,18 @@ impl Group {
         self.members = members;
     }
 
+    /// Sends `signal` (`STOP` or `CONT`) to replica `id`: a stopped replica answers nothing,
+    /// as if cut off.
+    fn signal(&self, id: u64, signal: &str) {
+        let member = self.members.iter().find(|m| m.id == id).unwrap();
+        let pid = member.child.as_ref().unwrap().id();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     fn api_of(&self, id: u64) -> String {
         self.members
             .iter()
@@ -626,6 +638,86 @@ async fn acknowledged_records_survive_killing_the_leader() {
         dir_bytes(&dir.join("replica/raft")),
         dir_bytes(&dir.join("streams"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_cut_off_from_its_followers_refuses_writes_until_they_return() {
+    let group = Group::start();
+    let client = client();
+    let ids = [1, 2, 3];
+    let leader = wait_leader(
+        &client,
+        &group,
+        &ids,
+        Instant::now() + Duration::from_secs(20),
+    )
+    .await;
+    let leader_api = group.api_of(leader);
+    let create = json!({"StreamName": STREAM, "ShardCount": 1});
+    let (status, body, _) = call(&client, &leader_api, "CreateStream", &create)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let put = |data: &str| json!({"StreamName": STREAM, "PartitionKey": "k", "Data": STANDARD.encode(data)});
+    let (status, body, _) = call(&client, &leader_api, "PutRecord", &put("before"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    // Both followers stop answering: the leader is alone.
+    let followers: Vec<u64> = ids.iter().copied().filter(|&i| i != leader).collect();
+    for &f in &followers {
+        group.signal(f, "STOP");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metrics(&client, &leader_api)
+        .await
+        .and_then(|m| m.get("riffle_replica_millis_since_quorum_ack").copied())
+        .is_none_or(|m| m <= 1500)
+    {
+        assert!(Instant::now() < deadline, "the leader never noticed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // It answers a write at once, refusing it without naming a leader: clients and the
+    // gateway go to the other replicas.
+    let (status, body, named) = call(&client, &leader_api, "PutRecord", &put("while cut off"))
+        .await
+        .expect("the cut-off leader answers rather than holding the write");
+    assert_eq!((status, named), (503, None), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("quorum"),
+        "{body}"
+    );
+
+    for &f in &followers {
+        group.signal(f, "CONT");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let acknowledged = loop {
+        let leader_now = wait_leader(&client, &group, &ids, deadline).await;
+        if let Some((200, body, _)) = call(
+            &client,
+            &group.api_of(leader_now),
+            "PutRecord",
+            &put("after"),
+        )
+        .await
+        {
+            break (leader_now, body);
+        }
+        assert!(Instant::now() < deadline, "writes never resumed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Only the acknowledged records were stored.
+    let stored = read_all(&client, &group.api_of(acknowledged.0))
+        .await
+        .unwrap();
+    let data: Vec<&str> = stored
+        .values()
+        .flatten()
+        .map(|(_, data)| data.as_str())
+        .collect();
+    assert_eq!(data, ["before", "after"]);
 }
 
 fn dir_bytes(path: &Path) -> u64 {

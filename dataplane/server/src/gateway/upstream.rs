@@ -130,6 +130,13 @@ impl Upstream {
         let known = self.known_leader(base);
         let mut target = known.clone().unwrap_or_else(|| base.to_string());
         let mut response = match self.send_once(headers, body.clone(), &target, extra).await {
+            // A leader that lost its group (unreachable, or declining without naming another
+            // leader) is forgotten; the group's endpoint reaches the others.
+            Ok(response) if known.is_some() && is_deposed(&response) => {
+                self.forget_leader(base);
+                target = base.to_string();
+                self.send_once(headers, body.clone(), base, extra).await?
+            }
             Ok(response) => response,
             Err(_) if known.is_some() => {
                 self.forget_leader(base);
@@ -258,6 +265,14 @@ pub fn leader_hint(status: http::StatusCode, headers: &HeaderMap) -> Option<Stri
     } else {
         format!("http://{address}")
     })
+}
+
+/// Whether a replica that led its group declined a request without naming another leader or
+/// another shard group: it no longer leads, or cannot reach its followers.
+fn is_deposed(response: &Response<Incoming>) -> bool {
+    response.status() == http::StatusCode::SERVICE_UNAVAILABLE
+        && leader_hint(response.status(), response.headers()).is_none()
+        && not_hosted(response.status(), response.headers()).is_none()
 }
 
 /// The pause before resend `hop` (1-based) to a named leader.
@@ -418,6 +433,24 @@ mod tests {
             .unwrap();
         assert_eq!(&answer.body[..], b"leader");
         assert_eq!(follower_calls.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            upstream.known_leader(&base),
+            Some(format!("http://{leader}"))
+        );
+        // So is one that declines without naming another leader (cut off from its group).
+        let (cut_off, cut_off_calls) =
+            endpoint("cut off", http::StatusCode::SERVICE_UNAVAILABLE, None).await;
+        upstream
+            .leaders
+            .lock()
+            .unwrap()
+            .insert(base.clone(), format!("http://{cut_off}"));
+        let answer = upstream
+            .exchange(&HeaderMap::new(), Bytes::from_static(b"{}"), &base, &[])
+            .await
+            .unwrap();
+        assert_eq!(&answer.body[..], b"leader");
+        assert_eq!(cut_off_calls.load(Ordering::SeqCst), 1);
         assert_eq!(
             upstream.known_leader(&base),
             Some(format!("http://{leader}"))

@@ -19,7 +19,8 @@
 //! Reads are served from the local shard logs: current on the leader, possibly behind on a
 //! follower, never showing uncommitted records. `/metrics` adds `riffle_replica_is_leader`,
 //! `riffle_replica_term`, `riffle_replica_leader`, `riffle_replica_last_log_index` and
-//! `riffle_replica_applied_index`, one `riffle_replica_voter` per voting member, and on the
+//! `riffle_replica_applied_index`, `riffle_replica_role` (labelled with the role), one
+//! `riffle_replica_voter` per voting member, and on the
 //! leader `riffle_replica_millis_since_quorum_ack`.
 //!
 //! Records are therefore written twice on every replica: once in the raft log (inside the

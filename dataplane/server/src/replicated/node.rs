@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -25,6 +26,13 @@ use crate::streams::{
 /// Response header naming the leader's Kinesis API address (`host:port`) on a write refused
 /// by a replica that does not lead its group.
 pub const LEADER_HEADER: &str = "x-riffle-leader";
+
+/// A leader that has not heard from a quorum for this long (longer than the longest election
+/// timeout, after which the others elect a new leader) refuses writes.
+const QUORUM_SILENCE: Duration = Duration::from_millis(1500);
+
+/// Longest wait for a quorum to acknowledge a write before the client is told to retry.
+const PROPOSE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// How a server joins its shard group.
 #[derive(Debug, Clone)]
@@ -103,7 +111,35 @@ impl Node {
     }
 
     async fn propose(&self, command: Command) -> ApiResult<CommandResponse> {
-        match self.replica.propose(Bytes::from(command.encode())).await {
+        // A leader cut off from its followers still believes it leads until it hears of a
+        // newer term; it refuses at once rather than hold the write until the cut heals.
+        let status = self.replica.status();
+        if let Some(silence) = status
+            .millis_since_quorum_ack
+            .filter(|&m| status.role == Role::Leader && m > QUORUM_SILENCE.as_millis() as u64)
+        {
+            return Err(ApiError::new(
+                ErrorKind::NotLeader,
+                format!(
+                    "Replica {} has not heard from a quorum of its shard group for {silence} ms; retry shortly at another replica.",
+                    self.options.id
+                ),
+            ));
+        }
+        let proposed =
+            tokio::time::timeout(PROPOSE_PATIENCE, self.replica.propose(Bytes::from(command.encode())))
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        ErrorKind::NotLeader,
+                        format!(
+                            "Replica {} could not get the change acknowledged by a quorum within {} s; it may or may not have been made.",
+                            self.options.id,
+                            PROPOSE_PATIENCE.as_secs()
+                        ),
+                    )
+                })?;
+        match proposed {
             Ok(done) => CommandResponse::decode(&done.response).map_err(ApiError::internal),
             Err(ProposeError::NotLeader { leader, .. }) => Err(self.not_leader(leader)),
             Err(ProposeError::TooLarge(n)) => Err(ApiError::invalid(format!(
@@ -327,6 +363,18 @@ impl Node {
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{labels}}} {value}"
             );
         }
+        let name = "riffle_replica_role";
+        let role = match status.role {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Learner => "learner",
+            Role::Shutdown => "shutdown",
+        };
+        let _ = writeln!(
+            out,
+            "# HELP {name} The replica's raft role (1 for the role it has).\n# TYPE {name} gauge\n{name}{{{labels},role=\"{role}\"}} 1"
+        );
         let name = "riffle_replica_voter";
         let _ = writeln!(
             out,
