@@ -902,12 +902,6 @@ class Writers:
             thread.join(timeout=60)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the gateway keeps sending a group's writes to the leader it found last, without a "
-    "deadline: a cut-off leader that still believes it leads holds them unanswered, so writes "
-    "through the gateway resume only if its requests happen to reach a follower",
-)
 def test_a_leader_cut_off_from_its_followers_is_replaced_and_acknowledges_nothing(cluster: Cluster):
     """replicationFactor 3 under writes: the leader's replication traffic with both followers
     is dropped inside its pod's network namespace. The followers elect a new leader, the status
@@ -1012,6 +1006,66 @@ def test_a_leader_cut_off_from_its_followers_is_replaced_and_acknowledges_nothin
         assert read[data] == [sequence], f"{data}: acknowledged as {sequence}, read as {read[data]}"
     appeared = [data for data in sent_direct if data in read]
     assert not appeared, f"records sent only to the cut-off leader were stored: {appeared}"
+    kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
+    assert_nothing_left(cluster.namespace, name)
+
+
+def test_a_replicated_stream_spans_groups_and_reshards_under_writes(cluster: Cluster):
+    """replicationFactor 3 at two shards per group: two shards in one group of three replicas;
+    `kubectl scale` to four while writers go on opens a second replicated group for two of the
+    children. Every acknowledged record reads back exactly once with its sequence number, across
+    the lineage, and each group names a leader."""
+    name = f"{cluster.stream}-rwide"
+    manifest = (
+        example_manifest(cluster.namespace, name)
+        .replace("replicationFactor: 1", "replicationFactor: 3")
+        .replace("shardsPerGroup: 8", "shardsPerGroup: 2")
+        .replace("shardCount: 4", "shardCount: 2")
+    )
+    assert "replicationFactor: 3" in manifest and "shardCount: 2" in manifest
+    kubectl("apply", "-f", "-", stdin=manifest)
+    wait_ready(cluster.namespace, name)
+    wait_for(
+        lambda: cluster.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"],
+        ROUTED_WITHIN,
+        "the gateway to route the replicated stream",
+        interval=0.5,
+    )
+    writers = Writers(cluster.kinesis, name, "rw")
+    try:
+        wait_for(lambda: writers.count() > 300, 60, "writes to be acknowledged before the reshard")
+        started = time.monotonic()
+        kubectl("scale", "stream", name, "-n", cluster.namespace, "--replicas=4")
+        stream = wait_settled(cluster.namespace, name, 4)
+        settled_after = time.monotonic() - started
+        check_lineage(stream)
+        open_groups = sorted(s["group"] for s in stream["status"]["shards"] if s["state"] == "Open")
+        assert open_groups == [0, 0, 1, 1], stream["status"]["shards"]
+        sets = kubectl_json("get", "statefulsets", "-n", cluster.namespace, "-l", f"{LABEL}={name}")["items"]
+        assert sorted((s["metadata"]["name"], s["spec"]["replicas"]) for s in sets) == [
+            (f"{name}-g0", 3),
+            (f"{name}-g1", 3),
+        ]
+        for group in (0, 1):
+            leadership = wait_for(
+                lambda: (g := group_leadership(cluster.namespace, name, group)).get("leader") and g,
+                60,
+                f"the status to name group {group}'s leader",
+            )
+            assert leadership["leader"].startswith(f"{name}-g{group}-"), leadership
+        before = writers.count()
+        wait_for(lambda: writers.count() > before + 300, 60, "writes to go on after the reshard")
+    finally:
+        writers.stop()
+    print(
+        f"\ne2e: replicated stream resharded 2 -> 4 over two groups of three replicas in "
+        f"{settled_after:.1f} s; {writers.count()} records acknowledged, {writers.failures} refused"
+    )
+    read = read_sequences(cluster.kinesis, name)
+    missing = [data for data in writers.acknowledged if data not in read]
+    assert not missing, f"{len(missing)} acknowledged records lost, e.g. {missing[:3]}"
+    for data, sequence in writers.acknowledged.items():
+        assert read[data] == [sequence], f"{data}: acknowledged as {sequence}, read as {read[data]}"
     kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
     assert_nothing_left(cluster.namespace, name)
 
