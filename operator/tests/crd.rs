@@ -297,6 +297,7 @@ async fn a_computed_status_round_trips_through_the_schema() {
                 term: 4,
                 leader: Some(2),
                 applied: 77,
+                role: None,
             }),
         })
         .collect();

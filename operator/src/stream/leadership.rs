@@ -45,6 +45,9 @@ pub struct ReplicaReport {
     pub leader: Option<u64>,
     /// Index of the last entry applied to its streams.
     pub applied: u64,
+    /// Its raft role, as `riffle_replica_role` names it (replicas that do not report it are
+    /// given a role from the other gauges).
+    pub role: Option<ReplicaRole>,
 }
 
 /// Reads a replica's report from its `/metrics` text, or `None` if the text lacks one of the
@@ -63,11 +66,27 @@ pub fn parse_report(text: &str) -> Option<ReplicaReport> {
             rest.split_whitespace().next()?.parse::<u64>().ok()
         })
     };
+    let role = text.lines().find_map(|line| {
+        let labels = line.strip_prefix("riffle_replica_role{")?;
+        let (labels, value) = labels.split_once('}')?;
+        if value.trim() != "1" {
+            return None;
+        }
+        let role = labels.split(',').find_map(|l| l.strip_prefix("role="))?;
+        Some(match role.trim_matches('"') {
+            "leader" => ReplicaRole::Leader,
+            "follower" => ReplicaRole::Follower,
+            "candidate" => ReplicaRole::Candidate,
+            "learner" => ReplicaRole::Learner,
+            _ => ReplicaRole::Unknown,
+        })
+    });
     Some(ReplicaReport {
         is_leader: gauge("riffle_replica_is_leader")? == 1,
         term: gauge("riffle_replica_term")?,
         leader: Some(gauge("riffle_replica_leader")?).filter(|&id| id != 0),
         applied: gauge("riffle_replica_applied_index")?,
+        role,
     })
 }
 
@@ -106,11 +125,11 @@ pub fn group_status(name: &str, views: &[ReplicaView]) -> GroupStatus {
                 // A replica that still believes it leads, in an older term.
                 (Some(report), _) if report.is_leader => (ReplicaRole::Leader, false),
                 (Some(report), leader) => {
-                    let role = if report.leader.is_some() {
-                        ReplicaRole::Follower
-                    } else {
+                    let role = match report.role {
+                        Some(role) if role != ReplicaRole::Leader => role,
+                        _ if report.leader.is_some() => ReplicaRole::Follower,
                         // Knows no leader: standing for election, or about to.
-                        ReplicaRole::Candidate
+                        _ => ReplicaRole::Candidate,
                     };
                     let caught_up = leader.is_some_and(|(_, lead)| {
                         report.leader == leader_id
@@ -286,6 +305,7 @@ mod tests {
             term,
             leader: None,
             applied,
+            role: None,
         })
     }
 
@@ -295,6 +315,7 @@ mod tests {
             term,
             leader: Some(leader),
             applied,
+            role: None,
         })
     }
 
@@ -307,6 +328,27 @@ mod tests {
     }
 
     #[test]
+    fn the_role_a_replica_reports_is_taken_as_it_is() {
+        let text = format!(
+            "{}riffle_replica_role{{replica=\"3\",role=\"learner\"}} 1\n",
+            metrics(3, false, 7, 2, 1_230)
+        );
+        let learner = parse_report(&text).expect("report");
+        assert_eq!(learner.role, Some(ReplicaRole::Learner));
+        let status = group_status(
+            "orders-g0",
+            &[
+                view(0, follower(7, 2, 1_234)),
+                view(1, leader(7, 1_234)),
+                view(2, Some(learner)),
+            ],
+        );
+        assert_eq!(status.replicas[2].role, ReplicaRole::Learner);
+        // Without the gauge, a replica that knows its leader is taken for a follower.
+        assert_eq!(status.replicas[0].role, ReplicaRole::Follower);
+    }
+
+    #[test]
     fn a_replica_report_is_read_from_its_metrics() {
         assert_eq!(
             parse_report(&metrics(2, true, 7, 2, 1_234)),
@@ -315,6 +357,7 @@ mod tests {
                 term: 7,
                 leader: Some(2),
                 applied: 1_234,
+                role: None,
             })
         );
         let no_leader = parse_report(&metrics(1, false, 3, 0, 0)).expect("report");
@@ -336,6 +379,7 @@ mod tests {
                 term: 2,
                 leader: Some(1),
                 applied: 9,
+                role: None,
             })
         );
     }
@@ -443,6 +487,7 @@ mod tests {
                         term: 9,
                         leader: None,
                         applied: 10,
+                        role: None,
                     }),
                 ),
                 ReplicaView {
@@ -474,6 +519,7 @@ mod tests {
                         term: 15,
                         leader: None,
                         applied: 10,
+                        role: None,
                     }),
                 ),
                 ReplicaView {

@@ -516,6 +516,7 @@ mod tests {
                     term,
                     leader: Some(u64::from(leader) + 1),
                     applied: applied - u64::from(ordinal),
+                    role: None,
                 }),
             })
             .collect();
