@@ -93,9 +93,9 @@ struct ServerArgs {
     sync: Sync,
     /// Run as replica ID of a replicated shard group (with --peers and --raft-listen):
     /// every change (streams, records, settings, resharding, consumers) is acknowledged once
-    /// a quorum has it durable; writes reaching a replica that does not lead are answered 503
-    /// ServiceUnavailable with the leader in the x-riffle-leader header. Reads are served by
-    /// every replica from its own copy. Without it the server stores its streams alone.
+    /// a quorum has it durable; the Kinesis API answers on the leader only (reads included), and
+    /// other replicas answer 503 ServiceUnavailable with the leader in the x-riffle-leader
+    /// header. Without it the server stores its streams alone.
     #[arg(long, env = "RIFFLE_REPLICA_ID", requires_all = ["peers", "raft_listen"])]
     replica_id: Option<u64>,
     /// Like --replica-id, taking the ID from a StatefulSet pod name: NAME-ORDINAL runs as

@@ -184,6 +184,16 @@ async fn call(
     common::call(client, address, operation, body, Duration::from_secs(5)).await
 }
 
+/// A read from one replica's own copy, leader or not (`x-riffle-read-local`).
+async fn read(
+    client: &HttpClient,
+    address: &str,
+    operation: &str,
+    body: &Value,
+) -> Option<(u16, Value, Option<String>)> {
+    common::call_local(client, address, operation, body, Duration::from_secs(5)).await
+}
+
 async fn metrics(client: &HttpClient, address: &str) -> Option<HashMap<String, u64>> {
     let request = http::Request::get(format!("http://{address}/metrics"))
         .body(Full::new(Bytes::new()))
@@ -295,7 +305,7 @@ async fn read_all(
 ) -> Option<BTreeMap<String, Vec<(String, String)>>> {
     let mut out = BTreeMap::new();
     for shard_id in shard_ids(client, address).await? {
-        let (status, value, _) = call(
+        let (status, value, _) = read(
             client,
             address,
             "GetShardIterator",
@@ -308,7 +318,7 @@ async fn read_all(
         let mut iterator = value["ShardIterator"].as_str()?.to_string();
         let mut records = Vec::new();
         loop {
-            let (status, value, _) = call(
+            let (status, value, _) = read(
                 client,
                 address,
                 "GetRecords",
@@ -337,7 +347,7 @@ async fn read_all(
 
 /// The ids of every shard of the stream, closed ones included, as one replica lists them.
 async fn shard_ids(client: &HttpClient, address: &str) -> Option<Vec<String>> {
-    let (status, value, _) = call(
+    let (status, value, _) = read(
         client,
         address,
         "ListShards",
@@ -437,6 +447,39 @@ async fn acknowledged_records_survive_killing_the_leader() {
         .await
         .unwrap();
     assert_eq!(status, 200, "{body}");
+    // Reads too are answered by the leader only, unless a replica's own copy is asked for.
+    let describe = json!({"StreamName": STREAM});
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body, named) = call(
+            &client,
+            &group.api_of(follower),
+            "DescribeStreamSummary",
+            &describe,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (status, named.as_deref()),
+            (503, Some(leader_api.as_str())),
+            "{body}"
+        );
+        if let Some((200, _, _)) = read(
+            &client,
+            &group.api_of(follower),
+            "DescribeStreamSummary",
+            &describe,
+        )
+        .await
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower never had the stream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
     let acks = Arc::new(Mutex::new(Vec::new()));
@@ -594,21 +637,21 @@ async fn acknowledged_records_survive_killing_the_leader() {
     for id in ids {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let consumers = call(
+            let consumers = read(
                 &client,
                 &group.api_of(id),
                 "ListStreamConsumers",
                 &json!({"StreamARN": stream_arn}),
             )
             .await;
-            let summary = call(
+            let summary = read(
                 &client,
                 &group.api_of(id),
                 "DescribeStreamSummary",
                 &json!({"StreamName": STREAM}),
             )
             .await;
-            let tags = call(
+            let tags = read(
                 &client,
                 &group.api_of(id),
                 "ListTagsForStream",

@@ -129,22 +129,27 @@ impl Upstream {
     ) -> Result<Response<Incoming>, String> {
         let known = self.known_leader(base);
         let mut target = known.clone().unwrap_or_else(|| base.to_string());
-        let mut response = match self.send_once(headers, body.clone(), &target, extra).await {
-            // A leader that lost its group (unreachable, or declining without naming another
-            // leader) is forgotten; the group's endpoint reaches the others.
-            Ok(response) if known.is_some() && is_deposed(&response) => {
-                self.forget_leader(base);
-                target = base.to_string();
-                self.send_once(headers, body.clone(), base, extra).await?
+        let mut attempt = self.send_once(headers, body.clone(), &target, extra).await;
+        // A leader that lost its group (unreachable, or declining without naming another
+        // leader) is forgotten; the group's endpoint reaches the others.
+        if known.is_some() && !answered(&attempt) {
+            self.forget_leader(base);
+            target = base.to_string();
+            attempt = self.send_once(headers, body.clone(), base, extra).await;
+        }
+        // The endpoint's name may keep leading to the replica that cannot answer (one cut off
+        // from its group still takes connections) while the others can: each is asked in turn.
+        if !answered(&attempt) {
+            for address in addresses_of(base).await {
+                let other = self.send_once(headers, body.clone(), &address, extra).await;
+                if answered(&other) {
+                    attempt = other;
+                    target = address;
+                    break;
+                }
             }
-            Ok(response) => response,
-            Err(_) if known.is_some() => {
-                self.forget_leader(base);
-                target = base.to_string();
-                self.send_once(headers, body.clone(), base, extra).await?
-            }
-            Err(error) => return Err(error),
-        };
+        }
+        let mut response = attempt?;
         for hop in 0..LEADER_HOPS {
             let Some(leader) = leader_hint(response.status(), response.headers()) else {
                 break;
@@ -159,7 +164,7 @@ impl Upstream {
                 .await?;
             target = leader;
         }
-        if target != base && Some(&target) != known.as_ref() {
+        if target != base && Some(&target) != known.as_ref() && !is_deposed(&response) {
             self.leaders
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -267,8 +272,32 @@ pub fn leader_hint(status: http::StatusCode, headers: &HeaderMap) -> Option<Stri
     })
 }
 
-/// Whether a replica that led its group declined a request without naming another leader or
-/// another shard group: it no longer leads, or cannot reach its followers.
+/// Whether an attempt got an answer worth relaying or following (not an unreachable endpoint,
+/// nor a replica declining without naming a leader).
+fn answered(attempt: &Result<Response<Incoming>, String>) -> bool {
+    attempt.as_ref().is_ok_and(|response| !is_deposed(response))
+}
+
+/// Every address the host of endpoint `base` (`http://host:port`) resolves to, as endpoints
+/// (a group's headless Service names each of its replicas); at most 8.
+async fn addresses_of(base: &str) -> Vec<String> {
+    let Some(authority) = base
+        .strip_prefix("http://")
+        .map(|rest| rest.split('/').next().unwrap_or(rest))
+    else {
+        return Vec::new();
+    };
+    match tokio::net::lookup_host(authority).await {
+        Ok(addresses) => addresses
+            .take(8)
+            .map(|address| format!("http://{address}"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Whether a replica declined a request without naming another leader or another shard
+/// group: it does not lead and knows no leader, or cannot reach its followers.
 fn is_deposed(response: &Response<Incoming>) -> bool {
     response.status() == http::StatusCode::SERVICE_UNAVAILABLE
         && leader_hint(response.status(), response.headers()).is_none()
@@ -394,6 +423,21 @@ mod tests {
         assert_eq!(answer.status, http::StatusCode::OK);
         assert_eq!(&answer.body[..], b"leader");
         assert_eq!(leader_calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_name_gives_each_address_it_resolves_to() {
+        assert_eq!(
+            addresses_of("http://127.0.0.1:4567").await,
+            ["http://127.0.0.1:4567"]
+        );
+        assert!(
+            addresses_of("http://localhost:4567")
+                .await
+                .iter()
+                .all(|a| a.ends_with(":4567")),
+        );
+        assert!(addresses_of("unix:/socket").await.is_empty());
     }
 
     #[tokio::test]

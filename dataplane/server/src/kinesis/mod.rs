@@ -28,6 +28,11 @@ pub const NOT_HOSTED_HEADER: &str = "x-riffle-not-hosted";
 /// the Unix epoch), so that every shard group of a stream gives the consumer the same ARN.
 pub const CONSUMER_CREATED_HEADER: &str = "x-riffle-consumer-created";
 
+/// Request header asking a replica of a replicated shard group that does not lead to answer a
+/// read from its own copy, which may lack recent writes (to compare replicas). The gateway
+/// does not pass it on; changes are refused on such a replica all the same.
+pub const READ_LOCAL_HEADER: &str = "x-riffle-read-local";
+
 /// Largest request body accepted: a 10 MiB record, base64-encoded, with room to spare.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
@@ -76,6 +81,13 @@ pub async fn handle(catalog: Arc<Catalog>, request: Request<Incoming>) -> Respon
                 "Missing Authentication Token",
             ));
         }
+        // A replicated shard group answers on its leader only, reads included: a follower's
+        // copy may lack writes the leader acknowledged.
+        if let Some(replicator) = catalog.replicator()
+            && header(&parts.headers, READ_LOCAL_HEADER).is_none()
+        {
+            replicator.leading()?;
+        }
         let body = read_body(body, MAX_BODY_BYTES)
             .await
             .map_err(|error| match error {
@@ -120,7 +132,8 @@ pub async fn handle(catalog: Arc<Catalog>, request: Request<Incoming>) -> Respon
             let stored_by = (error.kind == ErrorKind::NotHosted.aws_type())
                 .then(|| not_hosted_group(&error.message))
                 .flatten();
-            if stored_by.is_none() && error.status >= 500 {
+            // ServiceUnavailable sends the client elsewhere (another group, the leader).
+            if stored_by.is_none() && error.status >= 500 && error.status != 503 {
                 tracing::error!(operation, %error, "request failed");
             } else if stored_by.is_none() {
                 tracing::debug!(operation, %error, "request refused");

@@ -16,8 +16,11 @@
 //! `ServiceUnavailable` with [`LEADER_HEADER`] on the other replicas.
 //! Retention is swept by the leader as a command carrying its clock, so every replica trims the
 //! same records and forgets the same expired shards.
-//! Reads are served from the local shard logs: current on the leader, possibly behind on a
-//! follower, never showing uncommitted records. `/metrics` adds `riffle_replica_is_leader`,
+//! The Kinesis API answers on the leader only, reads included (a follower's copy may lack
+//! writes the leader acknowledged), and only while a quorum has answered it within the last
+//! 1.5 s (a leader cut off from its followers refuses rather than hold writes or answer from
+//! a copy a new leader has moved past); other replicas answer 503 naming the leader they know.
+//! `/metrics` adds `riffle_replica_is_leader`,
 //! `riffle_replica_term`, `riffle_replica_leader`, `riffle_replica_last_log_index` and
 //! `riffle_replica_applied_index`, `riffle_replica_role` (labelled with the role), one
 //! `riffle_replica_voter` per voting member, and on the

@@ -111,21 +111,6 @@ impl Node {
     }
 
     async fn propose(&self, command: Command) -> ApiResult<CommandResponse> {
-        // A leader cut off from its followers still believes it leads until it hears of a
-        // newer term; it refuses at once rather than hold the write until the cut heals.
-        let status = self.replica.status();
-        if let Some(silence) = status
-            .millis_since_quorum_ack
-            .filter(|&m| status.role == Role::Leader && m > QUORUM_SILENCE.as_millis() as u64)
-        {
-            return Err(ApiError::new(
-                ErrorKind::NotLeader,
-                format!(
-                    "Replica {} has not heard from a quorum of its shard group for {silence} ms; retry shortly at another replica.",
-                    self.options.id
-                ),
-            ));
-        }
         let proposed =
             tokio::time::timeout(PROPOSE_PATIENCE, self.replica.propose(Bytes::from(command.encode())))
                 .await
@@ -169,12 +154,24 @@ impl Node {
         )
     }
 
+    /// Refuses unless this replica leads its group and has heard from a quorum lately: a
+    /// leader cut off from its followers still believes it leads until it hears of a newer
+    /// term, and refuses at once rather than hold a write until the cut heals, or answer a read
+    /// from a copy the new leader has moved past.
     fn leading(&self) -> ApiResult<()> {
         let status = self.replica.status();
-        if status.role == Role::Leader {
-            Ok(())
-        } else {
-            Err(self.not_leader(status.leader))
+        if status.role != Role::Leader {
+            return Err(self.not_leader(status.leader));
+        }
+        match status.millis_since_quorum_ack {
+            Some(silence) if silence > QUORUM_SILENCE.as_millis() as u64 => Err(ApiError::new(
+                ErrorKind::NotLeader,
+                format!(
+                    "Replica {} has not heard from a quorum of its shard group for {silence} ms; retry shortly at another replica.",
+                    self.options.id
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -296,7 +293,8 @@ impl Node {
         Ok(outcome(results, routed.encrypted))
     }
 
-    /// Serves one HTTP request: the Kinesis API (writes refused here name the leader),
+    /// Serves one HTTP request: the Kinesis API (on the leader only: requests refused here
+    /// name the leader),
     /// `/metrics` with the replica's status, and the health endpoints.
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
         let Ok(catalog) = self.catalog() else {

@@ -33,10 +33,37 @@ pub async fn call(
     body: &Value,
     patience: Duration,
 ) -> Option<(u16, Value, Option<String>)> {
-    let request = http::Request::post(format!("http://{address}/"))
+    call_as(client, address, operation, body, patience, false).await
+}
+
+/// [`call`], asking a replica that does not lead to answer a read from its own copy
+/// (`x-riffle-read-local`), to see what that replica stores.
+pub async fn call_local(
+    client: &HttpClient,
+    address: &str,
+    operation: &str,
+    body: &Value,
+    patience: Duration,
+) -> Option<(u16, Value, Option<String>)> {
+    call_as(client, address, operation, body, patience, true).await
+}
+
+async fn call_as(
+    client: &HttpClient,
+    address: &str,
+    operation: &str,
+    body: &Value,
+    patience: Duration,
+    read_local: bool,
+) -> Option<(u16, Value, Option<String>)> {
+    let mut request = http::Request::post(format!("http://{address}/"))
         .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
         .header("content-type", "application/x-amz-json-1.1")
-        .header("authorization", "AWS4-HMAC-SHA256 test")
+        .header("authorization", "AWS4-HMAC-SHA256 test");
+    if read_local {
+        request = request.header("x-riffle-read-local", "1");
+    }
+    let request = request
         .body(Full::new(Bytes::from(body.to_string())))
         .unwrap();
     let response = tokio::time::timeout(patience, client.request(request))
