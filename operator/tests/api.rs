@@ -110,7 +110,7 @@ async fn stream_management_calls_become_changes_of_stream_objects() {
     assert_eq!((status, error_type(&answer)), (200, ""), "{answer:?}");
     let stream = ns.typed().get(&name).await.expect("the Stream object");
     assert_eq!(stream.spec.shard_count, Some(2));
-    assert_eq!(stream.spec.replication_factor, 1);
+    assert_eq!(stream.spec.replication_factor, 3);
 
     let (status, answer) = call(
         &endpoint,

@@ -14,8 +14,9 @@ use riffle_wire::{AwsError, Doc, Value};
 use serde_json::json;
 
 use crate::crd::{
-    ConditionStatus, ConditionType, DEFAULT_SHARDS_PER_GROUP, MAX_RECORD_SIZE_KIB, MAX_SHARD_COUNT,
-    MIN_RECORD_SIZE_KIB, Stream, StreamMode, StreamSpec, StreamStorage,
+    ConditionStatus, ConditionType, DEFAULT_REPLICATION_FACTOR, DEFAULT_SHARDS_PER_GROUP,
+    MAX_RECORD_SIZE_KIB, MAX_SHARD_COUNT, MIN_RECORD_SIZE_KIB, Stream, StreamMode, StreamResources,
+    StreamSpec, StreamStorage,
 };
 use crate::settings::Settings;
 use crate::stream::naming::{MAX_STREAM_NAME_LEN, is_valid_stream_name};
@@ -139,8 +140,9 @@ pub fn read_create(doc: &Doc<'_>) -> Result<CreateStream, AwsError> {
     })
 }
 
-/// The `Stream` object a CreateStream request makes in `namespace`: one replica per group, since
-/// replication is not available yet.
+/// The `Stream` object a CreateStream request makes in `namespace`, with every field the request
+/// does not set at the CRD's default (three replicas per shard group, as Kinesis keeps three
+/// copies).
 pub fn stream_object(request: &CreateStream, namespace: &str) -> Stream {
     let mut stream = Stream::new(
         &request.name,
@@ -148,10 +150,11 @@ pub fn stream_object(request: &CreateStream, namespace: &str) -> Stream {
             stream_mode: request.mode,
             shard_count: request.shard_count,
             retention_period_hours: crate::crd::MIN_RETENTION_HOURS,
-            replication_factor: 1,
+            replication_factor: DEFAULT_REPLICATION_FACTOR,
             max_record_size_kib: request.max_record_size_kib.unwrap_or(MIN_RECORD_SIZE_KIB),
             shards_per_group: DEFAULT_SHARDS_PER_GROUP,
             storage: StreamStorage::default(),
+            resources: StreamResources::default(),
         },
     );
     stream.metadata = ObjectMeta {
@@ -484,12 +487,12 @@ mod tests {
     }
 
     #[test]
-    fn the_object_asks_for_one_replica() {
+    fn the_object_asks_for_the_default_three_replicas() {
         let request = create(r#"{"StreamName":"orders","ShardCount":4,"MaxRecordSizeInKiB":2048}"#)
             .expect("valid");
         let stream = stream_object(&request, "default");
         assert_eq!(stream.namespace().as_deref(), Some("default"));
-        assert_eq!(stream.spec.replication_factor, 1);
+        assert_eq!(stream.spec.replication_factor, 3);
         assert_eq!(stream.spec.shard_count, Some(4));
         assert_eq!(stream.spec.max_record_size_kib, 2048);
         assert_eq!(stream.spec.retention_period_hours, 24);

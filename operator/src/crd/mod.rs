@@ -13,7 +13,7 @@ pub use stream::{
     DEFAULT_SHARDS_PER_GROUP, DEFAULT_STORAGE_SIZE, GroupStatus, HashKeyRange, MAX_RECORD_SIZE_KIB,
     MAX_RETENTION_HOURS, MAX_SHARD_COUNT, MAX_SHARDS_PER_GROUP, MIN_RECORD_SIZE_KIB,
     MIN_RETENTION_HOURS, ReplicaRole, ReplicaStatus, ShardState, ShardStatus, Stream, StreamMode,
-    StreamSpec, StreamStatus, StreamStorage,
+    StreamResources, StreamSpec, StreamStatus, StreamStorage,
 };
 
 /// Every CRD this operator serves, in a fixed order.

@@ -137,6 +137,49 @@ pub struct StreamSpec {
     /// Persistent volume of every replica.
     #[serde(default)]
     pub storage: StreamStorage,
+
+    /// What the scheduler reserves for every data-plane pod (replica) of the stream.
+    #[serde(default)]
+    pub resources: StreamResources,
+}
+
+/// CPU and memory requested for every data-plane pod; changing them rolls the pods one at a
+/// time.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamResources {
+    /// CPU requested per pod, a Kubernetes quantity such as `250m`.
+    #[serde(default = "default_cpu")]
+    #[x_kube(
+        validation = Rule::new("isQuantity(self)")
+            .message("resources.cpu must be a Kubernetes quantity such as 250m")
+    )]
+    pub cpu: String,
+
+    /// Memory requested per pod, a Kubernetes quantity such as `256Mi`.
+    #[serde(default = "default_memory")]
+    #[x_kube(
+        validation = Rule::new("isQuantity(self)")
+            .message("resources.memory must be a Kubernetes quantity such as 256Mi")
+    )]
+    pub memory: String,
+}
+
+impl Default for StreamResources {
+    fn default() -> Self {
+        StreamResources {
+            cpu: default_cpu(),
+            memory: default_memory(),
+        }
+    }
+}
+
+fn default_cpu() -> String {
+    "250m".into()
+}
+
+fn default_memory() -> String {
+    "256Mi".into()
 }
 
 /// Capacity mode of a stream, as in Kinesis.

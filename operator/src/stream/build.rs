@@ -381,6 +381,7 @@ impl BuildContext<'_> {
     }
 
     fn container(&self, group: u32) -> Container {
+        let resources = &self.stream.spec.resources;
         let probe = |path: &str, period: i32, failures: i32| Probe {
             http_get: Some(HTTPGetAction {
                 path: Some(path.to_owned()),
@@ -404,8 +405,8 @@ impl BuildContext<'_> {
             liveness_probe: Some(probe("/healthz", 10, 6)),
             resources: Some(ResourceRequirements {
                 requests: Some(BTreeMap::from([
-                    ("cpu".to_owned(), Quantity("250m".into())),
-                    ("memory".to_owned(), Quantity("256Mi".into())),
+                    ("cpu".to_owned(), Quantity(resources.cpu.clone())),
+                    ("memory".to_owned(), Quantity(resources.memory.clone())),
                 ])),
                 ..ResourceRequirements::default()
             }),
@@ -660,6 +661,7 @@ mod tests {
         let mut stream = Stream::test().with_shards(3).with_replication(1);
         stream.spec.storage.size = "20Gi".into();
         stream.spec.storage.storage_class_name = Some("fast".into());
+        stream.spec.resources.cpu = "100m".into();
         let (_, d) = desired(&stream);
         let sts = &d.groups[0].stateful_set;
         let spec = sts.spec.as_ref().expect("spec");
@@ -710,12 +712,13 @@ mod tests {
                 .collect::<Vec<_>>(),
             [4567, 4568]
         );
-        assert!(
-            c.resources
-                .as_ref()
-                .and_then(|r| r.requests.as_ref())
-                .is_some()
-        );
+        let requests = c
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .expect("requests");
+        assert_eq!(requests["cpu"], Quantity("100m".into()));
+        assert_eq!(requests["memory"], Quantity("256Mi".into()));
         let sc = c.security_context.as_ref().expect("security context");
         assert_eq!(sc.read_only_root_filesystem, Some(true));
         assert_eq!(sc.run_as_non_root, Some(true));

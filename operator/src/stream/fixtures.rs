@@ -3,7 +3,7 @@
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::api::ObjectMeta;
 
-use crate::crd::{Stream, StreamMode, StreamSpec, StreamStatus, StreamStorage};
+use crate::crd::{Stream, StreamMode, StreamResources, StreamSpec, StreamStatus, StreamStorage};
 
 /// A Kubernetes timestamp `secs` seconds after the epoch.
 pub fn ts(secs: i64) -> Time {
@@ -24,6 +24,7 @@ impl Stream {
                 max_record_size_kib: 1024,
                 shards_per_group: 8,
                 storage: StreamStorage::default(),
+                resources: StreamResources::default(),
             },
         );
         stream.metadata = ObjectMeta {

@@ -41,6 +41,8 @@ pub enum Problem {
     ShardsPerGroupOutOfRange(i32),
     /// `storage.size` is not a quantity.
     StorageSize(String),
+    /// `resources.cpu` or `resources.memory` (named) is not a quantity.
+    Resource(&'static str, String),
 }
 
 impl fmt::Display for Problem {
@@ -73,6 +75,11 @@ impl fmt::Display for Problem {
             Problem::ShardsPerGroupOutOfRange(n) => write!(
                 f,
                 "shardsPerGroup must be between 1 and {MAX_SHARDS_PER_GROUP}, not {n}"
+            ),
+            Problem::Resource(field, value) => write!(
+                f,
+                "resources.{field} {value:?} is not a Kubernetes quantity such as {}",
+                if *field == "cpu" { "250m" } else { "256Mi" }
             ),
             Problem::StorageSize(s) => {
                 write!(
@@ -153,6 +160,14 @@ pub fn validate(stream: &Stream, same_name: &[&Stream]) -> Result<ValidStream, P
     }
     if !is_quantity(&spec.storage.size) {
         problems.push(Problem::StorageSize(spec.storage.size.clone()));
+    }
+    for (field, value) in [
+        ("cpu", &spec.resources.cpu),
+        ("memory", &spec.resources.memory),
+    ] {
+        if !is_quantity(value) {
+            problems.push(Problem::Resource(field, value.clone()));
+        }
     }
     if !problems.is_empty() {
         problems.sort();
@@ -248,6 +263,18 @@ mod tests {
         )
         .expect_err("bad retention");
         assert_eq!(both.reason(), "InvalidSpec");
+    }
+
+    #[test]
+    fn resources_must_be_quantities() {
+        let mut stream = Stream::test();
+        stream.spec.resources.cpu = "lots".into();
+        let problems = validate(&stream, &[]).expect_err("bad cpu");
+        assert_eq!(problems.0, [Problem::Resource("cpu", "lots".into())]);
+        assert_eq!(
+            problems.to_string(),
+            "resources.cpu \"lots\" is not a Kubernetes quantity such as 250m"
+        );
     }
 
     #[test]
