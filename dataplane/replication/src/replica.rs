@@ -10,7 +10,7 @@ use bytes::Bytes;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, RaftNetworkFactory, ServerState};
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::network::Faults;
 use crate::network::client::{MAX_MESSAGE_BYTES, NetworkFactory};
@@ -245,10 +245,13 @@ impl<S: StateMachine> Replica<S> {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
+            // Without TCP_NODELAY on accepted connections (the builder's setting does not apply
+            // to an incoming stream given to it), a reply's last frame waits for the leader's
+            // delayed ACK: 40 ms per AppendEntries round trip.
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
             if let Err(e) = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
                 .add_service(service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
             {
                 tracing::error!(error = %e, "replication server failed");
