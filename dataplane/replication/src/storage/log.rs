@@ -114,6 +114,30 @@ impl State {
         }
     }
 
+    /// Where a read from `start` towards `end` stops so that its frames take at most `budget`
+    /// bytes on disk: at least one entry past `start` (if there is one), never past `end`.
+    fn limited_end(&self, start: u64, end: u64, budget: u64) -> u64 {
+        let start = start.max(self.first_index());
+        let end = end.min(self.next_index());
+        let mut index = start;
+        let mut taken = 0u64;
+        while index < end {
+            let seg_at = self.segments.partition_point(|s| s.end() <= index);
+            let Some(seg) = self.segments.get(seg_at) else {
+                break;
+            };
+            let upto = end.min(seg.end());
+            for &(_, len) in &seg.frames[(index - seg.base) as usize..(upto - seg.base) as usize] {
+                taken += u64::from(len);
+                if taken > budget && index > start {
+                    return index;
+                }
+                index += 1;
+            }
+        }
+        index.max(start)
+    }
+
     fn read(&self, start: u64, end: u64) -> Result<Vec<Entry>, StoreError> {
         let start = start.max(self.first_index());
         let end = end.min(self.next_index());
@@ -162,6 +186,20 @@ impl LogReader {
             Bound::Unbounded => u64::MAX,
         };
         read_state(&self.state).read(start, end)
+    }
+
+    /// The live entries from `start` up to `end` (exclusive) whose frames take at most
+    /// `budget` bytes on disk, but always at least the first one (a replication batch: a
+    /// follower receives and syncs it within one RPC deadline).
+    pub fn entries_within(
+        &self,
+        start: u64,
+        end: u64,
+        budget: u64,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let state = read_state(&self.state);
+        let upto = state.limited_end(start, end, budget);
+        state.read(start, upto)
     }
 }
 

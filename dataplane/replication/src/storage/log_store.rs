@@ -7,6 +7,7 @@ use std::path::Path;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, LogState, OptionalSend, RaftLogReader, StorageError};
 
+use crate::replica::MAX_BATCH_BYTES;
 use crate::storage::{LogConfig, LogReader, RaftLog, StoreError, VoteFile, to_raft};
 use crate::types::{Entry, LogId, NodeId, TypeConfig, Vote};
 
@@ -51,6 +52,20 @@ impl RaftLogReader<TypeConfig> for LogReader {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError<NodeId>> {
         self.entries(range)
+            .map_err(|e| logs_err(e, ErrorVerb::Read))
+    }
+
+    /// What replication sends in one AppendEntries: cut to fit [`MAX_BATCH_BYTES`] here,
+    /// before anything is read or encoded, rather than by the network refusing a batch it has
+    /// already encoded (and openraft sending it again). An eighth is left for the encoding's
+    /// overhead over the frames on disk.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError<NodeId>> {
+        let budget = MAX_BATCH_BYTES as u64 / 8 * 7;
+        self.entries_within(start, end, budget)
             .map_err(|e| logs_err(e, ErrorVerb::Read))
     }
 }

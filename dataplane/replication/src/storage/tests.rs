@@ -345,3 +345,40 @@ fn an_empty_log_may_begin_past_its_purge_point_and_keeps_that_start() {
     fs::write(dir.path().join(format!("{:020}.wal", 6)), b"").expect("fake later segment");
     assert!(RaftLog::open(dir.path(), cfg(1 << 20)).is_err());
 }
+
+#[test]
+fn a_limited_read_stops_at_its_byte_budget_across_segments_but_takes_at_least_one_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(100)).expect("open");
+    for i in 0..20 {
+        append(&mut log, vec![command(1, i)]);
+    }
+    let reader = log.reader();
+    let frame = reader.state_frame_len_for_tests(3) as u64;
+    let ids =
+        |entries: Vec<Entry>| -> Vec<u64> { entries.iter().map(|e| e.log_id.index).collect() };
+    // Frames of one command are all alike here (entries 10..19 are one byte longer).
+    assert_eq!(
+        ids(reader.entries_within(3, 20, 3 * frame).expect("read")),
+        vec![3, 4, 5]
+    );
+    assert_eq!(
+        ids(reader.entries_within(3, 5, 100 * frame).expect("read")),
+        vec![3, 4]
+    );
+    assert_eq!(
+        ids(reader.entries_within(3, 20, 1).expect("read")),
+        vec![3],
+        "one entry even if it alone is over the budget"
+    );
+    assert!(
+        reader
+            .entries_within(20, 30, 1 << 20)
+            .expect("read")
+            .is_empty()
+    );
+    assert_eq!(
+        ids(reader.entries_within(0, 20, u64::MAX).expect("read")),
+        (0..20).collect::<Vec<_>>()
+    );
+}
