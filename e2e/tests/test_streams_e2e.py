@@ -132,7 +132,15 @@ def wait_settled(namespace: str, name: str, shards: int) -> dict:
             return stream
         return None
 
-    return wait_for(settled, READY_WITHIN, f"{namespace}/{name} to settle at {shards} open shards")
+    try:
+        return wait_for(settled, READY_WITHIN, f"{namespace}/{name} to settle at {shards} open shards")
+    except AssertionError as error:
+        stream = get_stream(namespace, name) or {}
+        status = stream.get("status", {})
+        conditions = [(c["type"], c["status"], c.get("reason"), c.get("message")) for c in status.get("conditions", [])]
+        raise AssertionError(
+            f"{error}; openShardCount {status.get('openShardCount')}, conditions {conditions}"
+        ) from None
 
 
 def example_manifest(namespace: str, name: str) -> str:
@@ -423,7 +431,7 @@ def test_streams_are_created_and_deleted_through_the_kinesis_api(cluster: Cluste
     cluster.kinesis.create_stream(StreamName=name, ShardCount=1)
     created = wait_for(lambda: get_stream(API_NAMESPACE, name), 30, f"Stream {API_NAMESPACE}/{name}")
     assert created["spec"]["shardCount"] == 1
-    assert created["spec"]["replicationFactor"] == 1
+    assert created["spec"]["replicationFactor"] == 3
     listed = kubectl("get", "streams", "-A").stdout
     assert name in listed, listed
 

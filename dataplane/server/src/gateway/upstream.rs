@@ -131,25 +131,27 @@ impl Upstream {
         let mut target = known.clone().unwrap_or_else(|| base.to_string());
         let mut attempt = self.send_once(headers, body.clone(), &target, extra).await;
         // A leader that lost its group (unreachable, or declining without naming another
-        // leader) is forgotten; the group's endpoint reaches the others.
-        if known.is_some() && !answered(&attempt) {
+        // leader) is forgotten; the group's endpoint reaches the others. Only requests that
+        // were declined or never delivered go elsewhere: one delivered and then cut short may
+        // have been carried out, and sending it again is the client's call.
+        if known.is_some() && may_go_elsewhere(&attempt) {
             self.forget_leader(base);
             target = base.to_string();
             attempt = self.send_once(headers, body.clone(), base, extra).await;
         }
         // The endpoint's name may keep leading to the replica that cannot answer (one cut off
         // from its group still takes connections) while the others can: each is asked in turn.
-        if !answered(&attempt) {
+        if may_go_elsewhere(&attempt) {
             for address in addresses_of(base).await {
                 let other = self.send_once(headers, body.clone(), &address, extra).await;
-                if answered(&other) {
+                if !may_go_elsewhere(&other) {
                     attempt = other;
                     target = address;
                     break;
                 }
             }
         }
-        let mut response = attempt?;
+        let mut response = attempt.map_err(|failure| failure.message)?;
         for hop in 0..LEADER_HOPS {
             let Some(leader) = leader_hint(response.status(), response.headers()) else {
                 break;
@@ -161,7 +163,8 @@ impl Upstream {
             self.metrics.leader_follows.inc();
             response = self
                 .send_once(headers, body.clone(), &leader, extra)
-                .await?;
+                .await
+                .map_err(|failure| failure.message)?;
             target = leader;
         }
         if target != base && Some(&target) != known.as_ref() && !is_deposed(&response) {
@@ -195,7 +198,7 @@ impl Upstream {
         body: Bytes,
         base: &str,
         extra: &[(HeaderName, HeaderValue)],
-    ) -> Result<Response<Incoming>, String> {
+    ) -> Result<Response<Incoming>, Failure> {
         let uri = format!("{}/", base.trim_end_matches('/'));
         let mut builder = Request::builder().method(Method::POST).uri(&uri);
         for (name, value) in headers {
@@ -207,13 +210,17 @@ impl Upstream {
         for (name, value) in extra {
             builder = builder.header(name, value);
         }
-        let request = builder
-            .body(Full::new(body))
-            .map_err(|error| format!("cannot relay the request: {error}"))?;
+        let request = builder.body(Full::new(body)).map_err(|error| Failure {
+            message: format!("cannot relay the request: {error}"),
+            delivered: false,
+        })?;
         self.client.request(request).await.map_err(|error| {
             self.metrics.unreachable.inc();
             tracing::warn!(%uri, %error, "data-plane endpoint unreachable");
-            format!("the shard group at {base} is unreachable: {error}")
+            Failure {
+                message: format!("the shard group at {base} is unreachable: {error}"),
+                delivered: !error.is_connect(),
+            }
         })
     }
 
@@ -272,10 +279,22 @@ pub fn leader_hint(status: http::StatusCode, headers: &HeaderMap) -> Option<Stri
     })
 }
 
-/// Whether an attempt got an answer worth relaying or following (not an unreachable endpoint,
-/// nor a replica declining without naming a leader).
-fn answered(attempt: &Result<Response<Incoming>, String>) -> bool {
-    attempt.as_ref().is_ok_and(|response| !is_deposed(response))
+/// Why a send got no answer.
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    /// Whether the request may have reached the endpoint (the connection broke after it was
+    /// sent): then it may have been carried out.
+    delivered: bool,
+}
+
+/// Whether an attempt may be sent to another replica of the group: it was never delivered, or
+/// a replica declined it without naming a leader.
+fn may_go_elsewhere(attempt: &Result<Response<Incoming>, Failure>) -> bool {
+    match attempt {
+        Ok(response) => is_deposed(response),
+        Err(failure) => !failure.delivered,
+    }
 }
 
 /// Every address the host of endpoint `base` (`http://host:port`) resolves to, as endpoints
@@ -423,6 +442,35 @@ mod tests {
         assert_eq!(answer.status, http::StatusCode::OK);
         assert_eq!(&answer.body[..], b"leader");
         assert_eq!(leader_calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_cut_short_after_delivery_is_not_sent_elsewhere() {
+        use std::sync::atomic::Ordering;
+        use tokio::io::AsyncReadExt;
+        // Takes the request, then drops the connection without an answer (a pod killed while
+        // writing): the write may have been made.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let breaking = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buffer = [0u8; 1024];
+                let _ = socket.read(&mut buffer).await;
+            }
+        });
+        let (other, other_calls) = endpoint("other", http::StatusCode::OK, None).await;
+        let upstream = Upstream::default();
+        let base = format!("http://{other}");
+        upstream
+            .leaders
+            .lock()
+            .unwrap()
+            .insert(base.clone(), format!("http://{breaking}"));
+        let failed = upstream
+            .exchange(&HeaderMap::new(), Bytes::from_static(b"{}"), &base, &[])
+            .await;
+        assert!(failed.is_err(), "{failed:?}");
+        assert_eq!(other_calls.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

@@ -110,30 +110,38 @@ impl Node {
         }
     }
 
+    /// Proposes `command` (after [`Node::leading`] admitted the request). A proposal that fails
+    /// after it was handed to raft may still commit (under a new leader, say), so such failures
+    /// are answered InternalFailure, "may or may not have been made", never as a refusal that
+    /// the gateway would send elsewhere: a retry is the client's to make, knowing it may store
+    /// the change twice.
     async fn propose(&self, command: Command) -> ApiResult<CommandResponse> {
-        let proposed =
-            tokio::time::timeout(PROPOSE_PATIENCE, self.replica.propose(Bytes::from(command.encode())))
-                .await
-                .map_err(|_| {
-                    ApiError::new(
-                        ErrorKind::NotLeader,
-                        format!(
-                            "Replica {} could not get the change acknowledged by a quorum within {} s; it may or may not have been made.",
-                            self.options.id,
-                            PROPOSE_PATIENCE.as_secs()
-                        ),
-                    )
-                })?;
+        let unknown = |why: String| {
+            ApiError::internal(format!(
+                "Replica {} {why}; the change may or may not have been made.",
+                self.options.id
+            ))
+        };
+        let proposed = tokio::time::timeout(
+            PROPOSE_PATIENCE,
+            self.replica.propose(Bytes::from(command.encode())),
+        )
+        .await
+        .map_err(|_| {
+            unknown(format!(
+                "could not get the change acknowledged by a quorum within {} s",
+                PROPOSE_PATIENCE.as_secs()
+            ))
+        })?;
         match proposed {
             Ok(done) => CommandResponse::decode(&done.response).map_err(ApiError::internal),
-            Err(ProposeError::NotLeader { leader, .. }) => Err(self.not_leader(leader)),
             Err(ProposeError::TooLarge(n)) => Err(ApiError::invalid(format!(
                 "The request is too large to replicate ({n} bytes)."
             ))),
-            Err(ProposeError::NoQuorum) => Err(self.not_leader(None)),
-            Err(ProposeError::Stopped(e)) => Err(ApiError::internal(format!(
-                "the replica stopped; the write may or may not have been made: {e}"
-            ))),
+            Err(ProposeError::NotLeader { .. } | ProposeError::NoQuorum) => {
+                Err(unknown("lost the leadership of its group".into()))
+            }
+            Err(ProposeError::Stopped(e)) => Err(unknown(format!("stopped ({e})"))),
         }
     }
 
