@@ -413,13 +413,21 @@ async fn acknowledged_records_survive_killing_the_leader() {
     )
     .await;
     let leader_api = group.api_of(leader);
-    let reported = metrics(&client, &leader_api).await.unwrap();
-    assert_eq!(
-        reported.get("riffle_replica_voter"),
-        Some(&3),
-        "{reported:?}"
-    );
-    assert!(reported.contains_key("riffle_replica_millis_since_quorum_ack"));
+    // The leader reports its voters, and the time since a quorum answered once one has.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reported = metrics(&client, &leader_api).await.unwrap();
+        assert_eq!(
+            reported.get("riffle_replica_voter"),
+            Some(&3),
+            "{reported:?}"
+        );
+        if reported.contains_key("riffle_replica_millis_since_quorum_ack") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{reported:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // A write reaching a follower is refused; once the follower has heard from the leader,
     // the refusal names it.

@@ -3,16 +3,18 @@
 //! and start-up.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use riffle_replication::{ProposeError, Replica, ReplicaConfig, Role, StartError};
+use tokio::sync::oneshot;
 
 use super::command::{Command, Record, Response as CommandResponse, ShardBatch};
 use super::state_machine::CatalogMachine;
@@ -34,6 +36,31 @@ const QUORUM_SILENCE: Duration = Duration::from_millis(1500);
 /// Longest wait for a quorum to acknowledge a write before the client is told to retry.
 const PROPOSE_PATIENCE: Duration = Duration::from_secs(5);
 
+/// Most record bytes proposed in one round of grouped puts (a single larger put goes alone).
+const PUT_ROUND_BYTES: usize = 4 << 20;
+
+/// Puts whose records go into one command together: same stream incarnation, sealed alike.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Lane {
+    stream: String,
+    epoch: u64,
+    encrypted: bool,
+}
+
+/// The puts of one lane waiting for the next round, and whether a round is being proposed.
+#[derive(Default)]
+struct LaneQueue {
+    puts: Vec<WaitingPut>,
+    proposing: bool,
+}
+
+/// One put waiting to be proposed, and where its part of the response goes.
+struct WaitingPut {
+    batches: Vec<ShardBatch>,
+    bytes: usize,
+    reply: oneshot::Sender<ApiResult<CommandResponse>>,
+}
+
 /// How a server joins its shard group.
 #[derive(Debug, Clone)]
 pub struct ReplicationOptions {
@@ -53,6 +80,8 @@ pub struct Node {
     replica: Replica<CatalogMachine>,
     catalog: Weak<Catalog>,
     options: ReplicationOptions,
+    /// Puts waiting to be proposed together, by lane.
+    puts: Mutex<HashMap<Lane, LaneQueue>>,
 }
 
 impl Node {
@@ -73,6 +102,7 @@ impl Node {
             replica,
             catalog: Arc::downgrade(catalog),
             options,
+            puts: Mutex::default(),
         });
         catalog.set_replicator(Arc::new(Writes(Arc::downgrade(&node))));
         Ok(node)
@@ -252,7 +282,11 @@ impl Node {
         self.propose(command).await?.into_result()
     }
 
-    async fn put_records(&self, name: &str, entries: Vec<PutEntry>) -> ApiResult<PutOutcome> {
+    async fn put_records(
+        self: Arc<Self>,
+        name: &str,
+        entries: Vec<PutEntry>,
+    ) -> ApiResult<PutOutcome> {
         self.leading()?;
         let routed = self.catalog()?.route_records(name, entries).await?;
         let mut results = routed.results;
@@ -275,20 +309,19 @@ impl Node {
                     .collect(),
             });
         }
-        let command = Command::PutRecords {
+        let shards: Vec<u32> = batches.iter().map(|b| b.shard).collect();
+        let lane = Lane {
             stream: name.to_string(),
             epoch: routed.epoch,
-            arrival_ms: now_ms(),
-            batches: batches.clone(),
-            encrypted: Some(routed.encrypted),
+            encrypted: routed.encrypted,
         };
-        let response = self.propose(command).await?;
+        let response = self.put_together(lane, batches).await?;
         let numbers = response.sequence_numbers(&counts)?;
-        for ((indexes, batch), numbers) in positions.into_iter().zip(&batches).zip(numbers) {
+        for ((indexes, shard), numbers) in positions.into_iter().zip(shards).zip(numbers) {
             match numbers {
                 Ok(numbers) => {
                     for (position, number) in indexes.into_iter().zip(numbers) {
-                        results[position] = Some(Ok((batch.shard, number)));
+                        results[position] = Some(Ok((shard, number)));
                     }
                 }
                 Err(error) => {
@@ -299,6 +332,87 @@ impl Node {
             }
         }
         Ok(outcome(results, routed.encrypted))
+    }
+
+    /// Proposes `batches` together with the other puts to the same lane that arrive while a
+    /// put of that lane is being replicated (group commit): one raft entry, one log write and
+    /// one fsync on each replica for all of them. Returns this put's part of the response.
+    async fn put_together(
+        self: Arc<Self>,
+        lane: Lane,
+        batches: Vec<ShardBatch>,
+    ) -> ApiResult<CommandResponse> {
+        let (reply, answer) = oneshot::channel();
+        let bytes = batches
+            .iter()
+            .flat_map(|b| &b.records)
+            .map(|r| r.data.len() + r.partition_key.len())
+            .sum();
+        let start_proposing = {
+            let mut lanes = self.puts.lock().unwrap_or_else(|p| p.into_inner());
+            let waiting = lanes.entry(lane.clone()).or_default();
+            waiting.puts.push(WaitingPut {
+                batches,
+                bytes,
+                reply,
+            });
+            !std::mem::replace(&mut waiting.proposing, true)
+        };
+        if start_proposing {
+            tokio::spawn(Arc::clone(&self).propose_lane(lane));
+        }
+        answer
+            .await
+            .map_err(|_| ApiError::internal("the put was dropped before it was replicated"))?
+    }
+
+    /// Proposes the puts waiting in `lane`, round after round, until none is left.
+    async fn propose_lane(self: Arc<Self>, lane: Lane) {
+        loop {
+            let round: Vec<WaitingPut> = {
+                let mut lanes = self.puts.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(waiting) = lanes.get_mut(&lane) else {
+                    return;
+                };
+                let mut total = 0;
+                let take = waiting
+                    .puts
+                    .iter()
+                    .take_while(|put| {
+                        let fits = total == 0 || total + put.bytes <= PUT_ROUND_BYTES;
+                        total += put.bytes;
+                        fits
+                    })
+                    .count();
+                if take == 0 {
+                    lanes.remove(&lane);
+                    return;
+                }
+                waiting.puts.drain(..take).collect()
+            };
+            let command = Command::PutRecords {
+                stream: lane.stream.clone(),
+                epoch: lane.epoch,
+                arrival_ms: now_ms(),
+                batches: round.iter().flat_map(|p| p.batches.clone()).collect(),
+                encrypted: Some(lane.encrypted),
+            };
+            let response = self.propose(command).await;
+            let mut first = 0;
+            for put in round {
+                let count = put.batches.len();
+                let part = match &response {
+                    Ok(CommandResponse::Appended(all)) => all
+                        .get(first..first + count)
+                        .map(|part| CommandResponse::Appended(part.to_vec()))
+                        .ok_or_else(|| ApiError::internal("response does not match the request")),
+                    Ok(other) => Ok(other.clone()),
+                    Err(error) => Err(error.clone()),
+                };
+                first += count;
+                let _ = put.reply.send(part);
+            }
+        }
     }
 
     /// Serves one HTTP request: the Kinesis API (on the leader only: requests refused here
