@@ -467,8 +467,6 @@ async fn sync_data_plane(
     // each step before it is taken, and the other groups follow at once. The spec sizes
     // provisioned streams; on-demand streams are sized by their writes.
     let step = match stream.spec.stream_mode {
-        // Replicated groups do not reshard yet; the status reports a shard count that differs.
-        _ if valid.replication_factor > 1 => None,
         StreamMode::Provisioned => next_change(&wanted, Some(&current)),
         StreamMode::OnDemand if in_step => {
             size_on_demand(stream, &mut leader, &current, ctx, names).await?
@@ -498,19 +496,22 @@ async fn sync_data_plane(
     Ok(DataPlaneResult::Serving(current))
 }
 
-/// A connection to the pod of further shard group `group` (groups other than 0 run one pod),
-/// or `None` while it is not ready.
+/// A connection to further shard group `group` of `stream` (through its first ready pod that
+/// accepts one; changes move on to the pod that leads a replicated group), or `None` while no
+/// pod of it is ready.
 async fn connect_further_group(
     ctx: &Context,
-    namespace: &str,
+    stream: &Stream,
     names: &StreamNames,
     group: u32,
 ) -> Result<Option<DataPlane>, Error> {
-    let ips = dereference::ready_pod_ips(&ctx.client, namespace, names, group, 1).await?;
-    match ips.first() {
-        Some(&ip) => Ok(Some(DataPlane::connect(ip).await?)),
-        None => Ok(None),
+    let namespace = stream.namespace().unwrap_or_default();
+    let replicas = stream.spec.replication_factor.unsigned_abs();
+    let ips = dereference::ready_pod_ips(&ctx.client, &namespace, names, group, replicas).await?;
+    if ips.is_empty() {
+        return Ok(None);
     }
+    Ok(Some(DataPlane::connect_group(&ips).await?))
 }
 
 /// Samples the writes of an on-demand stream across its groups and returns the reshard step
@@ -530,7 +531,7 @@ async fn size_on_demand(
         Err(_) => return Ok(None),
     };
     for group in current.layout.groups().into_iter().filter(|g| *g != 0) {
-        let more = match connect_further_group(ctx, &namespace, names, group).await {
+        let more = match connect_further_group(ctx, stream, names, group).await {
             Ok(Some(mut data_plane)) => data_plane.counters(&name).await.ok(),
             Ok(None) | Err(Error::DataPlane(_)) => None,
             Err(error) => return Err(error),
@@ -592,7 +593,7 @@ async fn follow_group_zero(
     let mut description: Option<Vec<u8>> = None;
     let mut in_step = true;
     for group in current.layout.groups().into_iter().filter(|g| *g != 0) {
-        let Some(mut follower) = connect_further_group(ctx, &namespace, names, group).await? else {
+        let Some(mut follower) = connect_further_group(ctx, stream, names, group).await? else {
             in_step = false;
             continue;
         };
