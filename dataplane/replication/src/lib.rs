@@ -54,12 +54,14 @@
 //!
 //! # Limits
 //!
-//! - A replica that lost its volume also lost its vote, and Raft assumes votes are never
-//!   forgotten: such a replica could vote a second time in a term it already voted in, which
-//!   matters only if it rejoins during that same election. openraft's
+//! - A replica that lost its volume also lost the votes it cast, and Raft assumes votes are
+//!   never forgotten. A replica that starts without a vote therefore refuses vote requests
+//!   until it has asked its peers: if one is part of a group, it votes only in terms above the
+//!   highest term they report (every term it may have voted in was started by a candidate that
+//!   holds it); if none is, the group is new and it votes freely. openraft's
 //!   `loosen-follower-log-revert` feature is enabled so that the leader re-sends such a replica
-//!   everything instead of stopping. Replacing a lost replica through a membership change
-//!   would close the gap; it is not done here.
+//!   everything instead of stopping. A peer that cannot be reached within 5 s of the others'
+//!   answers is not waited for; a candidate it voted for there could hold a higher term.
 //! - Membership is fixed at bootstrap; adding or replacing members (`Raft::change_membership`
 //!   through [`Replica::raft`]) is not wrapped yet.
 //! - Vote, truncate and purge `fsync` on the raft task (inside `block_in_place` on a

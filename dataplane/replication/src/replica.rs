@@ -15,9 +15,9 @@ use tonic::transport::server::TcpIncoming;
 use crate::network::Faults;
 use crate::network::client::{MAX_MESSAGE_BYTES, NetworkFactory};
 use crate::network::proto::raft_service_server::RaftServiceServer;
-use crate::network::server::RaftServer;
+use crate::network::server::{RaftServer, VoteFloor};
 use crate::state_machine::{StateMachine, StateMachineStore};
-use crate::storage::{LogConfig, LogStore, StoreError};
+use crate::storage::{LogConfig, LogStore, StoreError, VoteFile};
 use crate::types::{Command, NodeId, Raft};
 
 /// Largest command [`Replica::propose`] accepts: 8 MiB (a Kinesis PutRecords request is at
@@ -218,7 +218,16 @@ impl<S: StateMachine> Replica<S> {
                 .validate()
                 .map_err(|e| StartError::Config(e.to_string()))?,
         );
-        let log_store = LogStore::open(&config.data_dir.join("raft"), config.log)?;
+        let raft_dir = config.data_dir.join("raft");
+        let log_store = LogStore::open(&raft_dir, config.log)?;
+        // A replica without a vote never voted, or lost its volume and with it the votes it
+        // cast: it votes only once it knows in which terms it may have (see [`find_vote_floor`]).
+        let never_voted = VoteFile::new(&raft_dir).load()?.is_none();
+        let vote_floor = VoteFloor::new(if never_voted && config.members.len() > 1 {
+            VoteFloor::CLOSED
+        } else {
+            0
+        });
         let sm = Arc::new(Mutex::new(sm));
         let sm_store = StateMachineStore::open(Arc::clone(&sm), &config.data_dir.join("snapshot"))?;
         let faults = Faults::default();
@@ -238,9 +247,13 @@ impl<S: StateMachine> Replica<S> {
             }
         };
         let (stop, mut stopped) = watch::channel(false);
-        let service = RaftServiceServer::new(RaftServer::new(raft.clone(), faults.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let service = RaftServiceServer::new(RaftServer::new(
+            raft.clone(),
+            faults.clone(),
+            vote_floor.clone(),
+        ))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let server = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -258,6 +271,15 @@ impl<S: StateMachine> Replica<S> {
             }
         });
         let mut tasks = vec![server];
+        if never_voted && config.members.len() > 1 {
+            tasks.push(tokio::spawn(find_vote_floor(
+                network.clone(),
+                config.id,
+                config.members.clone(),
+                vote_floor,
+                stop.subscribe(),
+            )));
+        }
         if config.members.keys().next() == Some(&config.id) {
             tasks.push(tokio::spawn(bootstrap(
                 raft.clone(),
@@ -391,6 +413,65 @@ impl<S: StateMachine> Replica<S> {
 
 /// Founds the group from the lowest member, once. Retries until this replica is initialized
 /// (by itself or by hearing from a leader), or some peer is already in a group.
+/// How long a replica that lost its volume waits for the peers that have not answered yet,
+/// once one has said it is part of the group.
+const VOTE_FLOOR_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Finds the terms a replica without a vote must not vote in, and opens voting above them.
+/// Peers are asked their state until every one has answered or, once one has said it is part of
+/// a group, [`VOTE_FLOOR_PATIENCE`] has passed. If none is part of a group, the group is new
+/// and the replica votes freely. Otherwise the replica lost its volume: every term it may have
+/// voted in was started by a candidate, which holds that term or a later one, so it votes only
+/// in terms above the highest term a peer reports. (A candidate it voted for that cannot be
+/// reached now could hold a higher term; it is waited for up to the patience.)
+async fn find_vote_floor(
+    mut network: NetworkFactory,
+    id: NodeId,
+    members: BTreeMap<NodeId, String>,
+    floor: VoteFloor,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut answers: BTreeMap<NodeId, (bool, u64)> = BTreeMap::new();
+    let mut part_of_group_since: Option<tokio::time::Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        for (&peer, address) in &members {
+            if peer == id || answers.contains_key(&peer) {
+                continue;
+            }
+            let client = network.new_client(peer, &BasicNode::new(address)).await;
+            if let Ok(answer) = client.probe(Duration::from_millis(500)).await {
+                answers.insert(peer, answer);
+            }
+        }
+        if answers.values().any(|(initialized, _)| *initialized) {
+            part_of_group_since.get_or_insert_with(tokio::time::Instant::now);
+        }
+        let everyone = answers.len() + 1 == members.len();
+        let waited = part_of_group_since.is_some_and(|t| t.elapsed() >= VOTE_FLOOR_PATIENCE);
+        if !(everyone || waited) {
+            continue;
+        }
+        let term = match part_of_group_since {
+            None => 0,
+            Some(_) => answers.values().map(|(_, term)| *term).max().unwrap_or(0),
+        };
+        if term > 0 {
+            tracing::warn!(
+                term,
+                "this replica has no vote but its group exists: it lost its volume, and votes \
+                 only in terms after {term}"
+            );
+        }
+        floor.set(term);
+        return;
+    }
+}
+
 async fn bootstrap(
     raft: Raft,
     mut network: NetworkFactory,
@@ -420,8 +501,8 @@ async fn bootstrap(
             }
             let client = network.new_client(peer, node).await;
             match client.probe(Duration::from_millis(500)).await {
-                Ok(false) => {}
-                Ok(true) => {
+                Ok((false, _)) => {}
+                Ok((true, _)) => {
                     tracing::info!(
                         peer,
                         "a peer is already in a group; waiting to be caught up"

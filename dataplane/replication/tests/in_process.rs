@@ -272,3 +272,66 @@ async fn an_isolated_leader_passes_no_read_barrier_and_commits_nothing() {
         r.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_lost_its_volume_does_not_vote_in_terms_it_may_have_voted_in() {
+    use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+    use openraft::raft::VoteRequest;
+    use openraft::{BasicNode, Vote};
+    use riffle_replication::network::Faults;
+    use riffle_replication::network::client::NetworkFactory;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut replicas, members) = start_group(dir.path()).await;
+    let leader = wait_leader(&replicas).await;
+    let term = replicas[0].status().term;
+    // A follower loses its volume and comes back empty.
+    let lost = (1..=3u64).find(|&id| id != leader).expect("a follower");
+    let index = replicas
+        .iter()
+        .position(|r| r.status().id == lost)
+        .expect("follower");
+    replicas.remove(index).shutdown().await;
+    let lost_dir = dir.path().join(format!("n{lost}"));
+    std::fs::remove_dir_all(&lost_dir).expect("wipe");
+    let listen = members[&lost].parse().expect("addr");
+    let config = ReplicaConfig::new(lost, listen, members.clone(), lost_dir);
+    let back = Replica::start(config, Digests::default())
+        .await
+        .expect("restart");
+
+    // A candidate asks it for a vote in the current term, in which it may have voted for
+    // another before: refused, until it has heard the others and forever for that term.
+    let candidate = 99;
+    let mut network = NetworkFactory::new(candidate, Faults::default());
+    let mut client = network
+        .new_client(lost, &BasicNode::new(&members[&lost]))
+        .await;
+    let option = RPCOption::new(Duration::from_secs(1));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let refused = client
+            .vote(
+                VoteRequest::new(Vote::new(term, candidate), None),
+                option.clone(),
+            )
+            .await;
+        assert!(refused.is_err(), "voted in term {term}: {refused:?}");
+        // A later term is open once it has asked the others.
+        let later = client
+            .vote(
+                VoteRequest::new(Vote::new(term + 10, candidate), None),
+                option.clone(),
+            )
+            .await;
+        if later.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never voted again: {later:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    back.shutdown().await;
+    for replica in replicas {
+        replica.shutdown().await;
+    }
+}

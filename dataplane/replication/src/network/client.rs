@@ -111,13 +111,14 @@ impl PeerClient {
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
-    /// Whether the peer reports having a membership.
-    pub async fn probe(&self, timeout: Duration) -> Result<bool, String> {
+    /// Whether the peer reports having a membership, and its current term.
+    pub async fn probe(&self, timeout: Duration) -> Result<(bool, u64), String> {
         let mut client = self.client()?;
         let mut request = self.request(ProbeRequest {}, &RPCOption::new(timeout))?;
         request.set_timeout(timeout);
         let reply = client.probe(request).await.map_err(|s| s.to_string())?;
-        Ok(reply.into_inner().initialized)
+        let reply = reply.into_inner();
+        Ok((reply.initialized, reply.term))
     }
 }
 

@@ -1,5 +1,8 @@
 //! The receiving side: the `RaftService` gRPC server feeding the local raft.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tonic::{Request, Response, Status};
 
@@ -13,12 +16,46 @@ use crate::types::{NodeId, Raft, TypeConfig};
 pub struct RaftServer {
     raft: Raft,
     faults: Faults,
+    vote_floor: VoteFloor,
+}
+
+/// Terms in which the local replica must not vote: a replica that lost its volume also lost
+/// the votes it cast, and voting again in one of those terms could elect two leaders in it.
+/// Vote requests for a term at or below the floor are refused. [`VoteFloor::CLOSED`] refuses
+/// every vote (while the floor is being found); 0 refuses none.
+#[derive(Clone, Debug)]
+pub struct VoteFloor(Arc<AtomicU64>);
+
+impl VoteFloor {
+    /// Refuses every vote.
+    pub const CLOSED: u64 = u64::MAX;
+
+    /// A floor at `term`.
+    pub fn new(term: u64) -> Self {
+        VoteFloor(Arc::new(AtomicU64::new(term)))
+    }
+
+    /// Moves the floor to `term`.
+    pub fn set(&self, term: u64) {
+        self.0.store(term, Ordering::SeqCst);
+    }
+
+    /// Whether a vote in `term` may be cast.
+    pub fn allows(&self, term: u64) -> bool {
+        let floor = self.0.load(Ordering::SeqCst);
+        floor != Self::CLOSED && term > floor
+    }
 }
 
 impl RaftServer {
-    /// The server of `raft`, dropping calls from peers blocked in `faults`.
-    pub fn new(raft: Raft, faults: Faults) -> Self {
-        RaftServer { raft, faults }
+    /// The server of `raft`, dropping calls from peers blocked in `faults` and refusing votes
+    /// below `vote_floor`.
+    pub fn new(raft: Raft, faults: Faults, vote_floor: VoteFloor) -> Self {
+        RaftServer {
+            raft,
+            faults,
+            vote_floor,
+        }
     }
 
     fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -57,6 +94,13 @@ impl RaftService for RaftServer {
         self.admit(&request)?;
         let rpc: VoteRequest<NodeId> =
             decode(&request.into_inner().cbor).map_err(Status::invalid_argument)?;
+        let term = rpc.vote.leader_id().term;
+        if !self.vote_floor.allows(term) {
+            return Err(Status::unavailable(format!(
+                "this replica lost its volume and does not vote in term {term}, in which it may \
+                 already have voted"
+            )));
+        }
         reply(&self.raft.vote(rpc).await)
     }
 
@@ -79,6 +123,7 @@ impl RaftService for RaftServer {
             .is_initialized()
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        Ok(Response::new(ProbeReply { initialized }))
+        let term = self.raft.metrics().borrow().current_term;
+        Ok(Response::new(ProbeReply { initialized, term }))
     }
 }
