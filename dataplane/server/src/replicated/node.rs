@@ -152,17 +152,28 @@ impl Node {
                 self.options.id
             ))
         };
-        let proposed = tokio::time::timeout(
-            PROPOSE_PATIENCE,
-            self.replica.propose(Bytes::from(command.encode())),
-        )
-        .await
-        .map_err(|_| {
-            unknown(format!(
-                "could not get the change acknowledged by a quorum within {} s",
-                PROPOSE_PATIENCE.as_secs()
-            ))
-        })?;
+        let proposal = self.replica.propose(Bytes::from(command.encode()));
+        // A leader that stops hearing from its quorum while the change is under way gives up
+        // on it then, rather than at the end of the patience.
+        let quorum_lost = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if self.leading().is_err() {
+                    return;
+                }
+            }
+        };
+        let proposed = tokio::select! {
+            proposed = tokio::time::timeout(PROPOSE_PATIENCE, proposal) => proposed.map_err(|_| {
+                unknown(format!(
+                    "could not get the change acknowledged by a quorum within {} s",
+                    PROPOSE_PATIENCE.as_secs()
+                ))
+            })?,
+            () = quorum_lost => {
+                return Err(unknown("lost its quorum or its leadership while the change was under way".into()));
+            }
+        };
         match proposed {
             Ok(done) => CommandResponse::decode(&done.response).map_err(ApiError::internal),
             Err(ProposeError::TooLarge(n)) => Err(ApiError::invalid(format!(
