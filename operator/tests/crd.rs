@@ -226,6 +226,7 @@ async fn kubectl_scale_sets_the_shard_count_and_get_shows_the_columns() {
             "SHARDS",
             "OPEN",
             "READY",
+            "LEADERS",
             "RETENTION",
             "AGE"
         ]
