@@ -140,12 +140,13 @@ impl Node {
         }
     }
 
-    /// Proposes `command` (after [`Node::leading`] admitted the request). A proposal that fails
+    /// Proposes `command` if this replica leads (see [`Node::leading`]). A proposal that fails
     /// after it was handed to raft may still commit (under a new leader, say), so such failures
     /// are answered InternalFailure, "may or may not have been made", never as a refusal that
     /// the gateway would send elsewhere: a retry is the client's to make, knowing it may store
     /// the change twice.
     async fn propose(&self, command: Command) -> ApiResult<CommandResponse> {
+        self.leading()?;
         let unknown = |why: String| {
             ApiError::internal(format!(
                 "Replica {} {why}; the change may or may not have been made.",
@@ -230,9 +231,18 @@ impl Node {
             .ok_or_else(|| ApiError::internal("the catalog is closed"))
     }
 
+    /// Proposes a change that answers only whether it was made.
+    async fn change(&self, command: Command) -> ApiResult<()> {
+        self.propose(command).await?.into_result()
+    }
+
+    /// The creation time (seconds) of the incarnation of `name` a change is made to.
+    fn epoch_of(&self, name: &str) -> ApiResult<u64> {
+        Ok(self.catalog()?.stream(name)?.epoch)
+    }
+
     async fn create_stream(&self, request: CreateStream) -> ApiResult<()> {
-        self.leading()?;
-        let command = Command::CreateStream {
+        self.change(Command::CreateStream {
             name: request.name,
             shard_count: request.shard_count,
             mode: request.mode,
@@ -240,57 +250,49 @@ impl Node {
             max_record_size_kib: request.max_record_size_kib,
             created_ms: now_ms(),
             placement: request.placement,
-        };
-        self.propose(command).await?.into_result()
+        })
+        .await
     }
 
     async fn delete_stream(&self, name: &str, enforce: bool) -> ApiResult<()> {
-        self.leading()?;
-        let epoch = self.catalog()?.stream(name)?.epoch;
-        let command = Command::DeleteStream {
+        self.change(Command::DeleteStream {
             name: name.to_string(),
-            epoch,
+            epoch: self.epoch_of(name)?,
             enforce_consumer_deletion: enforce,
-        };
-        self.propose(command).await?.into_result()
+        })
+        .await
     }
 
     async fn change_settings(&self, name: &str, change: SettingsChange) -> ApiResult<()> {
-        self.leading()?;
-        let epoch = self.catalog()?.stream(name)?.epoch;
-        let command = Command::ChangeSettings {
+        self.change(Command::ChangeSettings {
             name: name.to_string(),
-            epoch,
+            epoch: self.epoch_of(name)?,
             change,
-        };
-        self.propose(command).await?.into_result()
+        })
+        .await
     }
 
     async fn change_stream(&self, name: &str, change: StreamChange) -> ApiResult<()> {
-        self.leading()?;
-        let epoch = self.catalog()?.stream(name)?.epoch;
-        let command = Command::ChangeStream {
+        self.change(Command::ChangeStream {
             name: name.to_string(),
-            epoch,
+            epoch: self.epoch_of(name)?,
             change,
             at_ms: now_ms(),
-        };
-        self.propose(command).await?.into_result()
+        })
+        .await
     }
 
     async fn sweep_retention(&self) -> ApiResult<()> {
-        self.leading()?;
-        let command = Command::SweepRetention { at_ms: now_ms() };
-        self.propose(command).await?.into_result()
+        self.change(Command::SweepRetention { at_ms: now_ms() })
+            .await
     }
 
     async fn import_stream(&self, meta: StreamMeta, placement: Placement) -> ApiResult<()> {
-        self.leading()?;
-        let command = Command::ImportStream {
+        self.change(Command::ImportStream {
             meta: Box::new(meta),
             placement,
-        };
-        self.propose(command).await?.into_result()
+        })
+        .await
     }
 
     async fn put_records(
@@ -298,6 +300,8 @@ impl Node {
         name: &str,
         entries: Vec<PutEntry>,
     ) -> ApiResult<PutOutcome> {
+        // Before routing, which admits the records against the shards' limits and counts them:
+        // only the leader's counters are the group's.
         self.leading()?;
         let routed = self.catalog()?.route_records(name, entries).await?;
         let mut results = routed.results;
