@@ -300,41 +300,39 @@ impl Applier {
                     max_record_size_kib,
                     placement,
                 };
-                Ok(outcome(
-                    self.catalog.create_stream_at(request, created_ms).await,
-                )?)
+                outcome(self.catalog.create_stream_at(request, created_ms).await)
             }
             Command::DeleteStream {
                 name,
                 epoch,
                 enforce_consumer_deletion,
-            } => Ok(outcome(
+            } => outcome(
                 self.catalog
                     .delete_stream_incarnation(&name, Some(epoch), enforce_consumer_deletion)
                     .await,
-            )?),
+            ),
             Command::ChangeSettings {
                 name,
                 epoch,
                 change,
-            } => Ok(outcome(
+            } => outcome(
                 self.catalog
                     .apply_settings(&name, Some(epoch), change)
                     .await,
-            )?),
+            ),
             Command::ChangeStream {
                 name,
                 epoch,
                 change,
                 at_ms,
-            } => Ok(outcome(
+            } => outcome(
                 self.catalog
                     .apply_change(&name, Some(epoch), change, at_ms)
                     .await,
-            )?),
-            Command::ImportStream { meta, placement } => Ok(outcome(
-                self.catalog.import_stream_here(*meta, placement).await,
-            )?),
+            ),
+            Command::ImportStream { meta, placement } => {
+                outcome(self.catalog.import_stream_here(*meta, placement).await)
+            }
             Command::SweepRetention { at_ms } => {
                 self.catalog.sweep_retention_at(at_ms).await;
                 Ok(Response::Done)
