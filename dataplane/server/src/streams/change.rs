@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{ApiError, ApiResult, ErrorKind};
+use super::error::{ApiError, ApiResult};
 use super::model::ReshardOp;
 use super::{Catalog, now_ms};
 
@@ -77,24 +77,7 @@ impl Catalog {
         self.check_incarnation(stream_name, epoch)?;
         match change {
             StreamChange::Reshard { op, by, after } => {
-                let made = self
-                    .describe(stream_name, |meta, _| meta.reshards.clone())
-                    .await?;
-                if let Some(after) = after {
-                    if made.get(after) == Some(&op) {
-                        return Ok(());
-                    }
-                    if made.len() != after {
-                        return Err(ApiError::new(
-                            ErrorKind::ResourceInUse,
-                            format!(
-                                "Stream {stream_name} under account {} was resharded while this request was being made; retry it on the stream's new shape.",
-                                self.config.account
-                            ),
-                        ));
-                    }
-                }
-                self.reshard_at(stream_name, op, by, at_ms).await
+                self.reshard_at(stream_name, op, by, after, at_ms).await
             }
             StreamChange::RegisterConsumer { name, created_s } => {
                 self.register_consumer_here(stream_name, &name, created_s.unwrap_or(at_ms / 1000))

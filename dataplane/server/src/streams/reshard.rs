@@ -155,16 +155,33 @@ impl Catalog {
     }
 
     /// Makes `op` at `at_ms` and records it in the stream's reshard history, holding the
-    /// stream's write lock throughout.
+    /// stream's write lock throughout. With `after` (the history's length when the reshard was
+    /// asked for; see [`StreamChange::Reshard`]), a reshard already at that place in the
+    /// history is not made again, and one overtaken by another is refused.
     pub(super) async fn reshard_at(
         &self,
         stream_name: &str,
         op: ReshardOp,
         by: ReshardBy,
+        after: Option<usize>,
         at_ms: i64,
     ) -> ApiResult<()> {
         let stream = self.stream(stream_name)?;
         let mut state = stream.state.write().await;
+        if let Some(after) = after {
+            if state.meta.reshards.get(after) == Some(&op) {
+                return Ok(());
+            }
+            if state.meta.reshards.len() != after {
+                return Err(ApiError::new(
+                    ErrorKind::ResourceInUse,
+                    format!(
+                        "Stream {stream_name} under account {} was resharded while this request was being made; retry it on the stream's new shape.",
+                        self.config.account
+                    ),
+                ));
+            }
+        }
         let managed = match by {
             ReshardBy::Client => false,
             ReshardBy::Service => state.meta.mode == StreamMode::OnDemand,
