@@ -411,8 +411,6 @@ impl<S: StateMachine> Replica<S> {
     }
 }
 
-/// Founds the group from the lowest member, once. Retries until this replica is initialized
-/// (by itself or by hearing from a leader), or some peer is already in a group.
 /// How long a replica that lost its volume waits for the peers that have not answered yet,
 /// once one has said it is part of the group.
 const VOTE_FLOOR_PATIENCE: Duration = Duration::from_secs(5);
@@ -472,6 +470,8 @@ async fn find_vote_floor(
     }
 }
 
+/// Founds the group from the lowest member, once. Retries until this replica is initialized
+/// (by itself or by hearing from a leader), or some peer is already in a group.
 async fn bootstrap(
     raft: Raft,
     mut network: NetworkFactory,
