@@ -321,8 +321,35 @@ impl DataPlane {
         }))
     }
 
+    /// Makes `call` on the pod connected and, while a pod declines it as `Unavailable` (a
+    /// replica that does not lead its group), on the group's next pods in turn, each once. `call`
+    /// takes a handle on the connection and fails with the name of the gRPC call and its status.
+    async fn on_leader<T, F, Answer>(&mut self, mut call: F) -> Result<T, DataPlaneError>
+    where
+        F: FnMut(StreamsClient<Channel>) -> Answer,
+        Answer: Future<Output = Result<T, (&'static str, tonic::Status)>>,
+    {
+        let mut tried = 1;
+        loop {
+            match call(self.client.clone()).await {
+                Err((call, status))
+                    if status.code() == tonic::Code::Unavailable
+                        && self.move_on(&mut tried).await =>
+                {
+                    tracing::debug!(
+                        call,
+                        address = %self.address,
+                        "a replica declined the call; asking the group's next pod"
+                    );
+                }
+                Err((call, status)) => return Err(self.failed(call, &status)),
+                Ok(answer) => return Ok(answer),
+            }
+        }
+    }
+
     /// Moves to the next pod of the group after the current one that accepts a connection,
-    /// returning whether one did; each pod is tried at most once per change (`tried` counts).
+    /// returning whether one did; each pod is tried at most once per call (`tried` counts).
     async fn move_on(&mut self, tried: &mut usize) -> bool {
         while *tried < self.pods.len() {
             let next = (self.current + 1) % self.pods.len();
@@ -404,18 +431,15 @@ impl DataPlane {
     /// counted them (a replica that does not lead answers `Unavailable`: the group's next pods
     /// are asked in turn, each once).
     pub async fn counters(&mut self, name: &str) -> Result<Counters, DataPlaneError> {
-        let mut tried = 1;
-        let answer = loop {
-            let request = v1::ShardMetricsRequest { name: name.into() };
-            match self.client.shard_metrics(request).await {
-                Err(status)
-                    if status.code() == tonic::Code::Unavailable
-                        && self.pods.len() > 1
-                        && self.move_on(&mut tried).await => {}
-                Err(status) => return Err(self.failed("ShardMetrics", &status)),
-                Ok(answer) => break answer,
-            }
-        };
+        let answer = self
+            .on_leader(|mut client| async move {
+                let request = v1::ShardMetricsRequest { name: name.into() };
+                client
+                    .shard_metrics(request)
+                    .await
+                    .map_err(|status| ("ShardMetrics", status))
+            })
+            .await?;
         Ok(answer
             .into_inner()
             .shards
@@ -446,29 +470,13 @@ impl DataPlane {
         wanted: &Wanted,
         description: &[u8],
     ) -> Result<(), DataPlaneError> {
-        let mut tried = 1;
-        loop {
-            match self.apply_here(name, change, wanted, description).await {
-                Err((call, status))
-                    if status.code() == tonic::Code::Unavailable
-                        && self.pods.len() > 1
-                        && self.move_on(&mut tried).await =>
-                {
-                    tracing::debug!(
-                        call,
-                        address = %self.address,
-                        "a replica declined the change; asking the group's next pod"
-                    );
-                }
-                Err((call, status)) => return Err(self.failed(call, &status)),
-                Ok(()) => return Ok(()),
-            }
-        }
+        self.on_leader(|client| Self::apply_on(client, name, change, wanted, description))
+            .await
     }
 
-    /// Makes `change` on the pod connected, returning the call and status it failed with.
-    async fn apply_here(
-        &mut self,
+    /// Makes `change` through `client`, returning the call and status it failed with.
+    async fn apply_on(
+        mut client: StreamsClient<Channel>,
         name: &str,
         change: Change,
         wanted: &Wanted,
@@ -476,8 +484,7 @@ impl DataPlane {
     ) -> Result<(), (&'static str, tonic::Status)> {
         match change {
             Change::Import { group } => {
-                let answer = self
-                    .client
+                let answer = client
                     .import_stream(v1::ImportStreamRequest {
                         description: description.to_vec().into(),
                         placement: Some(v1::Placement {
@@ -492,8 +499,7 @@ impl DataPlane {
                     Ok(_) => Ok(()),
                 }
             }
-            Change::FollowReshards { .. } => self
-                .client
+            Change::FollowReshards { .. } => client
                 .replay_reshards(v1::ReplayReshardsRequest {
                     name: name.into(),
                     description: description.to_vec().into(),
@@ -504,8 +510,7 @@ impl DataPlane {
             Change::UpdateSettings {
                 mode,
                 max_record_size_kib,
-            } => self
-                .client
+            } => client
                 .update_stream(v1::UpdateStreamRequest {
                     name: name.into(),
                     mode: mode.unwrap_or_default().into(),
@@ -515,8 +520,7 @@ impl DataPlane {
                 .map(|_| ())
                 .map_err(|status| ("UpdateStream", status)),
             Change::Create { shards } => {
-                let answer = self
-                    .client
+                let answer = client
                     .create_stream(v1::CreateStreamRequest {
                         name: name.into(),
                         shard_count: shards,
@@ -536,8 +540,7 @@ impl DataPlane {
                     Ok(_) => Ok(()),
                 }
             }
-            Change::SetRetention { hours } => self
-                .client
+            Change::SetRetention { hours } => client
                 .update_retention(v1::UpdateRetentionRequest {
                     name: name.into(),
                     retention_hours: hours,
@@ -545,8 +548,7 @@ impl DataPlane {
                 .await
                 .map(|_| ())
                 .map_err(|status| ("UpdateRetention", status)),
-            Change::Reshard { target, .. } => self
-                .client
+            Change::Reshard { target, .. } => client
                 .update_shard_count(v1::UpdateShardCountRequest {
                     name: name.into(),
                     target_shard_count: target,
