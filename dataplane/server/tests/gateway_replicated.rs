@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used)] // test fixtures fail loudly by design
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,13 +16,12 @@ use riffle_server::gateway::{self, GatewayOptions};
 use serde_json::{Value, json};
 
 mod common;
-use common::{HttpClient, client};
+use common::{HttpClient, client, free_port};
 
 const STREAM: &str = "orders";
 
 fn free_address() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
+    format!("127.0.0.1:{}", free_port())
 }
 
 struct Replica {

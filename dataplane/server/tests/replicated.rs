@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +16,9 @@ use riffle_server::streams::model::{ReshardOp, StreamMode};
 use riffle_server::streams::{
     Catalog, ErrorKind, ReshardBy, SettingsChange, StreamChange, StreamsConfig,
 };
+
+mod common;
+use common::free_port;
 
 fn catalog(dir: &Path) -> Arc<Catalog> {
     let mut config = StreamsConfig::new(dir.to_path_buf(), [7; 32]);
@@ -419,14 +421,6 @@ async fn a_retention_sweep_trims_and_forgets_the_same_on_every_replica() {
         .collect();
     assert!(!stored.contains_key(&0), "{stored:?}");
     assert!(stored[&2] > 0 && stored[&3] > 0, "{stored:?}");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn start_single(dir: &Path, port: u16) -> Replica<CatalogMachine> {

@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used)] // test fixtures fail loudly by design
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,19 +21,11 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
 mod common;
-use common::{HttpClient, client};
+use common::{HttpClient, client, free_port};
 
 const STREAM: &str = "orders";
 const SHARDS: usize = 4;
 const WRITERS: usize = 4;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Member {
     id: u64,
