@@ -17,7 +17,7 @@ use crate::network::client::{MAX_MESSAGE_BYTES, NetworkFactory};
 use crate::network::proto::raft_service_server::RaftServiceServer;
 use crate::network::server::{RaftServer, VoteFloor};
 use crate::state_machine::{StateMachine, StateMachineStore};
-use crate::storage::{LogConfig, LogStore, StoreError, VoteFile};
+use crate::storage::{LogConfig, LogStore, StoreError};
 use crate::types::{Command, NodeId, Raft};
 
 /// Largest command [`Replica::propose`] accepts: 8 MiB (a Kinesis PutRecords request is at
@@ -218,16 +218,11 @@ impl<S: StateMachine> Replica<S> {
                 .validate()
                 .map_err(|e| StartError::Config(e.to_string()))?,
         );
-        let raft_dir = config.data_dir.join("raft");
-        let log_store = LogStore::open(&raft_dir, config.log)?;
+        let log_store = LogStore::open(&config.data_dir.join("raft"), config.log)?;
         // A replica without a vote never voted, or lost its volume and with it the votes it
         // cast: it votes only once it knows in which terms it may have (see [`find_vote_floor`]).
-        let never_voted = VoteFile::new(&raft_dir).load()?.is_none();
-        let vote_floor = VoteFloor::new(if never_voted && config.members.len() > 1 {
-            VoteFloor::CLOSED
-        } else {
-            0
-        });
+        let find_floor = log_store.votes().load()?.is_none() && config.members.len() > 1;
+        let vote_floor = VoteFloor::new(if find_floor { VoteFloor::CLOSED } else { 0 });
         let sm = Arc::new(Mutex::new(sm));
         let sm_store = StateMachineStore::open(Arc::clone(&sm), &config.data_dir.join("snapshot"))?;
         let faults = Faults::default();
@@ -271,7 +266,7 @@ impl<S: StateMachine> Replica<S> {
             }
         });
         let mut tasks = vec![server];
-        if never_voted && config.members.len() > 1 {
+        if find_floor {
             tasks.push(tokio::spawn(find_vote_floor(
                 network.clone(),
                 config.id,

@@ -31,6 +31,11 @@ impl LogStore {
     pub fn log(&self) -> &RaftLog {
         &self.log
     }
+
+    /// The vote file.
+    pub fn votes(&self) -> &VoteFile {
+        &self.votes
+    }
 }
 
 /// Runs a short blocking disk operation (an `fsync`) from the raft task without stalling the
