@@ -422,17 +422,13 @@ async fn sync_data_plane(
         max_record_size_kib: stream.spec.max_record_size_kib.unsigned_abs(),
         shards_per_group: valid.shards_per_group,
     };
-    let pods =
-        dereference::ready_pod_ips(&ctx.client, namespace, names, 0, valid.replication_factor)
-            .await?;
-    if pods.is_empty() {
-        return Ok(DataPlaneResult::Waiting);
-    }
     // Changes reach whichever replica of a replicated group leads: DataPlane moves on from a
     // pod that declines them.
-    let mut leader = match DataPlane::connect_group(&pods).await {
-        Ok(data_plane) => data_plane,
-        Err(error) => return Ok(DataPlaneResult::Failed(error)),
+    let mut leader = match connect_group(ctx, stream, names, 0).await {
+        Ok(Some(data_plane)) => data_plane,
+        Ok(None) => return Ok(DataPlaneResult::Waiting),
+        Err(Error::DataPlane(error)) => return Ok(DataPlaneResult::Failed(error)),
+        Err(error) => return Err(error),
     };
     let mut observed = match leader.describe(&name).await {
         Ok(observed) => observed,
@@ -496,10 +492,10 @@ async fn sync_data_plane(
     Ok(DataPlaneResult::Serving(current))
 }
 
-/// A connection to further shard group `group` of `stream` (through its first ready pod that
-/// accepts one; changes move on to the pod that leads a replicated group), or `None` while no
-/// pod of it is ready.
-async fn connect_further_group(
+/// A connection to shard group `group` of `stream` (through its first ready pod that accepts
+/// one; changes move on to the pod that leads a replicated group), or `None` while no pod of it
+/// is ready.
+async fn connect_group(
     ctx: &Context,
     stream: &Stream,
     names: &StreamNames,
@@ -531,7 +527,7 @@ async fn size_on_demand(
         Err(_) => return Ok(None),
     };
     for group in current.layout.groups().into_iter().filter(|g| *g != 0) {
-        let more = match connect_further_group(ctx, stream, names, group).await {
+        let more = match connect_group(ctx, stream, names, group).await {
             Ok(Some(mut data_plane)) => data_plane.counters(&name).await.ok(),
             Ok(None) | Err(Error::DataPlane(_)) => None,
             Err(error) => return Err(error),
@@ -593,7 +589,7 @@ async fn follow_group_zero(
     let mut description: Option<Vec<u8>> = None;
     let mut in_step = true;
     for group in current.layout.groups().into_iter().filter(|g| *g != 0) {
-        let Some(mut follower) = connect_further_group(ctx, stream, names, group).await? else {
+        let Some(mut follower) = connect_group(ctx, stream, names, group).await? else {
             in_step = false;
             continue;
         };
