@@ -19,7 +19,8 @@ const OTHER: &str = "other";
 /// The gateway's counters, shared by every request.
 #[derive(Debug, Default)]
 pub struct GatewayMetrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Requests by operation, then by status.
+    requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
     latency: Histogram,
     /// Requests sent again to the leader a replica named.
     pub leader_follows: Counter,
@@ -36,24 +37,14 @@ impl GatewayMetrics {
             && !operation.is_empty()
             && operation != OTHER
             && operation.chars().all(|c| c.is_ascii_alphanumeric());
-        let counted = |name: &str| {
-            let known = requests.keys().any(|(n, _)| n == name);
-            known || {
-                let mut names: Vec<&str> = requests
-                    .keys()
-                    .map(|(n, _)| n.as_str())
-                    .filter(|n| *n != OTHER)
-                    .collect();
-                names.dedup();
-                names.len() < MAX_OPERATIONS
-            }
-        };
-        let label = if named && counted(operation) {
-            operation
-        } else {
-            OTHER
-        };
-        *requests.entry((label.to_string(), status)).or_default() += 1;
+        let counted = requests.contains_key(operation)
+            || requests.len() - usize::from(requests.contains_key(OTHER)) < MAX_OPERATIONS;
+        let label = if named && counted { operation } else { OTHER };
+        *requests
+            .entry(label.to_string())
+            .or_default()
+            .entry(status)
+            .or_default() += 1;
     }
 
     /// The metrics in the Prometheus text format; `routed_streams` is how many streams the
@@ -65,16 +56,18 @@ impl GatewayMetrics {
             out,
             "# HELP {name} Kinesis API requests by operation and HTTP status.\n# TYPE {name} counter"
         );
-        for ((operation, status), count) in self
+        for (operation, by_status) in self
             .requests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
-            let _ = writeln!(
-                out,
-                "{name}{{operation=\"{operation}\",status=\"{status}\"}} {count}"
-            );
+            for (status, count) in by_status {
+                let _ = writeln!(
+                    out,
+                    "{name}{{operation=\"{operation}\",status=\"{status}\"}} {count}"
+                );
+            }
         }
         let name = "riffle_gateway_request_seconds";
         let _ = writeln!(
