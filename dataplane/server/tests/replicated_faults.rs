@@ -175,6 +175,13 @@ async fn call(
     common::call(client, address, operation, body, Duration::from_secs(5)).await
 }
 
+/// [`call`] answered with 200: its body.
+async fn call_ok(client: &HttpClient, address: &str, operation: &str, body: &Value) -> Value {
+    let (status, body, _) = call(client, address, operation, body).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 /// A read from one replica's own copy, leader or not (`x-riffle-read-local`).
 async fn read(
     client: &HttpClient,
@@ -357,15 +364,12 @@ async fn shard_ids(client: &HttpClient, address: &str) -> Option<Vec<String>> {
 
 /// Asks the leader to reshard the stream to `target` open shards while writes go on.
 async fn update_shard_count(client: &HttpClient, leader_api: &str, target: usize) {
-    let (status, body, _) = call(
+    let body = call_ok(
         client,
         leader_api,
         "UpdateShardCount",
         &json!({"StreamName": STREAM, "TargetShardCount": target, "ScalingType": "UNIFORM_SCALING"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
+    ).await;
     assert_eq!(body["TargetShardCount"], target, "{body}");
 }
 
@@ -442,10 +446,7 @@ async fn acknowledged_records_survive_killing_the_leader() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (status, body, _) = call(&client, &leader_api, "CreateStream", &create)
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
+    call_ok(&client, &leader_api, "CreateStream", &create).await;
     // Reads too are answered by the leader only, unless a replica's own copy is asked for.
     let describe = json!({"StreamName": STREAM});
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -595,43 +596,35 @@ async fn acknowledged_records_survive_killing_the_leader() {
     }
     // Settings changes go through the leader and reach every replica.
     let leader_api = group.api_of(new_leader);
-    let (status, body, _) = call(
+    call_ok(
         &client,
         &leader_api,
         "AddTagsToStream",
         &json!({"StreamName": STREAM, "Tags": {"owner": "ops"}}),
     )
-    .await
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
-    let (status, body, _) = call(
+    .await;
+    call_ok(
         &client,
         &leader_api,
         "IncreaseStreamRetentionPeriod",
         &json!({"StreamName": STREAM, "RetentionPeriodHours": 48}),
     )
-    .await
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
-    let (status, body, _) = call(
+    .await;
+    let body = call_ok(
         &client,
         &leader_api,
         "DescribeStreamSummary",
         &json!({"StreamName": STREAM}),
     )
-    .await
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
+    .await;
     let stream_arn = body["StreamDescriptionSummary"]["StreamARN"].clone();
-    let (status, body, _) = call(
+    let body = call_ok(
         &client,
         &leader_api,
         "RegisterStreamConsumer",
         &json!({"StreamARN": stream_arn, "ConsumerName": "audit"}),
     )
-    .await
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
+    .await;
     let consumer_arn = body["Consumer"]["ConsumerARN"].clone();
     for id in ids {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -696,15 +689,9 @@ async fn a_leader_cut_off_from_its_followers_refuses_writes_until_they_return() 
     .await;
     let leader_api = group.api_of(leader);
     let create = json!({"StreamName": STREAM, "ShardCount": 1});
-    let (status, body, _) = call(&client, &leader_api, "CreateStream", &create)
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
+    call_ok(&client, &leader_api, "CreateStream", &create).await;
     let put = |data: &str| json!({"StreamName": STREAM, "PartitionKey": "k", "Data": STANDARD.encode(data)});
-    let (status, body, _) = call(&client, &leader_api, "PutRecord", &put("before"))
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
+    call_ok(&client, &leader_api, "PutRecord", &put("before")).await;
 
     // Both followers stop answering: the leader is alone.
     let followers: Vec<u64> = ids.iter().copied().filter(|&i| i != leader).collect();
