@@ -319,6 +319,16 @@ mod tests {
         })
     }
 
+    fn candidate(term: u64, applied: u64) -> Option<ReplicaReport> {
+        Some(ReplicaReport {
+            is_leader: false,
+            term,
+            leader: None,
+            applied,
+            role: None,
+        })
+    }
+
     fn roles(status: &GroupStatus) -> Vec<(ReplicaRole, bool, bool)> {
         status
             .replicas
@@ -476,27 +486,22 @@ mod tests {
 
     #[test]
     fn a_group_without_a_leader_says_so() {
-        let status = group_status(
-            "orders-g0",
-            &[
-                view(0, None),
-                view(
-                    1,
-                    Some(ReplicaReport {
-                        is_leader: false,
-                        term: 9,
-                        leader: None,
-                        applied: 10,
-                        role: None,
-                    }),
-                ),
-                ReplicaView {
-                    pod: "orders-g0-2".into(),
-                    ready: true,
-                    report: None,
-                },
-            ],
-        );
+        // Replica 1 stands for election in `term`; replica 2 is ready but does not answer.
+        let leaderless = |term| {
+            group_status(
+                "orders-g0",
+                &[
+                    view(0, None),
+                    view(1, candidate(term, 10)),
+                    ReplicaView {
+                        pod: "orders-g0-2".into(),
+                        ready: true,
+                        report: None,
+                    },
+                ],
+            )
+        };
+        let status = leaderless(9);
         assert_eq!(status.leader, None);
         assert_eq!(status.term, None);
         assert_eq!(
@@ -508,28 +513,7 @@ mod tests {
             ]
         );
         // A candidate whose term grows with every election it stands in changes nothing.
-        let later = group_status(
-            "orders-g0",
-            &[
-                view(0, None),
-                view(
-                    1,
-                    Some(ReplicaReport {
-                        is_leader: false,
-                        term: 15,
-                        leader: None,
-                        applied: 10,
-                        role: None,
-                    }),
-                ),
-                ReplicaView {
-                    pod: "orders-g0-2".into(),
-                    ready: true,
-                    report: None,
-                },
-            ],
-        );
-        assert_eq!(status, later);
+        assert_eq!(status, leaderless(15));
     }
 
     #[test]
