@@ -2,9 +2,11 @@
 //! gRPC API on another, retention in the background, clean shutdown on SIGTERM or Ctrl-C.
 
 use std::fs;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -126,26 +128,24 @@ pub async fn run(options: ServerOptions) -> Result<(), ServeError> {
             }
         }
     });
-    let http_task = match node.clone() {
-        None => {
-            let http_serve = crate::http::serve(catalog.clone(), http, wait(stopped.clone()));
-            tokio::spawn(async move {
-                if let Err(error) = http_serve.await {
-                    tracing::error!(%error, "the Kinesis API stopped");
-                }
-            })
-        }
-        Some(node) => {
-            let http_serve = crate::http::serve_with(http, wait(stopped.clone()), move |request| {
-                node.clone().handle(request)
-            });
-            tokio::spawn(async move {
-                if let Err(error) = http_serve.await {
-                    tracing::error!(%error, "the Kinesis API stopped");
-                }
-            })
-        }
+    // A replica serves its Kinesis API through its node (leader only, /metrics with its status).
+    let http_serve: Pin<Box<dyn Future<Output = io::Result<()>> + Send>> = match node.clone() {
+        None => Box::pin(crate::http::serve(
+            catalog.clone(),
+            http,
+            wait(stopped.clone()),
+        )),
+        Some(node) => Box::pin(crate::http::serve_with(
+            http,
+            wait(stopped.clone()),
+            move |request| node.clone().handle(request),
+        )),
     };
+    let http_task = tokio::spawn(async move {
+        if let Err(error) = http_serve.await {
+            tracing::error!(%error, "the Kinesis API stopped");
+        }
+    });
     let grpc_serve = crate::grpc::serve(catalog.clone(), grpc, wait(stopped.clone()));
     let grpc_task = tokio::spawn(async move {
         if let Err(error) = grpc_serve.await {
