@@ -679,8 +679,13 @@ fn change_event(group: u32, change: Change) -> Event {
 }
 
 fn normal(reason: &str, note: String) -> Event {
+    event(EventType::Normal, reason, note)
+}
+
+/// An Event of the reconciliation, its note cut to the length the API server takes.
+fn event(type_: EventType, reason: &str, note: String) -> Event {
     Event {
-        type_: EventType::Normal,
+        type_,
         reason: reason.into(),
         note: Some(truncate(&note)),
         action: "Reconcile".into(),
@@ -751,17 +756,12 @@ async fn write_status(
         if !change.message.is_empty() {
             note = format!("{note}: {}", change.message);
         }
-        let event = Event {
-            type_: if change.is_warning() {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: change.reason.clone(),
-            note: Some(truncate(&note)),
-            action: "Reconcile".into(),
-            secondary: None,
+        let type_ = if change.is_warning() {
+            EventType::Warning
+        } else {
+            EventType::Normal
         };
+        let event = event(type_, &change.reason, note);
         publish(ctx, &reference, event).await;
     }
     let before = stream.status.as_ref().map_or(&[][..], |s| &s.groups[..]);
@@ -775,16 +775,14 @@ async fn write_status(
                     term.unwrap_or_default()
                 ),
             ),
-            (None, _) => Event {
-                type_: EventType::Warning,
-                reason: "NoLeader".into(),
-                note: Some(format!(
+            (None, _) => event(
+                EventType::Warning,
+                "NoLeader",
+                format!(
                     "no replica of shard group {} that the operator can reach leads it",
                     change.group
-                )),
-                action: "Reconcile".into(),
-                secondary: None,
-            },
+                ),
+            ),
         };
         publish(ctx, &reference, event).await;
     }
@@ -863,13 +861,7 @@ async fn unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Er
     publish(
         ctx,
         &reference,
-        Event {
-            type_: EventType::Warning,
-            reason: "Unreadable".into(),
-            note: Some(truncate(&invalid.error)),
-            action: "Reconcile".into(),
-            secondary: None,
-        },
+        event(EventType::Warning, "Unreadable", invalid.error.clone()),
     )
     .await;
     Ok(Action::await_change())
