@@ -1,7 +1,8 @@
 //! Fault tests on three real `riffle-replica` processes on loopback.
 //!
 //! Partitions use the replicas' fault-injection switch (`Partition` RPC): each side drops raft
-//! traffic to and from the other, at both ends; the host network is untouched.
+//! traffic to and from the other, at both ends; the host network is untouched. One test repeats
+//! the partition with network namespaces and nftables instead (see [`Cut`]).
 
 mod common;
 
@@ -141,19 +142,61 @@ async fn the_whole_group_restarts() {
 async fn a_partitioned_leader_acknowledges_nothing() {
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::start(3, Opts::default());
+    partition_the_leader(&cluster, Cut::Switch, "partition", 99).await;
+}
+
+/// How a test cuts the leader off from the majority.
+#[derive(Clone, Copy)]
+enum Cut {
+    /// The replicas' fault switch: each side drops raft traffic to and from the other.
+    Switch,
+    /// nftables in the leader's network namespace drops every packet to and from its peers.
+    Network,
+}
+
+impl Cut {
+    async fn apply(self, cluster: &Cluster, old: u64, majority: &[u64]) {
+        match self {
+            Cut::Switch => {
+                cluster.block(old, majority).await;
+                for &id in majority {
+                    cluster.block(id, &[old]).await;
+                }
+            }
+            Cut::Network => net(cluster).cut(old, majority).expect("cut"),
+        }
+    }
+
+    async fn heal(self, cluster: &Cluster, old: u64) {
+        match self {
+            Cut::Switch => {
+                for id in [1, 2, 3] {
+                    cluster.block(id, &[]).await;
+                }
+            }
+            Cut::Network => net(cluster).heal(old).expect("heal"),
+        }
+    }
+}
+
+fn net(cluster: &Cluster) -> &common::netns::Net {
+    cluster.net.as_ref().expect("namespaces")
+}
+
+/// Cuts the leader of `cluster` off under load and checks that the majority elects another
+/// and carries on, and that nothing sent to the old leader (as writer `writer`) is
+/// acknowledged or applied anywhere. `label` prefixes what is printed.
+async fn partition_the_leader(cluster: &Cluster, how: Cut, label: &str, writer: usize) {
     let old = cluster.wait_leader(&[1, 2, 3], ELECTION).await;
     let majority: Vec<u64> = [1, 2, 3].into_iter().filter(|&i| i != old).collect();
-    let load = Load::start(&cluster, 3);
+    let load = Load::start(cluster, 3);
     load.wait_acks_after(Instant::now(), 200, Duration::from_secs(30))
         .await;
 
-    cluster.block(old, &majority).await;
-    for &id in &majority {
-        cluster.block(id, &[old]).await;
-    }
+    how.apply(cluster, old, &majority).await;
     let cut = Instant::now();
     // Writes sent to the isolated leader must not be acknowledged.
-    let minority_payloads: Vec<Vec<u8>> = (0..3).map(|seq| common::payload(99, seq)).collect();
+    let minority_payloads: Vec<Vec<u8>> = (0..3).map(|seq| common::payload(writer, seq)).collect();
     let minority_writes = minority_payloads
         .iter()
         .map(|payload| {
@@ -173,7 +216,8 @@ async fn a_partitioned_leader_acknowledges_nothing() {
         .wait_acks_from(cut, 1, Duration::from_secs(20), |by| by != old)
         .await;
     println!(
-        "partition: new leader {new} (old {old}) seen {elected:?} after the cut; writes resumed {:?} after the cut",
+        "{label}: new leader {new} (old {old}) seen {elected:?} after the cut; writes resumed \
+         {:?} after the cut",
         first.at - cut
     );
     assert!(
@@ -190,9 +234,7 @@ async fn a_partitioned_leader_acknowledges_nothing() {
         );
     }
 
-    for id in [1, 2, 3] {
-        cluster.block(id, &[]).await;
-    }
+    how.heal(cluster, old).await;
     let acks = load.stop().await;
     let reads = cluster.wait_converged(CONVERGE).await;
     let verified = check(&acks, &reads);
@@ -204,7 +246,7 @@ async fn a_partitioned_leader_acknowledges_nothing() {
             );
         }
     }
-    println!("partition: {verified:?}");
+    println!("{label}: {verified:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,62 +298,5 @@ async fn a_leader_cut_off_by_the_network_acknowledges_nothing() {
             return;
         }
     };
-    let net = cluster.net.as_ref().expect("namespaces");
-    let old = cluster.wait_leader(&[1, 2, 3], ELECTION).await;
-    let majority: Vec<u64> = [1, 2, 3].into_iter().filter(|&i| i != old).collect();
-    let load = Load::start(&cluster, 3);
-    load.wait_acks_after(Instant::now(), 200, Duration::from_secs(30))
-        .await;
-
-    net.cut(old, &majority).expect("cut");
-    let cut = Instant::now();
-    let minority_payloads: Vec<Vec<u8>> = (0..3).map(|seq| common::payload(98, seq)).collect();
-    let minority_writes = minority_payloads
-        .iter()
-        .map(|payload| {
-            let mut client = cluster.client(old);
-            let mut req = tonic::Request::new(common::proto::AppendRequest {
-                payload: payload.clone().into(),
-            });
-            req.set_timeout(Duration::from_secs(3));
-            tokio::spawn(async move { client.append(req).await })
-        })
-        .collect::<Vec<_>>();
-    let new = cluster.wait_leader(&majority, ELECTION).await;
-    let elected = cut.elapsed();
-    let first = load
-        .wait_acks_from(cut, 1, Duration::from_secs(20), |by| by != old)
-        .await;
-    println!(
-        "network partition: new leader {new} (old {old}) seen {elected:?} after the cut; \
-         writes resumed {:?} after the cut",
-        first.at - cut
-    );
-    assert!(
-        first.at - cut < Duration::from_secs(10),
-        "writes resumed too late"
-    );
-    load.wait_acks_after(cut, 200, Duration::from_secs(30))
-        .await;
-    for write in minority_writes {
-        let reply = write.await.expect("minority write task");
-        assert!(
-            !reply.as_ref().is_ok_and(|r| r.get_ref().ok),
-            "the minority side acknowledged a write: {reply:?}"
-        );
-    }
-
-    net.heal(old).expect("heal");
-    let acks = load.stop().await;
-    let reads = cluster.wait_converged(CONVERGE).await;
-    let verified = check(&acks, &reads);
-    for (id, read) in &reads {
-        for p in &minority_payloads {
-            assert!(
-                !read.records.iter().any(|r| r.payload[..] == p[..]),
-                "replica {id} applied a write sent only to the minority side"
-            );
-        }
-    }
-    println!("network partition: {verified:?}");
+    partition_the_leader(&cluster, Cut::Network, "network partition", 98).await;
 }
