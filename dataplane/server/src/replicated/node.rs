@@ -306,7 +306,7 @@ impl Node {
         let routed = self.catalog()?.route_records(name, entries).await?;
         let mut results = routed.results;
         if routed.groups.is_empty() {
-            return Ok(outcome(results, routed.encrypted));
+            return Ok(PutOutcome::of(results, routed.encrypted));
         }
         let counts: Vec<usize> = routed.groups.iter().map(|g| g.2.len()).collect();
         let mut positions = Vec::with_capacity(routed.groups.len());
@@ -346,7 +346,7 @@ impl Node {
                 }
             }
         }
-        Ok(outcome(results, routed.encrypted))
+        Ok(PutOutcome::of(results, routed.encrypted))
     }
 
     /// Proposes `batches` together with the other puts to the same lane that arrive while a
@@ -525,16 +525,6 @@ impl Node {
                 "# HELP {name} On the leader: milliseconds since a quorum last acknowledged it.\n# TYPE {name} gauge\n{name}{{{labels}}} {millis}"
             );
         }
-    }
-}
-
-fn outcome(results: Vec<Option<Result<(u32, String), ApiError>>>, encrypted: bool) -> PutOutcome {
-    PutOutcome {
-        results: results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ApiError::internal("record was not written"))))
-            .collect(),
-        encrypted,
     }
 }
 

@@ -52,6 +52,20 @@ pub struct PutOutcome {
     pub encrypted: bool,
 }
 
+impl PutOutcome {
+    /// The outcome from per-entry results filled in as the writes were answered; an entry left
+    /// unanswered was not written.
+    pub fn of(results: Vec<Option<Result<(u32, String), ApiError>>>, encrypted: bool) -> Self {
+        PutOutcome {
+            results: results
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|| Err(ApiError::internal("record was not written"))))
+                .collect(),
+            encrypted,
+        }
+    }
+}
+
 impl Catalog {
     /// Writes `entries` to `stream`. Entries refused by a shard's throughput limit fail
     /// individually; the others are durable when this returns.
@@ -95,13 +109,7 @@ impl Catalog {
                 }
             }
         }
-        Ok(PutOutcome {
-            results: results
-                .into_iter()
-                .map(|r| r.unwrap_or_else(|| Err(ApiError::internal("record was not written"))))
-                .collect(),
-            encrypted,
-        })
+        Ok(PutOutcome::of(results, encrypted))
     }
 
     /// Routes `entries` of `stream_name` to its open shards and applies the throughput limits
