@@ -107,10 +107,8 @@ impl StreamNames {
     /// Stable DNS names of the replicas of shard group `group` with their gRPC port, in ordinal
     /// order: `{stream}-g{group}-{i}.{headless}.{namespace}.svc:4568`.
     pub fn group_peers(&self, group: u32, namespace: &str, replicas: u32) -> Vec<String> {
-        let sts = self.group(group);
-        let headless = self.group_headless(group);
         (0..replicas)
-            .map(|i| format!("{sts}-{i}.{headless}.{namespace}.svc:{GRPC_PORT}"))
+            .map(|i| self.replica_address(group, i, namespace, GRPC_PORT))
             .collect()
     }
 
@@ -124,12 +122,23 @@ impl StreamNames {
         replicas: u32,
         port: i32,
     ) -> String {
-        let sts = self.group(group);
-        let headless = self.group_headless(group);
         (0..replicas)
-            .map(|i| format!("{}={sts}-{i}.{headless}.{namespace}.svc:{port}", i + 1))
+            .map(|i| {
+                let address = self.replica_address(group, i, namespace, port);
+                format!("{}={address}", i + 1)
+            })
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Stable DNS name and `port` of pod `ordinal` of shard group `group`, through the group's
+    /// headless Service: `{stream}-g{group}-{ordinal}.{headless}.{namespace}.svc:{port}`.
+    fn replica_address(&self, group: u32, ordinal: u32, namespace: &str, port: i32) -> String {
+        format!(
+            "{}.{}.{namespace}.svc:{port}",
+            self.group_pod(group, ordinal),
+            self.group_headless(group)
+        )
     }
 
     /// Labels on every object of this stream.
