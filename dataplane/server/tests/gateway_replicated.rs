@@ -7,105 +7,18 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use riffle_server::gateway::{self, GatewayOptions};
 use serde_json::{Value, json};
 
 mod common;
+use common::group::{Group, metrics};
 use common::{HttpClient, client, free_port};
 
 const STREAM: &str = "orders";
-
-fn free_address() -> String {
-    format!("127.0.0.1:{}", free_port())
-}
-
-struct Replica {
-    api: String,
-    dir: PathBuf,
-    child: Child,
-}
-
-/// Three replicas of one shard group, killed when dropped.
-struct Group {
-    replicas: Vec<Replica>,
-    _root: tempfile::TempDir,
-}
-
-impl Group {
-    fn start() -> Group {
-        let root = tempfile::tempdir().unwrap();
-        let addresses: Vec<(String, String, String)> = (0..3)
-            .map(|_| (free_address(), free_address(), free_address()))
-            .collect();
-        let list = |pick: fn(&(String, String, String)) -> &String| {
-            addresses
-                .iter()
-                .enumerate()
-                .map(|(i, a)| format!("{}={}", i + 1, pick(a)))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let peers = list(|a| &a.2);
-        let apis = list(|a| &a.0);
-        let replicas = addresses
-            .iter()
-            .enumerate()
-            .map(|(i, (api, grpc, raft))| {
-                let dir = root.path().join(format!("replica-{}", i + 1));
-                std::fs::create_dir_all(&dir).unwrap();
-                let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
-                let child = Command::new(env!("CARGO_BIN_EXE_riffle-group-replica"))
-                    .args([
-                        dir.to_str().unwrap(),
-                        api,
-                        grpc,
-                        &(i + 1).to_string(),
-                        &peers,
-                        &apis,
-                        raft,
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()
-                    .unwrap();
-                Replica {
-                    api: api.clone(),
-                    dir,
-                    child,
-                }
-            })
-            .collect();
-        Group {
-            replicas,
-            _root: root,
-        }
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        for replica in &mut self.replicas {
-            let _ = replica.child.kill();
-            let _ = replica.child.wait();
-        }
-        if std::thread::panicking() {
-            for replica in &self.replicas {
-                if let Ok(log) = std::fs::read_to_string(replica.dir.join("stderr.log")) {
-                    let tail: Vec<&str> = log.lines().rev().take(20).collect();
-                    eprintln!("--- {} stderr (newest first) ---", replica.api);
-                    for line in tail {
-                        eprintln!("{line}");
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// One Kinesis call: status, body and the `x-riffle-leader` header; `None` if unanswered
 /// within 10 s.
@@ -118,31 +31,17 @@ async fn call(
     common::call(client, address, operation, body, Duration::from_secs(10)).await
 }
 
-async fn is_leader(client: &HttpClient, address: &str) -> bool {
-    let request = http::Request::get(format!("http://{address}/metrics"))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let Ok(Ok(response)) =
-        tokio::time::timeout(Duration::from_secs(2), client.request(request)).await
-    else {
-        return false;
-    };
-    let Ok(body) = response.into_body().collect().await else {
-        return false;
-    };
-    String::from_utf8_lossy(&body.to_bytes())
-        .lines()
-        .any(|line| line.starts_with("riffle_replica_is_leader") && line.ends_with(" 1"))
-}
-
 /// Creates the stream on the leader and returns (leader, a follower that knows the leader).
 async fn leader_and_follower(client: &HttpClient, group: &Group) -> (String, String) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let leader = loop {
         let mut found = None;
-        for replica in &group.replicas {
-            if is_leader(client, &replica.api).await {
-                found = Some(replica.api.clone());
+        for member in &group.members {
+            if metrics(client, &member.api)
+                .await
+                .is_some_and(|m| m.get("riffle_replica_is_leader") == Some(&1))
+            {
+                found = Some(member.api.clone());
             }
         }
         if let Some(leader) = found {
@@ -162,17 +61,17 @@ async fn leader_and_follower(client: &HttpClient, group: &Group) -> (String, Str
     assert_eq!(status, 200, "{body}");
     // A follower that answers writes with the leader's address.
     loop {
-        for replica in group.replicas.iter().filter(|r| r.api != leader) {
+        for member in group.members.iter().filter(|m| m.api != leader) {
             if let Some((503, _, Some(named))) = call(
                 client,
-                &replica.api,
+                &member.api,
                 "PutRecord",
                 &json!({"StreamName": STREAM, "PartitionKey": "probe", "Data": "cA=="}),
             )
             .await
                 && named == leader
             {
-                return (leader, replica.api.clone());
+                return (leader, member.api.clone());
             }
         }
         assert!(
@@ -184,7 +83,7 @@ async fn leader_and_follower(client: &HttpClient, group: &Group) -> (String, Str
 }
 
 async fn start_gateway(client: &HttpClient, routes: PathBuf) -> String {
-    let listen = free_address();
+    let listen = format!("127.0.0.1:{}", free_port());
     tokio::spawn(gateway::run(
         GatewayOptions {
             listen: listen.parse().unwrap(),

@@ -8,161 +8,22 @@
 #![allow(clippy::unwrap_used)] // test fixtures fail loudly by design
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
 mod common;
-use common::{HttpClient, client, free_port};
+use common::group::{Group, metrics};
+use common::{HttpClient, client};
 
 const STREAM: &str = "orders";
 const SHARDS: usize = 4;
 const WRITERS: usize = 4;
-
-struct Member {
-    id: u64,
-    api: String,
-    grpc: String,
-    raft: String,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-struct Group {
-    members: Vec<Member>,
-    peers: String,
-    apis: String,
-    _root: tempfile::TempDir,
-}
-
-impl Group {
-    fn start() -> Group {
-        let root = tempfile::tempdir().unwrap();
-        let mut members: Vec<Member> = (1..=3)
-            .map(|id| Member {
-                id,
-                api: format!("127.0.0.1:{}", free_port()),
-                grpc: format!("127.0.0.1:{}", free_port()),
-                raft: format!("127.0.0.1:{}", free_port()),
-                dir: root.path().join(format!("replica-{id}")),
-                child: None,
-            })
-            .collect();
-        let peers = members
-            .iter()
-            .map(|m| format!("{}={}", m.id, m.raft))
-            .collect::<Vec<_>>()
-            .join(",");
-        let apis = members
-            .iter()
-            .map(|m| format!("{}={}", m.id, m.api))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut group = Group {
-            members: Vec::new(),
-            peers,
-            apis,
-            _root: root,
-        };
-        for member in &mut members {
-            group.spawn(member);
-        }
-        group.members = members;
-        group
-    }
-
-    fn spawn(&self, member: &mut Member) {
-        std::fs::create_dir_all(&member.dir).unwrap();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(member.dir.join("stderr.log"))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_riffle-group-replica"))
-            .args([
-                member.dir.to_str().unwrap(),
-                &member.api,
-                &member.grpc,
-                &member.id.to_string(),
-                &self.peers,
-                &self.apis,
-                &member.raft,
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        member.child = Some(child);
-    }
-
-    fn kill(&mut self, id: u64) {
-        let member = self.members.iter_mut().find(|m| m.id == id).unwrap();
-        let mut child = member.child.take().unwrap();
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-    }
-
-    fn restart(&mut self, id: u64) {
-        let mut members = std::mem::take(&mut self.members);
-        let member = members.iter_mut().find(|m| m.id == id).unwrap();
-        self.spawn(member);
-        self.members = members;
-    }
-
-    /// Sends `signal` (`STOP` or `CONT`) to replica `id`: a stopped replica answers nothing,
-    /// as if cut off.
-    fn signal(&self, id: u64, signal: &str) {
-        let member = self.members.iter().find(|m| m.id == id).unwrap();
-        let pid = member.child.as_ref().unwrap().id();
-        let status = Command::new("kill")
-            .args([format!("-{signal}"), pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{signal} {pid}");
-    }
-
-    fn api_of(&self, id: u64) -> String {
-        self.members
-            .iter()
-            .find(|m| m.id == id)
-            .unwrap()
-            .api
-            .clone()
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        for member in &mut self.members {
-            if let Some(mut child) = member.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-        if std::thread::panicking() {
-            for member in &self.members {
-                if let Ok(log) = std::fs::read_to_string(member.dir.join("stderr.log")) {
-                    let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                    eprintln!(
-                        "--- replica {} stderr (last lines, newest first) ---",
-                        member.id
-                    );
-                    for line in tail {
-                        eprintln!("{line}");
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// One Kinesis call: status, body, and the `x-riffle-leader` header. `None` if the replica
 /// could not be reached or did not answer within 5 s.
@@ -190,32 +51,6 @@ async fn read(
     body: &Value,
 ) -> Option<(u16, Value, Option<String>)> {
     common::call_local(client, address, operation, body, Duration::from_secs(5)).await
-}
-
-async fn metrics(client: &HttpClient, address: &str) -> Option<HashMap<String, u64>> {
-    let request = http::Request::get(format!("http://{address}/metrics"))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(2), client.request(request))
-        .await
-        .ok()?
-        .ok()?;
-    let bytes = response.into_body().collect().await.ok()?.to_bytes();
-    let text = String::from_utf8_lossy(&bytes).to_string();
-    // Series with several label sets (one per voter) are summed.
-    let mut series = HashMap::new();
-    for (name, value) in text
-        .lines()
-        .filter(|l| l.starts_with("riffle_replica_"))
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            let name = name.split('{').next()?;
-            Some((name.to_string(), value.parse::<u64>().ok()?))
-        })
-    {
-        *series.entry(name).or_default() += value;
-    }
-    Some(series)
 }
 
 /// Waits for a replica (among `ids`) that reports itself leader; returns its id.

@@ -1,5 +1,6 @@
 //! What the integration tests share: Kinesis API callers, and for the tests driving replicated
-//! groups an HTTP client and one Kinesis call that reports the replica's leader hint.
+//! groups an HTTP client, one Kinesis call that reports the replica's leader hint and the group
+//! of replica processes itself ([`group`]).
 
 // Each test binary uses part of this module.
 #![allow(dead_code)]
@@ -13,6 +14,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+
+pub mod group;
 
 /// A loopback port nothing listens on at the time of asking.
 pub fn free_port() -> u16 {
