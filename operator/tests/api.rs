@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestNamespace, setup, wait_for};
+use common::{TestNamespace, setup, wait_gone};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client as HttpClient;
@@ -183,16 +183,11 @@ async fn stream_management_calls_become_changes_of_stream_objects() {
     // An operator installed in the cluster may have put its finalizer on the object; it goes
     // once that operator has released it.
     let streams = ns.typed();
-    wait_for(
+    wait_gone(
         "the Stream object to go",
         Duration::from_secs(60),
-        || async {
-            streams
-                .get_opt(&name)
-                .await
-                .ok()
-                .and_then(|s| s.is_none().then_some(()))
-        },
+        &streams,
+        &name,
     )
     .await;
     let (_, answer) = call(

@@ -15,7 +15,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestNamespace, setup, wait_for};
+use common::{TestNamespace, setup, wait_for, wait_gone};
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
     core::v1::{ConfigMap, PersistentVolumeClaim, Service},
@@ -175,14 +175,7 @@ async fn a_stream_is_reconciled_kept_stable_pruned_and_released() {
         .delete("wide", &DeleteParams::default())
         .await
         .expect("delete wide");
-    wait_for("the wide stream to be released", WAIT, || async {
-        streams
-            .get_opt("wide")
-            .await
-            .ok()
-            .and_then(|found| found.is_none().then_some(()))
-    })
-    .await;
+    wait_gone("the wide stream to be released", WAIT, &streams, "wide").await;
 
     let routes = wait_for("the gateway's route table", WAIT, || async {
         let cm = cms.get_opt("riffle-gateway-routes").await.ok()??;
@@ -218,12 +211,12 @@ async fn a_stream_is_reconciled_kept_stable_pruned_and_released() {
         )
         .await
         .expect("poke");
-    wait_for("the unplanned ConfigMap to be deleted", WAIT, || async {
-        cms.get_opt("orders-stale")
-            .await
-            .ok()
-            .and_then(|found| found.is_none().then_some(()))
-    })
+    wait_gone(
+        "the unplanned ConfigMap to be deleted",
+        WAIT,
+        &cms,
+        "orders-stale",
+    )
     .await;
     assert!(counter(&metrics, "reconciliations_total") > before);
     assert_eq!(
@@ -243,14 +236,7 @@ async fn a_stream_is_reconciled_kept_stable_pruned_and_released() {
         .delete("orders", &Default::default())
         .await
         .expect("delete");
-    wait_for("the stream to go away", WAIT, || async {
-        streams
-            .get_opt("orders")
-            .await
-            .ok()
-            .and_then(|s| s.is_none().then_some(()))
-    })
-    .await;
+    wait_gone("the stream to go away", WAIT, &streams, "orders").await;
     // Volumes in use finish terminating with their pods; none may be left without a deletion.
     wait_for(
         "every volume of the stream to be released",
