@@ -111,11 +111,11 @@ take_port() {
     printf -v "$1" '%s' "$fresh"
 }
 
-# start_riffle NAME SYNC [ARGS...]: starts a Riffle, sets RIFFLE_URL, GRPC_URL and SERVER_PID.
+# start_riffle NAME SYNC PORT [ARGS...]: starts a Riffle with its Kinesis API on loopback PORT
+# and its gRPC API on a fresh port, sets RIFFLE_URL, GRPC_URL and SERVER_PID.
 start_riffle() {
-    local name=$1 sync=$2 http grpc
-    shift 2
-    take_port http
+    local name=$1 sync=$2 http=$3 grpc
+    shift 3
     take_port grpc
     mkdir -p "$WORK/$name"
     RIFFLE_LOG=warn "$RIFFLE" server --listen "127.0.0.1:$http" --grpc-listen "127.0.0.1:$grpc" \
@@ -128,7 +128,8 @@ start_riffle() {
 
 RIFFLE_ARGS=()
 if runs riffle; then
-    start_riffle riffle fdatasync
+    take_port port
+    start_riffle riffle fdatasync "$port"
     RIFFLE_PID=$SERVER_PID R_URL=$RIFFLE_URL
     RIFFLE_ARGS=(--riffle "$RIFFLE_URL" --riffle-grpc "$GRPC_URL" --riffle-pid "$RIFFLE_PID")
 fi
@@ -148,16 +149,11 @@ if runs rf3; then
     apis="1=127.0.0.1:${api_ports[0]},2=127.0.0.1:${api_ports[1]},3=127.0.0.1:${api_ports[2]}"
     rf3_urls=() rf3_pids=()
     for id in 1 2 3; do
-        mkdir -p "$WORK/rf3-$id"
-        take_port grpc
-        RIFFLE_LOG=warn "$RIFFLE" server --listen "127.0.0.1:${api_ports[id - 1]}" \
-            --grpc-listen "127.0.0.1:$grpc" --data-dir "$WORK/rf3-$id" --throttle off \
-            --sync "${BENCH_RF3_SYNC:-fdatasync}" --replica-id "$id" --peers "$peers" \
-            --raft-listen "127.0.0.1:${raft_ports[id - 1]}" --peer-apis "$apis" \
-            >"$WORK/rf3-$id.log" 2>&1 &
-        rf3_pids+=("$!")
-        PIDS+=("$!")
-        rf3_urls+=("http://127.0.0.1:${api_ports[id - 1]}")
+        start_riffle "rf3-$id" "${BENCH_RF3_SYNC:-fdatasync}" "${api_ports[id - 1]}" \
+            --replica-id "$id" --peers "$peers" --raft-listen "127.0.0.1:${raft_ports[id - 1]}" \
+            --peer-apis "$apis"
+        rf3_pids+=("$SERVER_PID")
+        rf3_urls+=("$RIFFLE_URL")
     done
 fi
 
@@ -181,7 +177,8 @@ fi
 
 NOSYNC_ARGS=()
 if runs nosync; then
-    start_riffle riffle-nosync none
+    take_port port
+    start_riffle riffle-nosync none "$port"
     NOSYNC_ARGS=(--nosync "$RIFFLE_URL" --nosync-grpc "$GRPC_URL" --nosync-pid "$SERVER_PID")
     "$BENCH" wait --endpoint "$RIFFLE_URL" --pid "$SERVER_PID" ||
         { cat "$WORK/riffle-nosync.log" >&2; die "the --sync none Riffle did not start"; }
