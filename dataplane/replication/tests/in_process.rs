@@ -57,6 +57,21 @@ fn seen(replica: &Replica<Digests>) -> Vec<(u64, usize, u32)> {
     replica.state_machine().lock().expect("lock").seen.clone()
 }
 
+/// Waits until every replica has applied exactly `expected`, each within 30 s.
+async fn wait_all_seen(replicas: &[Replica<Digests>], expected: &[(u64, usize, u32)]) {
+    for r in replicas {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen(r) != expected {
+            assert!(
+                Instant::now() < deadline,
+                "replica {} differs",
+                r.status().id
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 /// Starts three replicas in this process.
 async fn start_group(dir: &Path) -> (Vec<Replica<Digests>>, BTreeMap<u64, String>) {
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
@@ -163,17 +178,7 @@ async fn followers_redirect_and_a_lagging_follower_catches_up_on_large_commands(
     }
     let expected = seen(at(leader));
     assert_eq!(expected.iter().filter(|s| s.1 == 5 << 20).count(), 8);
-    for r in &replicas {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while seen(r) != expected {
-            assert!(
-                Instant::now() < deadline,
-                "replica {} differs",
-                r.status().id
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    wait_all_seen(&replicas, &expected).await;
     for r in replicas {
         r.shutdown().await;
     }
@@ -225,17 +230,7 @@ async fn throughput_with_concurrent_proposers() {
         );
     }
     let expected = seen(&replicas[leader as usize - 1]);
-    for r in replicas.iter() {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while seen(r) != expected {
-            assert!(
-                Instant::now() < deadline,
-                "replica {} differs",
-                r.status().id
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    wait_all_seen(&replicas, &expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
