@@ -207,6 +207,17 @@ def read_sequences(client, stream: str) -> dict[str, list[str]]:
     return read
 
 
+def assert_read_back_exactly_once(client, stream: str, acknowledged: dict[str, str]) -> dict[str, list[str]]:
+    """Checks that every acknowledged record (data → sequence number) is read back exactly once,
+    with its sequence number; returns what was read, as `read_sequences` does."""
+    read = read_sequences(client, stream)
+    missing = [data for data in acknowledged if data not in read]
+    assert not missing, f"{len(missing)} acknowledged records lost, e.g. {missing[:3]}"
+    for data, sequence in acknowledged.items():
+        assert read[data] == [sequence], f"{data}: acknowledged as {sequence}, read as {read[data]}"
+    return read
+
+
 def group_leadership(namespace: str, name: str, group: int = 0) -> dict:
     """The `status.groups` entry of the stream's shard group `group` ({} until reported)."""
     stream = get_stream(namespace, name) or {}
@@ -214,6 +225,16 @@ def group_leadership(namespace: str, name: str, group: int = 0) -> dict:
         if entry["name"] == f"{name}-g{group}":
             return entry
     return {}
+
+
+def group_settled(namespace: str, name: str) -> dict | None:
+    """The stream's first group's `status.groups` entry once it names a leader and all three
+    replicas as caught up (`None` until then)."""
+    group = group_leadership(namespace, name)
+    replicas = group.get("replicas", [])
+    if group.get("leader") and len(replicas) == 3 and all(r["caughtUp"] for r in replicas):
+        return group
+    return None
 
 
 def replica_metrics_leader(namespace: str, pods: list[str]) -> str | None:
@@ -267,6 +288,16 @@ class Cluster:
             endpoint_url=self.endpoint,
             config=self.config.merge(Config(parameter_validation=False)),
         )
+
+
+def wait_routed(cluster: Cluster, name: str, message: str) -> dict:
+    """Waits until the gateway answers DescribeStreamSummary for `name`; returns the summary."""
+    return wait_for(
+        lambda: cluster.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"],
+        ROUTED_WITHIN,
+        message,
+        interval=0.5,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -550,12 +581,7 @@ def test_an_on_demand_stream_gains_shards_under_load_and_readers_follow(cluster:
     kubectl("apply", "-f", "-", stdin=manifest)
     stream = wait_ready(cluster.namespace, name)
     assert stream["status"]["openShardCount"] == 4
-    wait_for(
-        lambda: cluster.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"],
-        ROUTED_WITHIN,
-        "the gateway to route the on-demand stream",
-        interval=0.5,
-    )
+    wait_routed(cluster, name, "the gateway to route the on-demand stream")
     summary = cluster.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
     assert summary["StreamModeDetails"]["StreamMode"] == "ON_DEMAND"
 
@@ -615,12 +641,7 @@ def test_force_deleting_data_plane_pods_under_load_loses_no_acknowledged_record(
     manifest = example_manifest(cluster.namespace, name).replace("shardsPerGroup: 8", "shardsPerGroup: 2")
     kubectl("apply", "-f", "-", stdin=manifest)
     wait_ready(cluster.namespace, name)
-    wait_for(
-        lambda: cluster.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"],
-        ROUTED_WITHIN,
-        "the gateway to route the stream",
-        interval=0.5,
-    )
+    wait_routed(cluster, name, "the gateway to route the stream")
     client = boto3.client(
         "kinesis",
         endpoint_url=cluster.endpoint,
@@ -678,14 +699,7 @@ def test_force_deleting_data_plane_pods_under_load_loses_no_acknowledged_record(
         for thread in threads:
             thread.join(timeout=60)
     print(f"\ne2e: {len(acknowledged)} records acknowledged, {failures[0]} refused or cut off by the kills")
-    read: dict[str, list[str]] = {}
-    for records in all_records(cluster.kinesis, name).values():
-        for record in records:
-            read.setdefault(record["Data"].decode(), []).append(record["SequenceNumber"])
-    missing = [data for data in acknowledged if data not in read]
-    assert not missing, f"{len(missing)} acknowledged records lost, e.g. {missing[:3]}"
-    for data, sequence in acknowledged.items():
-        assert read[data] == [sequence], f"{data}: acknowledged as {sequence}, read as {read[data]}"
+    assert_read_back_exactly_once(cluster.kinesis, name, acknowledged)
     kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
 
 
@@ -700,12 +714,7 @@ def test_a_replicated_group_survives_losing_its_leader_under_load(cluster: Clust
     assert condition(stream, "Degraded")["status"] == "False"
     sts = kubectl_json("get", "statefulset", f"{name}-g0", "-n", cluster.namespace)
     assert sts["spec"]["replicas"] == 3
-    wait_for(
-        lambda: cluster.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"],
-        ROUTED_WITHIN,
-        "the gateway to route the replicated stream",
-        interval=0.5,
-    )
+    wait_routed(cluster, name, "the gateway to route the replicated stream")
     client = boto3.client(
         "kinesis",
         endpoint_url=cluster.endpoint,
@@ -717,15 +726,8 @@ def test_a_replicated_group_survives_losing_its_leader_under_load(cluster: Clust
     def leader() -> str | None:
         return replica_metrics_leader(cluster.namespace, pods)
 
-    def leadership_reported() -> dict | None:
-        group = group_leadership(cluster.namespace, name)
-        replicas = group.get("replicas", [])
-        if group.get("leader") and len(replicas) == 3 and all(r["caughtUp"] for r in replicas):
-            return group
-        return None
-
     # The status names the leader the replicas report, and every replica as caught up.
-    reported = wait_for(leadership_reported, 60, "the status to name the group's leader")
+    reported = wait_for(lambda: group_settled(cluster.namespace, name), 60, "the status to name the group's leader")
     assert reported["leader"] in pods, reported
     assert [r["pod"] for r in reported["replicas"]] == pods
     assert sorted(r["role"] for r in reported["replicas"]) == ["Follower", "Follower", "Leader"], reported
@@ -794,7 +796,9 @@ def test_a_replicated_group_survives_losing_its_leader_under_load(cluster: Clust
     finally:
         kubectl("uncordon", node)
     # The replacement joins the new leader and catches up.
-    rejoined = wait_for(leadership_reported, READY_WITHIN, f"the replacement {old_leader} to catch up")
+    rejoined = wait_for(
+        lambda: group_settled(cluster.namespace, name), READY_WITHIN, f"the replacement {old_leader} to catch up"
+    )
     assert rejoined["leader"] == reported["leader"], rejoined
     read = read_sequences(cluster.kinesis, name)
     for data, sequence in acknowledged.items():
@@ -927,14 +931,11 @@ def test_a_leader_cut_off_from_its_followers_is_replaced_and_acknowledges_nothin
     wait_ready(cluster.namespace, name)
     pods = [f"{name}-g0-{ordinal}" for ordinal in range(3)]
 
-    def settled() -> dict | None:
-        group = group_leadership(cluster.namespace, name)
-        replicas = group.get("replicas", [])
-        if group.get("leader") and len(replicas) == 3 and all(r["caughtUp"] for r in replicas):
-            return group
-        return None
-
-    group = wait_for(settled, 60, "the status to name the group's leader with every replica caught up")
+    group = wait_for(
+        lambda: group_settled(cluster.namespace, name),
+        60,
+        "the status to name the group's leader with every replica caught up",
+    )
     old_leader, old_term = group["leader"], group["term"]
     ips = {pod: kubectl_json("get", "pod", pod, "-n", cluster.namespace)["status"]["podIP"] for pod in pods}
     netns = pod_netns(ips[old_leader])
@@ -942,12 +943,7 @@ def test_a_leader_cut_off_from_its_followers_is_replaced_and_acknowledges_nothin
         kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
         pytest.skip("the pods' network namespaces are not on this host (kind?): cannot cut one off")
     followers = [pod for pod in pods if pod != old_leader]
-    wait_for(
-        lambda: cluster.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"],
-        ROUTED_WITHIN,
-        "the gateway to route the stream",
-        interval=0.5,
-    )
+    wait_routed(cluster, name, "the gateway to route the stream")
     short = cluster.config.merge(Config(retries={"total_max_attempts": 1}, read_timeout=5, connect_timeout=3))
     writers = Writers(boto3.client("kinesis", endpoint_url=cluster.endpoint, config=short), name, "w")
     direct = boto3.client("kinesis", endpoint_url=f"http://{ips[old_leader]}:4567", config=short)
@@ -1002,7 +998,7 @@ def test_a_leader_cut_off_from_its_followers_is_replaced_and_acknowledges_nothin
         finally:
             heal(netns)
         healed_at = time.monotonic()
-        rejoined = wait_for(settled, 90, f"{old_leader} to rejoin and catch up")
+        rejoined = wait_for(lambda: group_settled(cluster.namespace, name), 90, f"{old_leader} to rejoin and catch up")
         print(f"e2e: healed; {old_leader} followed {rejoined['leader']} again {time.monotonic() - healed_at:.1f} s later")
         assert rejoined["leader"] != old_leader or rejoined["term"] > group["term"]
         before = writers.count()
@@ -1011,11 +1007,7 @@ def test_a_leader_cut_off_from_its_followers_is_replaced_and_acknowledges_nothin
         writers.stop()
         heal(netns)
     print(f"e2e: {writers.count()} records acknowledged, {writers.failures} refused or cut off")
-    read = read_sequences(cluster.kinesis, name)
-    missing = [data for data in writers.acknowledged if data not in read]
-    assert not missing, f"{len(missing)} acknowledged records lost, e.g. {missing[:3]}"
-    for data, sequence in writers.acknowledged.items():
-        assert read[data] == [sequence], f"{data}: acknowledged as {sequence}, read as {read[data]}"
+    read = assert_read_back_exactly_once(cluster.kinesis, name, writers.acknowledged)
     appeared = [data for data in sent_direct if data in read]
     assert not appeared, f"records sent only to the cut-off leader were stored: {appeared}"
     kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
@@ -1037,12 +1029,7 @@ def test_a_replicated_stream_spans_groups_and_reshards_under_writes(cluster: Clu
     assert "replicationFactor: 3" in manifest and "shardCount: 2" in manifest
     kubectl("apply", "-f", "-", stdin=manifest)
     wait_ready(cluster.namespace, name)
-    wait_for(
-        lambda: cluster.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"],
-        ROUTED_WITHIN,
-        "the gateway to route the replicated stream",
-        interval=0.5,
-    )
+    wait_routed(cluster, name, "the gateway to route the replicated stream")
     # No retries: a retried call may store its records twice, which the exactly-once check
     # below would take for a fault.
     no_retries = cluster.config.merge(Config(retries={"total_max_attempts": 1}))
@@ -1076,11 +1063,7 @@ def test_a_replicated_stream_spans_groups_and_reshards_under_writes(cluster: Clu
         f"\ne2e: replicated stream resharded 2 -> 4 over two groups of three replicas in "
         f"{settled_after:.1f} s; {writers.count()} records acknowledged, {writers.failures} refused"
     )
-    read = read_sequences(cluster.kinesis, name)
-    missing = [data for data in writers.acknowledged if data not in read]
-    assert not missing, f"{len(missing)} acknowledged records lost, e.g. {missing[:3]}"
-    for data, sequence in writers.acknowledged.items():
-        assert read[data] == [sequence], f"{data}: acknowledged as {sequence}, read as {read[data]}"
+    assert_read_back_exactly_once(cluster.kinesis, name, writers.acknowledged)
     kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
     assert_nothing_left(cluster.namespace, name)
 
