@@ -11,10 +11,10 @@ use riffle_server::streams::{Catalog, StreamsConfig};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-/// Starts a data-plane endpoint over its own data directory.
 mod common;
 use common::caller;
 
+/// Starts a data-plane endpoint over its own data directory.
 async fn data_plane(dir: &std::path::Path) -> SocketAddr {
     let mut config = StreamsConfig::new(dir.to_path_buf(), [1u8; 32]);
     config.limits.enabled = false;

@@ -21,10 +21,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-/// Longest wait for anything that should happen promptly.
 mod common;
 use common::{Caller, caller};
 
+/// Longest wait for anything that should happen promptly.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// One shard group: a data-plane server with its Kinesis API and gRPC API.
