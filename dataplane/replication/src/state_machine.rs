@@ -563,6 +563,27 @@ mod tests {
         StateMachineStore::open(Arc::new(Mutex::new(sm)), dir).expect("open")
     }
 
+    /// Applies a membership and commands 1..=3 to a store in `dir` and builds its snapshot
+    /// (in `dir`).
+    async fn snapshot_of_three_commands(dir: &Path) -> Snapshot<TypeConfig> {
+        let mut store = store(Memory::default(), dir);
+        store
+            .apply(vec![
+                membership_entry(0),
+                command(1),
+                command(2),
+                command(3),
+            ])
+            .await
+            .expect("apply");
+        store
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build")
+    }
+
     #[tokio::test]
     async fn applies_in_order_with_positions_and_never_twice() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -633,22 +654,7 @@ mod tests {
     #[tokio::test]
     async fn a_streamed_snapshot_is_checked_and_installed() {
         let leader_dir = tempfile::tempdir().expect("tempdir");
-        let mut leader = store(Memory::default(), leader_dir.path());
-        leader
-            .apply(vec![
-                membership_entry(0),
-                command(1),
-                command(2),
-                command(3),
-            ])
-            .await
-            .expect("apply");
-        let snapshot = leader
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
+        let snapshot = snapshot_of_three_commands(leader_dir.path()).await;
         let bytes = fs::read(leader_dir.path().join(SNAPSHOT_FILE)).expect("read");
 
         let follower_dir = tempfile::tempdir().expect("tempdir");
@@ -692,22 +698,7 @@ mod tests {
     #[tokio::test]
     async fn a_build_that_finishes_after_a_newer_install_keeps_the_newer_snapshot() {
         let newer_dir = tempfile::tempdir().expect("tempdir");
-        let mut newer = store(Memory::default(), newer_dir.path());
-        newer
-            .apply(vec![
-                membership_entry(0),
-                command(1),
-                command(2),
-                command(3),
-            ])
-            .await
-            .expect("apply");
-        newer
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
+        snapshot_of_three_commands(newer_dir.path()).await;
 
         let dir = tempfile::tempdir().expect("tempdir");
         let mut older = store(Memory::default(), dir.path());
