@@ -1,54 +1,15 @@
 //! openraft's storage conformance suite, run against [`LogStore`] and [`StateMachineStore`],
 //! one case per test (all but one, see below).
 
-use std::io::{self, Cursor, Read};
 use std::sync::{Arc, Mutex};
 
 use openraft::StorageError;
 use openraft::testing::{StoreBuilder, Suite};
 
-use crate::state_machine::{Applied, SnapshotView, StateMachine, StateMachineStore};
+use crate::state_machine::StateMachineStore;
+use crate::state_machine::tests::Memory;
 use crate::storage::{LogConfig, LogStore};
 use crate::types::{NodeId, TypeConfig};
-
-/// Commands in memory, with the position.
-#[derive(Default)]
-struct Memory {
-    applied: Option<Applied>,
-    items: Vec<(u64, Vec<u8>)>,
-}
-
-impl StateMachine for Memory {
-    fn applied(&self) -> Option<Applied> {
-        self.applied.clone()
-    }
-    fn apply(&mut self, at: &Applied, command: &[u8]) -> io::Result<Vec<u8>> {
-        self.items.push((at.index().unwrap_or(0), command.to_vec()));
-        self.applied = Some(at.clone());
-        Ok(Vec::new())
-    }
-    fn advance(&mut self, at: &Applied) -> io::Result<()> {
-        self.applied = Some(at.clone());
-        Ok(())
-    }
-    fn snapshot(&mut self) -> io::Result<SnapshotView> {
-        let mut data = Vec::new();
-        ciborium::into_writer(&self.items, &mut data).map_err(io::Error::other)?;
-        let applied = self.applied.clone().unwrap_or(Applied {
-            log_id: None,
-            membership: Default::default(),
-        });
-        Ok(SnapshotView {
-            applied,
-            data: Box::new(Cursor::new(data)),
-        })
-    }
-    fn install(&mut self, at: &Applied, data: &mut dyn Read) -> io::Result<()> {
-        self.items = ciborium::from_reader(data).map_err(io::Error::other)?;
-        self.applied = Some(at.clone());
-        Ok(())
-    }
-}
 
 struct Builder;
 
