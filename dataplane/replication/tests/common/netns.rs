@@ -6,7 +6,7 @@
 //! Names carry the test process id, and everything is removed on drop (deleting a namespace
 //! deletes the interfaces in it).
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The namespaces and addresses of one test group.
 pub struct Net {
@@ -20,11 +20,16 @@ fn ip(args: &[&str]) -> Result<(), String> {
         .args(args)
         .output()
         .map_err(|e| format!("ip {args:?}: {e}"))?;
+    succeeded(&format!("ip {args:?}"), out)
+}
+
+/// `Ok` if the command exited successfully, else its stderr prefixed with `what`.
+fn succeeded(what: &str, out: Output) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
         Err(format!(
-            "ip {args:?}: {}",
+            "{what}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
@@ -144,14 +149,7 @@ fn nft(ns: &str, script: &str) -> Result<(), String> {
         .write_all(script.as_bytes())
         .map_err(|e| format!("nft: {e}"))?;
     let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "nft: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    succeeded("nft", out)
 }
 
 impl Drop for Net {
