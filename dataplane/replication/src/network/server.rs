@@ -27,7 +27,7 @@ pub struct RaftServer {
 pub struct VoteFloor(Arc<AtomicU64>);
 
 impl VoteFloor {
-    /// Refuses every vote.
+    /// Refuses every vote (no term is above it).
     pub const CLOSED: u64 = u64::MAX;
 
     /// A floor at `term`.
@@ -42,8 +42,7 @@ impl VoteFloor {
 
     /// Whether a vote in `term` may be cast.
     pub fn allows(&self, term: u64) -> bool {
-        let floor = self.0.load(Ordering::SeqCst);
-        floor != Self::CLOSED && term > floor
+        term > self.0.load(Ordering::SeqCst)
     }
 }
 
