@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use riffle_replication::{
     Applied, MAX_COMMAND_BYTES, ProposeError, Replica, ReplicaConfig, Role, SnapshotView,
-    StateMachine,
+    StartError, StateMachine,
 };
 
 /// Keeps (index, length, CRC32C) of every command: enough to compare replicas without holding
@@ -80,15 +80,20 @@ async fn start_group(dir: &Path) -> (Vec<Replica<Digests>>, BTreeMap<u64, String
         .collect();
     let mut replicas = Vec::new();
     for id in 1..=3u64 {
-        let listen = members[&id].parse().expect("addr");
-        let config = ReplicaConfig::new(id, listen, members.clone(), dir.join(format!("n{id}")));
-        replicas.push(
-            Replica::start(config, Digests::default())
-                .await
-                .expect("start"),
-        );
+        replicas.push(start_replica(id, &members, dir).await.expect("start"));
     }
     (replicas, members)
+}
+
+/// Starts replica `id` of `members`, with its data in `dir/n{id}`.
+async fn start_replica(
+    id: u64,
+    members: &BTreeMap<u64, String>,
+    dir: &Path,
+) -> Result<Replica<Digests>, StartError> {
+    let listen = members[&id].parse().expect("addr");
+    let config = ReplicaConfig::new(id, listen, members.clone(), dir.join(format!("n{id}")));
+    Replica::start(config, Digests::default()).await
 }
 
 /// Waits until all three agree on one leader.
@@ -287,11 +292,8 @@ async fn a_replica_that_lost_its_volume_does_not_vote_in_terms_it_may_have_voted
         .position(|r| r.status().id == lost)
         .expect("follower");
     replicas.remove(index).shutdown().await;
-    let lost_dir = dir.path().join(format!("n{lost}"));
-    std::fs::remove_dir_all(&lost_dir).expect("wipe");
-    let listen = members[&lost].parse().expect("addr");
-    let config = ReplicaConfig::new(lost, listen, members.clone(), lost_dir);
-    let back = Replica::start(config, Digests::default())
+    std::fs::remove_dir_all(dir.path().join(format!("n{lost}"))).expect("wipe");
+    let back = start_replica(lost, &members, dir.path())
         .await
         .expect("restart");
 
