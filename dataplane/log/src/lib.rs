@@ -10,7 +10,9 @@
 //! - **Offsets** are `u64` record indexes, dense from 0, assigned in commit order, never reused.
 //! - **Durable before visible and before acknowledged**: [`ShardLog::end_offset`] is one past the
 //!   last record that has been synced; [`ShardLog::read`] never returns a record at or past it,
-//!   and an append's callback runs only after its round is synced.
+//!   and an append's callback runs only after its round is synced. A log opened with
+//!   [`SyncMode::OnRequest`] puts "written" for "synced" here, and is durable up to its last
+//!   [`ShardLog::sync`].
 //! - **Arrival times** (`arrival_ms`) never decrease along a shard, even if the clock steps back,
 //!   which is what makes [`ShardLog::offset_at_time`] a binary search.
 //! - **Recovery**: [`ShardLog::open`] truncates a torn or zero-filled tail of the last segment
@@ -57,6 +59,11 @@ pub enum SyncMode {
     /// `fdatasync` after every round; acknowledged records survive power loss.
     #[default]
     Fdatasync,
+    /// Rounds are written but not synced; [`ShardLog::sync`] makes everything appended so far
+    /// durable. Acknowledged records survive a process crash; after a power loss the log comes
+    /// back as at its last `sync` or later, cut at a whole batch. For logs whose records are
+    /// also durable elsewhere: a replicated group's raft log holds every record it applies.
+    OnRequest,
     /// No syncing: acknowledged records survive a process crash but not power loss.
     /// For tests and benchmarks only.
     None,
@@ -138,12 +145,18 @@ pub(crate) struct Shared {
     trim: Mutex<()>,
     /// The first write failure; once set, every append fails.
     poison: OnceLock<LogError>,
+    /// Bytes written to the log since it was opened that are known to be synced (see
+    /// [`WriterState::written`]).
+    synced: std::sync::atomic::AtomicU64,
     listener: RwLock<Option<SharedListener>>,
     /// Holds the directory's advisory lock for as long as the log is alive.
     _lock: File,
     /// Makes the next round fail after its write, as a failed `fdatasync` would.
     #[cfg(test)]
     fail_next_sync: std::sync::atomic::AtomicBool,
+    /// `fdatasync`s made for [`SyncMode::OnRequest`].
+    #[cfg(test)]
+    requested_syncs: std::sync::atomic::AtomicUsize,
 }
 
 /// The durable log of one shard. `Send + Sync`: share it through an `Arc`.
@@ -222,7 +235,7 @@ impl ShardLog {
         }
         found.sort();
 
-        let sync = config.sync == SyncMode::Fdatasync;
+        let sync = config.sync != SyncMode::None;
         let mut sealed: Vec<Segment> = Vec::with_capacity(found.len());
         let mut active = None;
         let count = found.len();
@@ -283,10 +296,13 @@ impl ShardLog {
             writer: Mutex::new(writer_state),
             trim: Mutex::new(()),
             poison: OnceLock::new(),
+            synced: std::sync::atomic::AtomicU64::new(0),
             listener: RwLock::new(None),
             _lock: lock_file,
             #[cfg(test)]
             fail_next_sync: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            requested_syncs: std::sync::atomic::AtomicUsize::new(0),
         });
         let for_thread = Arc::clone(&shared);
         let handle = thread::Builder::new()
@@ -489,13 +505,45 @@ impl ShardLog {
             removed += 1;
             tracing::info!(segment = %segment.path.display(), "removed expired segment");
         }
-        if removed > 0 && shared.config.sync == SyncMode::Fdatasync {
+        if removed > 0 && shared.config.sync != SyncMode::None {
             writer::sync_dir(&shared.dir)?;
         }
         match failure {
             Some(e) => Err(e),
             None => Ok(removed),
         }
+    }
+
+    /// Makes every record acknowledged so far durable: with [`SyncMode::OnRequest`], one
+    /// `fdatasync` of the active segment unless nothing was written since the last one (sealed
+    /// segments were synced when they were sealed). Does nothing in the other modes, whose
+    /// rounds are synced as they are written or never. Appends go on meanwhile.
+    pub fn sync(&self) -> Result<(), LogError> {
+        use std::sync::atomic::Ordering;
+        let shared = &self.shared;
+        if shared.config.sync != SyncMode::OnRequest {
+            return Ok(());
+        }
+        let (file, path, written) = {
+            let w = lock(&shared.writer);
+            (Arc::clone(&w.file), Arc::clone(&w.path), w.written)
+        };
+        if shared.synced.load(Ordering::Acquire) >= written {
+            return Ok(());
+        }
+        // A roll meanwhile synced this file whole before leaving it.
+        if let Err(e) = file.sync_data() {
+            // After a failed fdatasync the kernel may have dropped the dirty pages: what was
+            // acknowledged can no longer be made durable, so no further append is taken.
+            let err = LogError::io(&path, e);
+            tracing::error!(error = %err, "log sync failed; refusing further appends");
+            let _ = shared.poison.set(err.clone());
+            return Err(err);
+        }
+        #[cfg(test)]
+        shared.requested_syncs.fetch_add(1, Ordering::SeqCst);
+        shared.synced.fetch_max(written, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Stops accepting appends, commits everything already queued, and stops the writer

@@ -814,6 +814,42 @@ fn a_failed_sync_fails_the_whole_round_and_poisons_the_log() {
 }
 
 #[test]
+fn a_log_synced_on_request_syncs_only_what_was_written_since_its_last_sync() {
+    let tmp = TempDir::new().unwrap();
+    let on_request = LogConfig {
+        segment_bytes: 4096,
+        sync: SyncMode::OnRequest,
+    };
+    let log = ShardLog::open(tmp.path(), on_request).unwrap();
+    let syncs = || log.shared.requested_syncs.load(Ordering::SeqCst);
+    log.sync().unwrap();
+    assert_eq!(syncs(), 0, "nothing written, nothing to sync");
+    append_records(&log, 3);
+    assert_eq!(syncs(), 0, "rounds are not synced as they are written");
+    assert_eq!(log.read(0, 10, usize::MAX).unwrap().len(), 3);
+    log.sync().unwrap();
+    assert_eq!(syncs(), 1);
+    log.sync().unwrap();
+    assert_eq!(syncs(), 1, "a second sync has nothing to do");
+
+    while log.segment_count() < 2 {
+        append_records(&log, 20);
+    }
+    assert_eq!(syncs(), 2, "the segment left behind by a roll is synced");
+    log.sync().unwrap();
+    assert_eq!(syncs(), 2, "the roll synced everything written");
+    append_records(&log, 1);
+    log.sync().unwrap();
+    assert_eq!(syncs(), 3);
+    let end = log.end_offset();
+    drop(log);
+
+    let log = ShardLog::open(tmp.path(), on_request).unwrap();
+    assert_eq!(log.end_offset(), end);
+    check_all(&log);
+}
+
+#[test]
 fn concurrent_reads_during_appends_and_rolls_see_whole_records() {
     const N: u64 = 3000;
     let tmp = TempDir::new().unwrap();

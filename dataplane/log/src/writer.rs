@@ -34,8 +34,12 @@ pub(crate) struct Queue {
 pub(crate) struct WriterState {
     pub file: Arc<File>,
     pub path: Arc<Path>,
-    /// Durable bytes in the active file; the next round writes here.
+    /// Bytes of whole rounds in the active file (durable unless the log syncs on request);
+    /// the next round writes here.
     pub size: u64,
+    /// Bytes written by every round since the log was opened, across segments; the log is
+    /// durable up to `Shared::synced` of them.
+    pub written: u64,
     /// Offset the next record gets.
     pub next_offset: u64,
     /// Arrival time of the newest record, so that stamps never go backwards.
@@ -52,6 +56,7 @@ impl WriterState {
             file,
             path: Arc::clone(&active.path),
             size: active.size,
+            written: 0,
             next_offset: active.next_offset,
             last_arrival,
             buf: Vec::new(),
@@ -171,6 +176,7 @@ fn commit_round(shared: &Shared, round: &mut Vec<Pending>) {
         return;
     }
     w.size = start + written;
+    w.written += written;
     w.next_offset = next;
     w.last_arrival = Some(arrival_ms);
     write(&shared.segments).commit(&mut w.entries, w.size, next, arrival_ms);
@@ -207,10 +213,26 @@ fn commit_round(shared: &Shared, round: &mut Vec<Pending>) {
 }
 
 /// Starts a new active segment at the end offset. The new file's directory entry is synced
-/// before the segment is used, so a synced record is never in a file that could vanish.
+/// before the segment is used, so a synced record is never in a file that could vanish. A log
+/// that syncs on request syncs the segment it leaves first, so that only the active segment
+/// can hold unsynced records.
 pub(crate) fn roll(shared: &Shared, w: &mut WriterState) -> Result<(), LogError> {
+    if shared.config.sync == SyncMode::OnRequest {
+        if let Err(e) = w.file.sync_data() {
+            let err = LogError::io(&w.path, e);
+            let _ = shared.poison.set(err.clone());
+            return Err(err);
+        }
+        #[cfg(test)]
+        shared
+            .requested_syncs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        shared
+            .synced
+            .fetch_max(w.written, std::sync::atomic::Ordering::AcqRel);
+    }
     let (segment, file) = Segment::create(&shared.dir, w.next_offset)?;
-    if shared.config.sync == SyncMode::Fdatasync
+    if shared.config.sync != SyncMode::None
         && let Err(e) = sync_dir(&shared.dir)
     {
         let _ = fs::remove_file(&segment.path);

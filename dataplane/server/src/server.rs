@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
+use riffle_log::SyncMode;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -83,7 +84,12 @@ fn write_new_key(path: &Path) -> io::Result<()> {
 /// Runs the server until SIGTERM or Ctrl-C.
 pub async fn run(options: ServerOptions) -> Result<(), ServeError> {
     let catalog = tokio::task::spawn_blocking({
-        let config = options.streams.clone();
+        let mut config = options.streams.clone();
+        if options.replication.is_some() && config.log.sync == SyncMode::Fdatasync {
+            // A replica applies only what a quorum's raft logs hold durably; its shard logs
+            // are synced before it stores its applied position (see `replicated`).
+            config.log.sync = SyncMode::OnRequest;
+        }
         move || Catalog::open(config)
     })
     .await

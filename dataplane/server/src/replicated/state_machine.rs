@@ -3,9 +3,15 @@
 //!
 //! # Position and replay
 //!
+//! A replica's shard logs are not synced as each command is applied
+//! ([`riffle_log::SyncMode::OnRequest`]): an applied command is already durable on a quorum's
+//! raft logs, so the acknowledgement waits for no second `fdatasync`. The logs are synced
+//! before the position is stored, so a stored position never counts records a power loss could
+//! take back.
+//!
 //! After applying, the position (the last applied entry and, for every shard, its log's end
-//! offset at that entry) is written to `position.cbor` (temporary file, `fsync`, rename,
-//! directory `fsync`) — not after every entry, but after the first, then every
+//! offset at that entry) is written to `position.cbor` (shard logs synced, then temporary
+//! file, `fsync`, rename, directory `fsync`) — not after every entry, but after the first, then every
 //! [`SAVE_EVERY`] entries or [`SAVE_INTERVAL`], and always after a blank or membership entry,
 //! an install, and a command that may change a stream's description. The catalog may therefore be ahead of the stored position after a crash,
 //! and openraft replays the entries after it. Replaying is idempotent:
@@ -42,6 +48,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use riffle_log::ShardLog;
 use riffle_replication::{Applied, SnapshotView, StateMachine};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
@@ -143,7 +150,7 @@ impl CatalogMachine {
         let replay = shard_ends(&catalog)
             .await
             .into_iter()
-            .map(|(key, end)| {
+            .map(|(key, end, _)| {
                 let next = stored.get(&key).copied().unwrap_or(0);
                 (key, Replay { next, end })
             })
@@ -164,19 +171,21 @@ impl CatalogMachine {
         self.applier.catalog()
     }
 
-    /// Stores the applied position now (e.g. before a clean shutdown).
+    /// Syncs the shard logs and stores the applied position now (e.g. before a clean
+    /// shutdown).
     pub fn save_position(&mut self) -> io::Result<()> {
         let Some(applied) = &self.applied else {
             return Ok(());
         };
+        let ends = self.runtime.block_on(shard_ends(self.applier.catalog()));
+        let mut shards = Vec::with_capacity(ends.len());
+        for ((stream, epoch, index), end, log) in ends {
+            log.sync().map_err(io::Error::other)?;
+            shards.push((stream, epoch, index, end));
+        }
         let position = Position {
             applied: Some(applied.encode()),
-            shards: self
-                .runtime
-                .block_on(shard_ends(self.applier.catalog()))
-                .into_iter()
-                .map(|((s, e, i), end)| (s, e, i, end))
-                .collect(),
+            shards,
         };
         self.write_position(&position)?;
         self.has_position = true;
@@ -208,9 +217,10 @@ impl CatalogMachine {
     }
 }
 
-/// End offset of every hosted shard log. Only the state machine writes in replicated mode,
-/// and it holds its lock while this runs, so the ends are those of the applied position.
-async fn shard_ends(catalog: &Catalog) -> Vec<(ShardKey, u64)> {
+/// End offset of every hosted shard log, with the log. Only the state machine writes in
+/// replicated mode, and it holds its lock while this runs, so the ends are those of the applied
+/// position.
+async fn shard_ends(catalog: &Catalog) -> Vec<(ShardKey, u64, Arc<ShardLog>)> {
     let mut out = Vec::new();
     for stream in catalog.streams() {
         let name = stream.name.clone();
@@ -220,7 +230,10 @@ async fn shard_ends(catalog: &Catalog) -> Vec<(ShardKey, u64)> {
                 state
                     .shards
                     .iter()
-                    .map(|(&index, shard)| ((name.clone(), epoch, index), shard.log.end_offset()))
+                    .map(|(&index, shard)| {
+                        let key = (name.clone(), epoch, index);
+                        (key, shard.log.end_offset(), Arc::clone(&shard.log))
+                    })
                     .collect::<Vec<_>>()
             })
             .await
