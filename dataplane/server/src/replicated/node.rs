@@ -39,6 +39,10 @@ const PROPOSE_PATIENCE: Duration = Duration::from_secs(5);
 /// Most record bytes proposed in one round of grouped puts (a single larger put goes alone).
 const PUT_ROUND_BYTES: usize = 4 << 20;
 
+/// Most rounds of one lane being replicated at once. A put that finds fewer waits for no
+/// other round; one that finds this many joins the next round, proposed when one finishes.
+const PUT_ROUNDS_IN_FLIGHT: usize = 4;
+
 /// Puts whose records go into one command together: same stream incarnation, sealed alike.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Lane {
@@ -47,11 +51,11 @@ struct Lane {
     encrypted: bool,
 }
 
-/// The puts of one lane waiting for the next round, and whether a round is being proposed.
+/// The puts of one lane waiting for the next round, and how many rounds are being proposed.
 #[derive(Default)]
 struct LaneQueue {
     puts: Vec<WaitingPut>,
-    proposing: bool,
+    rounds_in_flight: usize,
 }
 
 /// One put waiting to be proposed, and where its part of the response goes.
@@ -349,9 +353,10 @@ impl Node {
         Ok(PutOutcome::of(results, routed.encrypted))
     }
 
-    /// Proposes `batches` together with the other puts to the same lane that arrive while a
-    /// put of that lane is being replicated (group commit): one raft entry, one log write and
-    /// one fsync on each replica for all of them. Returns this put's part of the response.
+    /// Proposes `batches` at once if fewer than [`PUT_ROUNDS_IN_FLIGHT`] rounds of its lane
+    /// are being replicated, else together with the other puts to the same lane that arrive
+    /// meanwhile (group commit): one raft entry and one log write on each replica for all of
+    /// them. Returns this put's part of the response.
     async fn put_together(
         self: Arc<Self>,
         lane: Lane,
@@ -371,7 +376,9 @@ impl Node {
                 bytes,
                 reply,
             });
-            !std::mem::replace(&mut waiting.proposing, true)
+            let start = waiting.rounds_in_flight < PUT_ROUNDS_IN_FLIGHT;
+            waiting.rounds_in_flight += usize::from(start);
+            start
         };
         if start_proposing {
             tokio::spawn(Arc::clone(&self).propose_lane(lane));
@@ -381,7 +388,8 @@ impl Node {
             .map_err(|_| ApiError::internal("the put was dropped before it was replicated"))?
     }
 
-    /// Proposes the puts waiting in `lane`, round after round, until none is left.
+    /// Proposes the puts waiting in `lane`, round after round, until none is left; one of
+    /// the lane's rounds in flight.
     async fn propose_lane(self: Arc<Self>, lane: Lane) {
         loop {
             let round: Vec<WaitingPut> = {
@@ -400,7 +408,10 @@ impl Node {
                     })
                     .count();
                 if take == 0 {
-                    lanes.remove(&lane);
+                    waiting.rounds_in_flight -= 1;
+                    if waiting.rounds_in_flight == 0 {
+                        lanes.remove(&lane);
+                    }
                     return;
                 }
                 waiting.puts.drain(..take).collect()
