@@ -1,12 +1,9 @@
-//! Compiles the replication protocol (`riffle/replication/v1`) and the test binary's client API
-//! (`riffle/replication/testing/v1`) with `protox`, so building needs no `protoc`.
+//! Compiles the test binary's client API (`riffle/replication/testing/v1`) with `protox`, so
+//! building needs no `protoc`.
 
 use std::error::Error;
 
-const PROTOS: &[&str] = &[
-    "proto/riffle/replication/v1/raft.proto",
-    "proto/riffle/replication/testing/v1/replica_test.proto",
-];
+const PROTOS: &[&str] = &["proto/riffle/replication/testing/v1/replica_test.proto"];
 
 fn main() -> Result<(), Box<dyn Error>> {
     for proto in PROTOS {

@@ -2,7 +2,7 @@
 //!
 //! A shard group runs one or three replicas. Each replica keeps a durable raft log and vote
 //! ([`storage`]), applies committed commands to a [`StateMachine`] the server implements
-//! ([`state_machine`]), talks to its peers over gRPC ([`network`]) and is driven through
+//! ([`state_machine`]), talks to its peers over TCP ([`network`]) and is driven through
 //! [`Replica`].
 //!
 //! # Using it

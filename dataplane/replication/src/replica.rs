@@ -10,11 +10,9 @@ use bytes::Bytes;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, RaftNetworkFactory, ServerState};
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
 
 use crate::network::Faults;
-use crate::network::client::{MAX_MESSAGE_BYTES, NetworkFactory};
-use crate::network::proto::raft_service_server::RaftServiceServer;
+use crate::network::client::NetworkFactory;
 use crate::network::server::{RaftServer, VoteFloor};
 use crate::state_machine::{StateMachine, StateMachineStore};
 use crate::storage::{LogConfig, LogStore, StoreError};
@@ -241,30 +239,11 @@ impl<S: StateMachine> Replica<S> {
                 });
             }
         };
-        let (stop, mut stopped) = watch::channel(false);
-        let service = RaftServiceServer::new(RaftServer::new(
-            raft.clone(),
-            faults.clone(),
-            vote_floor.clone(),
-        ))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let server = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            };
-            // Without TCP_NODELAY on accepted connections (the builder's setting does not apply
-            // to an incoming stream given to it), a reply's last frame waits for the leader's
-            // delayed ACK: 40 ms per AppendEntries round trip.
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-            if let Err(e) = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "replication server failed");
-            }
-        });
+        let (stop, stopped) = watch::channel(false);
+        let server = tokio::spawn(
+            RaftServer::new(raft.clone(), faults.clone(), vote_floor.clone())
+                .serve(listener, stopped),
+        );
         let mut tasks = vec![server];
         if find_floor {
             tasks.push(tokio::spawn(find_vote_floor(
@@ -436,7 +415,7 @@ async fn find_vote_floor(
             if peer == id || answers.contains_key(&peer) {
                 continue;
             }
-            let client = network.new_client(peer, &BasicNode::new(address)).await;
+            let mut client = network.new_client(peer, &BasicNode::new(address)).await;
             if let Ok(answer) = client.probe(Duration::from_millis(500)).await {
                 answers.insert(peer, answer);
             }
@@ -494,7 +473,7 @@ async fn bootstrap(
             if peer == id {
                 continue;
             }
-            let client = network.new_client(peer, node).await;
+            let mut client = network.new_client(peer, node).await;
             match client.probe(Duration::from_millis(500)).await {
                 Ok((false, _)) => {}
                 Ok((true, _)) => {

@@ -1,4 +1,6 @@
-//! The sending side: openraft's [`RaftNetworkFactory`] and [`RaftNetwork`] over tonic.
+//! The sending side: openraft's [`RaftNetworkFactory`] and [`RaftNetwork`], each peer client
+//! over its own TCP connection (see [`frame`](super::frame)), opened at the first call and
+//! again after any failure. Every call has a deadline (openraft's RPC TTL).
 
 use std::time::Duration;
 
@@ -11,18 +13,15 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use tonic::transport::{Channel, Endpoint};
+use tokio::net::TcpStream;
 
-use crate::network::proto::raft_service_client::RaftServiceClient;
-use crate::network::proto::{ProbeRequest, RaftMessage, SnapshotChunk};
-use crate::network::{FROM_HEADER, Faults, decode, encode};
+use crate::network::frame::{self, Kind, Status};
+use crate::network::{Faults, decode, encode};
 use crate::replica::MAX_BATCH_BYTES;
 use crate::types::{Node, NodeId, TypeConfig};
 
 /// How long a connection attempt to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-/// Largest message accepted: a batch of entries or a snapshot chunk, with room to spare.
-pub(crate) const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Creates one [`PeerClient`] per peer for openraft.
 #[derive(Clone)]
@@ -38,23 +37,13 @@ impl NetworkFactory {
     }
 }
 
-/// A lazily connected gRPC channel to one peer.
+/// A client of one peer, with its own connection.
 pub struct PeerClient {
     from: NodeId,
     target: NodeId,
-    client: Result<RaftServiceClient<Channel>, String>,
+    addr: String,
+    connection: Option<TcpStream>,
     faults: Faults,
-}
-
-/// Opens a lazily connected channel to `addr` (`host:port`).
-pub(crate) fn channel(addr: &str) -> Result<Channel, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("bad peer address {addr}: {e}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5));
-    Ok(endpoint.connect_lazy())
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -64,11 +53,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         PeerClient {
             from: self.from,
             target,
-            client: channel(&node.addr).map(|c| {
-                RaftServiceClient::new(c)
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES)
-            }),
+            addr: node.addr.clone(),
+            connection: None,
             faults: self.faults.clone(),
         }
     }
@@ -80,24 +66,107 @@ fn network_err<E: std::error::Error>(msg: impl Into<String>) -> RPCError<NodeId,
     RPCError::Network(NetworkError::new(&std::io::Error::other(msg.into())))
 }
 
-impl PeerClient {
-    fn request<T>(&self, body: T, option: &RPCOption) -> Result<tonic::Request<T>, String> {
-        if self.faults.is_blocked(self.target) {
-            return Err(format!("traffic to {} is blocked", self.target));
+/// Why a call got no answer from raft.
+#[derive(Debug)]
+enum CallError {
+    /// Not sent or not answered: the peer is down or refuses for now; openraft backs off.
+    Unreachable(String),
+    /// Anything else (a deadline, the fault switch, a malformed reply).
+    Failed(String),
+}
+
+impl CallError {
+    fn into_rpc<E: std::error::Error>(self) -> RPCError<NodeId, Node, E> {
+        match self {
+            CallError::Unreachable(why) => {
+                RPCError::Unreachable(Unreachable::new(&std::io::Error::other(why)))
+            }
+            CallError::Failed(why) => network_err(why),
         }
-        let mut request = tonic::Request::new(body);
-        request.set_timeout(option.hard_ttl());
-        let from = self
-            .from
-            .to_string()
-            .parse()
-            .map_err(|e| format!("bad node id header: {e}"))?;
-        request.metadata_mut().insert(FROM_HEADER, from);
-        Ok(request)
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Unreachable(why) | CallError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+impl PeerClient {
+    /// Sends one request and returns raft's answer, within `timeout`. The connection is
+    /// dropped after any failure, so a late reply is never taken for the next call's.
+    async fn call(
+        &mut self,
+        kind: Kind,
+        parts: &[&[u8]],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, CallError> {
+        if self.faults.is_blocked(self.target) {
+            return Err(CallError::Failed(format!(
+                "traffic to {} is blocked",
+                self.target
+            )));
+        }
+        let exchanged = tokio::time::timeout(timeout, self.exchange(kind, parts)).await;
+        let reply = match exchanged {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => {
+                self.connection = None;
+                tracing::debug!(target = self.target, error = %e, "raft RPC failed");
+                return Err(e);
+            }
+            Err(_) => {
+                self.connection = None;
+                return Err(CallError::Failed(format!(
+                    "replica {} at {} did not answer within {} ms",
+                    self.target,
+                    self.addr,
+                    timeout.as_millis()
+                )));
+            }
+        };
+        match reply {
+            (Status::Ok, body) => Ok(body),
+            (Status::Unavailable, why) => Err(CallError::Unreachable(
+                String::from_utf8_lossy(&why).into_owned(),
+            )),
+            (Status::Blocked | Status::Invalid, why) => Err(CallError::Failed(
+                String::from_utf8_lossy(&why).into_owned(),
+            )),
+        }
     }
 
-    fn client(&self) -> Result<RaftServiceClient<Channel>, String> {
-        self.client.clone()
+    async fn exchange(
+        &mut self,
+        kind: Kind,
+        parts: &[&[u8]],
+    ) -> Result<(Status, Vec<u8>), CallError> {
+        let unreachable =
+            |e: std::io::Error| CallError::Unreachable(format!("replica {}: {e}", self.target));
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => {
+                let connected =
+                    tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+                        .await
+                        .map_err(|_| {
+                            CallError::Unreachable(format!(
+                                "connecting to replica {} at {} timed out",
+                                self.target, self.addr
+                            ))
+                        })?
+                        .map_err(unreachable)?;
+                // Requests are single writes; without this a reply can wait for a delayed ACK.
+                connected.set_nodelay(true).map_err(unreachable)?;
+                self.connection.insert(connected)
+            }
+        };
+        frame::write_request(connection, kind, self.from, parts)
+            .await
+            .map_err(unreachable)?;
+        frame::read_reply(connection).await.map_err(unreachable)
     }
 
     /// Decodes `Result<R, RaftError<E>>` from a reply. (The error type is openraft's.)
@@ -112,31 +181,13 @@ impl PeerClient {
     }
 
     /// Whether the peer reports having a membership, and its current term.
-    pub async fn probe(&self, timeout: Duration) -> Result<(bool, u64), String> {
-        let mut client = self.client()?;
-        let mut request = self.request(ProbeRequest {}, &RPCOption::new(timeout))?;
-        request.set_timeout(timeout);
-        let reply = client.probe(request).await.map_err(|s| s.to_string())?;
-        let reply = reply.into_inner();
-        Ok((reply.initialized, reply.term))
+    pub async fn probe(&mut self, timeout: Duration) -> Result<(bool, u64), String> {
+        let reply = self
+            .call(Kind::Probe, &[], timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        decode(&reply)
     }
-}
-
-fn status_err<E: std::error::Error>(
-    target: NodeId,
-    status: tonic::Status,
-) -> RPCError<NodeId, Node, E> {
-    if status.code() == tonic::Code::Unavailable && status.message().contains("blocked") {
-        return network_err(status.message().to_string());
-    }
-    tracing::debug!(target, %status, "raft RPC failed");
-    if status.code() == tonic::Code::Unavailable {
-        // Connection refused or reset: the peer is down; openraft backs off.
-        return RPCError::Unreachable(Unreachable::new(&std::io::Error::other(
-            status.message().to_string(),
-        )));
-    }
-    network_err(status.to_string())
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
@@ -155,15 +206,11 @@ impl RaftNetwork<TypeConfig> for PeerClient {
                 PayloadTooLarge::new_entries_hint(hint as u64),
             ));
         }
-        let request = self
-            .request(RaftMessage { cbor: cbor.into() }, &option)
-            .map_err(network_err)?;
-        let mut client = self.client().map_err(network_err)?;
-        let reply = client
-            .append_entries(request)
+        let reply = self
+            .call(Kind::AppendEntries, &[&cbor], option.hard_ttl())
             .await
-            .map_err(|s| status_err(self.target, s))?;
-        self.reply(&reply.into_inner().cbor)
+            .map_err(CallError::into_rpc)?;
+        self.reply(&reply)
     }
 
     async fn install_snapshot(
@@ -173,21 +220,16 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
         let data = std::mem::take(&mut rpc.data);
         let cbor = encode(&rpc).map_err(network_err)?;
-        let request = self
-            .request(
-                SnapshotChunk {
-                    cbor: cbor.into(),
-                    data: data.into(),
-                },
-                &option,
+        let len = frame::snapshot_prefix(&cbor);
+        let reply = self
+            .call(
+                Kind::InstallSnapshot,
+                &[&len, &cbor, &data],
+                option.hard_ttl(),
             )
-            .map_err(network_err)?;
-        let mut client = self.client().map_err(network_err)?;
-        let reply = client
-            .install_snapshot(request)
             .await
-            .map_err(|s| status_err(self.target, s))?;
-        self.reply(&reply.into_inner().cbor)
+            .map_err(CallError::into_rpc)?;
+        self.reply(&reply)
     }
 
     async fn vote(
@@ -196,15 +238,11 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr> {
         let cbor = encode(&rpc).map_err(network_err)?;
-        let request = self
-            .request(RaftMessage { cbor: cbor.into() }, &option)
-            .map_err(network_err)?;
-        let mut client = self.client().map_err(network_err)?;
-        let reply = client
-            .vote(request)
+        let reply = self
+            .call(Kind::Vote, &[&cbor], option.hard_ttl())
             .await
-            .map_err(|s| status_err(self.target, s))?;
-        self.reply(&reply.into_inner().cbor)
+            .map_err(CallError::into_rpc)?;
+        self.reply(&reply)
     }
 
     fn backoff(&self) -> openraft::network::Backoff {

@@ -1,29 +1,22 @@
-//! Raft traffic between the replicas of a shard group, over gRPC (`riffle.replication.v1`).
+//! Raft traffic between the replicas of a shard group, over TCP.
 //!
-//! openraft messages travel as CBOR inside protobuf `bytes` (snapshot chunk data raw, beside its
-//! CBOR header). [`client::NetworkFactory`] gives openraft one lazily connected channel per peer;
-//! tonic reconnects it after failures, and every call has a deadline (openraft's RPC TTL).
-//! [`server::RaftServer`] feeds incoming calls to the local [`Raft`](crate::types::Raft).
+//! openraft messages travel as CBOR in length-prefixed frames ([`frame`]; snapshot chunk data
+//! raw, after its CBOR header). [`client::NetworkFactory`] gives openraft one client per peer,
+//! each with its own connection, opened lazily and again after a failure; every call has a
+//! deadline (openraft's RPC TTL). [`server::RaftServer`] feeds incoming requests to the local
+//! [`Raft`](crate::types::Raft).
 //!
 //! [`Faults`] is a fault-injection switch for tests: traffic to and from blocked peers is dropped
 //! at both ends, which partitions a replica without touching the host network.
 
 pub mod client;
+mod frame;
 pub mod server;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::types::NodeId;
-
-/// Generated messages, client and server of `riffle.replication.v1`.
-#[allow(missing_docs, clippy::all)]
-pub mod proto {
-    tonic::include_proto!("riffle.replication.v1");
-}
-
-/// The metadata header naming the sending replica.
-pub const FROM_HEADER: &str = "x-riffle-from";
 
 /// Peers whose replication traffic is dropped (fault injection for tests; empty in production).
 #[derive(Debug, Clone, Default)]

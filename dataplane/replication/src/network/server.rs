@@ -1,17 +1,18 @@
-//! The receiving side: the `RaftService` gRPC server feeding the local raft.
+//! The receiving side: serves raft requests from peers to the local raft, one connection per
+//! peer client, each answered in order.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use tonic::{Request, Response, Status};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
-use crate::network::proto::raft_service_server::RaftService;
-use crate::network::proto::{ProbeReply, ProbeRequest, RaftMessage, SnapshotChunk};
-use crate::network::{FROM_HEADER, Faults, decode, encode};
+use crate::network::frame::{self, Kind, Request, Status};
+use crate::network::{Faults, decode, encode};
 use crate::types::{NodeId, Raft, TypeConfig};
 
-/// Serves raft RPCs from peers to one local replica.
+/// Serves raft requests from peers to one local replica.
 #[derive(Clone)]
 pub struct RaftServer {
     raft: Raft,
@@ -47,8 +48,8 @@ impl VoteFloor {
 }
 
 impl RaftServer {
-    /// The server of `raft`, dropping calls from peers blocked in `faults` and refusing votes
-    /// below `vote_floor`.
+    /// The server of `raft`, dropping requests from peers blocked in `faults` and refusing
+    /// votes below `vote_floor`.
     pub fn new(raft: Raft, faults: Faults, vote_floor: VoteFloor) -> Self {
         RaftServer {
             raft,
@@ -57,72 +58,107 @@ impl RaftServer {
         }
     }
 
-    fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let from: Option<NodeId> = request
-            .metadata()
-            .get(FROM_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        match from {
-            Some(from) if self.faults.is_blocked(from) => Err(Status::unavailable(format!(
-                "traffic from {from} is blocked"
-            ))),
-            _ => Ok(()),
+    /// Accepts connections on `listener` until `stop` turns true.
+    pub async fn serve(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            match accepted {
+                Ok((connection, _)) => {
+                    tokio::spawn(self.clone().serve_connection(connection, stop.clone()));
+                }
+                Err(e) => {
+                    // E.g. out of file descriptors: keep serving the open connections.
+                    tracing::warn!(error = %e, "cannot accept a replication connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// Answers the requests of one connection in order until it closes or `stop`.
+    async fn serve_connection(self, mut connection: TcpStream, mut stop: watch::Receiver<bool>) {
+        // Replies are single writes; without this one can wait for the peer's delayed ACK.
+        if let Err(e) = connection.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a replication connection");
+        }
+        loop {
+            let request = tokio::select! {
+                request = frame::read_request(&mut connection) => request,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let request = match request {
+                Ok(Some(request)) => request,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "dropping a replication connection");
+                    return;
+                }
+            };
+            let (status, body) = self.answer(request).await;
+            if let Err(e) = frame::write_reply(&mut connection, status, &body).await {
+                tracing::debug!(error = %e, "cannot reply on a replication connection");
+                return;
+            }
+        }
+    }
+
+    async fn answer(&self, request: Request) -> (Status, Vec<u8>) {
+        if self.faults.is_blocked(request.from) {
+            let why = format!("traffic from {} is blocked", request.from);
+            return (Status::Blocked, why.into_bytes());
+        }
+        let invalid = |why: String| (Status::Invalid, why.into_bytes());
+        match request.kind {
+            Some(Kind::AppendEntries) => {
+                match decode::<AppendEntriesRequest<TypeConfig>>(&request.body) {
+                    Ok(rpc) => reply(&self.raft.append_entries(rpc).await),
+                    Err(e) => invalid(e),
+                }
+            }
+            Some(Kind::Vote) => {
+                let rpc: VoteRequest<NodeId> = match decode(&request.body) {
+                    Ok(rpc) => rpc,
+                    Err(e) => return invalid(e),
+                };
+                let term = rpc.vote.leader_id().term;
+                if !self.vote_floor.allows(term) {
+                    let why = format!(
+                        "this replica lost its volume and does not vote in term {term}, in \
+                         which it may already have voted"
+                    );
+                    return (Status::Unavailable, why.into_bytes());
+                }
+                reply(&self.raft.vote(rpc).await)
+            }
+            Some(Kind::InstallSnapshot) => {
+                let Some((cbor, data)) = frame::split_snapshot(&request.body) else {
+                    return invalid("a snapshot chunk shorter than its header".into());
+                };
+                let mut rpc: InstallSnapshotRequest<TypeConfig> = match decode(cbor) {
+                    Ok(rpc) => rpc,
+                    Err(e) => return invalid(e),
+                };
+                rpc.data = data.to_vec();
+                reply(&self.raft.install_snapshot(rpc).await)
+            }
+            Some(Kind::Probe) => match self.raft.is_initialized().await {
+                Ok(initialized) => {
+                    let term = self.raft.metrics().borrow().current_term;
+                    reply(&(initialized, term))
+                }
+                Err(e) => (Status::Unavailable, e.to_string().into_bytes()),
+            },
+            None => invalid("a request of unknown kind".into()),
         }
     }
 }
 
-fn reply<T: serde::Serialize>(result: &T) -> Result<Response<RaftMessage>, Status> {
-    let cbor = encode(result).map_err(Status::internal)?;
-    Ok(Response::new(RaftMessage { cbor: cbor.into() }))
-}
-
-#[tonic::async_trait]
-impl RaftService for RaftServer {
-    async fn append_entries(
-        &self,
-        request: Request<RaftMessage>,
-    ) -> Result<Response<RaftMessage>, Status> {
-        self.admit(&request)?;
-        let rpc: AppendEntriesRequest<TypeConfig> =
-            decode(&request.into_inner().cbor).map_err(Status::invalid_argument)?;
-        reply(&self.raft.append_entries(rpc).await)
-    }
-
-    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        self.admit(&request)?;
-        let rpc: VoteRequest<NodeId> =
-            decode(&request.into_inner().cbor).map_err(Status::invalid_argument)?;
-        let term = rpc.vote.leader_id().term;
-        if !self.vote_floor.allows(term) {
-            return Err(Status::unavailable(format!(
-                "this replica lost its volume and does not vote in term {term}, in which it may \
-                 already have voted"
-            )));
-        }
-        reply(&self.raft.vote(rpc).await)
-    }
-
-    async fn install_snapshot(
-        &self,
-        request: Request<SnapshotChunk>,
-    ) -> Result<Response<RaftMessage>, Status> {
-        self.admit(&request)?;
-        let chunk = request.into_inner();
-        let mut rpc: InstallSnapshotRequest<TypeConfig> =
-            decode(&chunk.cbor).map_err(Status::invalid_argument)?;
-        rpc.data = chunk.data.to_vec();
-        reply(&self.raft.install_snapshot(rpc).await)
-    }
-
-    async fn probe(&self, request: Request<ProbeRequest>) -> Result<Response<ProbeReply>, Status> {
-        self.admit(&request)?;
-        let initialized = self
-            .raft
-            .is_initialized()
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        let term = self.raft.metrics().borrow().current_term;
-        Ok(Response::new(ProbeReply { initialized, term }))
+fn reply<T: serde::Serialize>(result: &T) -> (Status, Vec<u8>) {
+    match encode(result) {
+        Ok(cbor) => (Status::Ok, cbor),
+        Err(e) => (Status::Invalid, e.into_bytes()),
     }
 }
