@@ -90,12 +90,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # A loopback port nothing listens on and not handed out before in this run (the window until
-# the server binds it is tiny).
+# the server binds it is tiny), below the kernel's ephemeral range (32768 and up by default),
+# where the replicas' own outgoing connections take their source ports.
 TAKEN=" "
 free_port() {
     local port
     for _ in $(seq 200); do
-        port=$((20000 + RANDOM % 40000))
+        port=$((20000 + RANDOM % 12768))
         if [[ $TAKEN != *" $port "* ]] && ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return
