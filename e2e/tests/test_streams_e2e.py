@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -28,6 +29,8 @@ EXAMPLE = REPO / "examples" / "stream.yaml"
 INSTALL_NAMESPACE = os.environ.get("RIFFLE_NAMESPACE", "riffle-system")
 API_NAMESPACE = os.environ.get("RIFFLE_API_NAMESPACE", "default")
 LABEL = "riffle.dev/stream"
+# Asks a replica of a replicated group to answer a read from its own copy.
+READ_LOCAL_HEADER = "x-riffle-read-local"
 MAX_HASH_KEY = 2**128 - 1
 # Budgets of the bounded waits.
 READY_WITHIN = 180.0
@@ -35,6 +38,9 @@ READY_WITHIN = 180.0
 # schedule (about a minute), so a Ready stream can take that long to be routed.
 ROUTED_WITHIN = 150.0
 GONE_WITHIN = 120.0
+# Client timeouts of writers under faults: a call to a group that cannot answer fails soon
+# rather than holding its writer.
+SHORT_CALLS = {"read_timeout": 5, "connect_timeout": 3}
 
 for _key, _value in {
     "AWS_ACCESS_KEY_ID": "test",
@@ -163,6 +169,13 @@ def example_manifest(namespace: str, name: str) -> str:
     return text
 
 
+def replicated_manifest(namespace: str, name: str) -> str:
+    """`example_manifest` with replicationFactor 3: each shard group is three pods running raft."""
+    manifest = example_manifest(namespace, name).replace("replicationFactor: 1", "replicationFactor: 3")
+    assert "replicationFactor: 3" in manifest
+    return manifest
+
+
 def all_records(client, stream: str) -> dict[str, list[dict]]:
     """Every retained record of every shard (open and closed), by shard id, oldest first."""
     shards = client.list_shards(StreamName=stream)["Shards"]
@@ -237,21 +250,32 @@ def group_settled(namespace: str, name: str) -> dict | None:
     return None
 
 
+def group_pods(name: str, group: int = 0) -> list[str]:
+    """The pods of a replicated stream's shard group `group`, in ordinal order."""
+    return [f"{name}-g{group}-{ordinal}" for ordinal in range(3)]
+
+
+def replica_gauges(namespace: str, pod: str) -> dict[str, str]:
+    """The `riffle_replica_*` gauges on the pod's /metrics, by name ({} if it has no address or
+    does not answer)."""
+    ip = kubectl_json("get", "pod", pod, "-n", namespace)["status"].get("podIP")
+    if not ip:
+        return {}
+    result = subprocess.run(
+        ["curl", "-s", "--max-time", "2", f"http://{ip}:4567/metrics"], capture_output=True, text=True
+    )
+    return {
+        line.split("{")[0]: line.rsplit(" ", 1)[-1]
+        for line in result.stdout.splitlines()
+        if line.startswith("riffle_replica_")
+    }
+
+
 def replica_metrics_leader(namespace: str, pods: list[str]) -> str | None:
     """The pod whose replica says, on its /metrics, that it leads the group (highest term)."""
     best = None
     for pod in pods:
-        ip = kubectl_json("get", "pod", pod, "-n", namespace)["status"].get("podIP")
-        if not ip:
-            continue
-        result = subprocess.run(
-            ["curl", "-s", "--max-time", "2", f"http://{ip}:4567/metrics"], capture_output=True, text=True
-        )
-        gauges = {
-            line.split("{")[0]: line.rsplit(" ", 1)[-1]
-            for line in result.stdout.splitlines()
-            if line.startswith("riffle_replica_")
-        }
+        gauges = replica_gauges(namespace, pod)
         if gauges.get("riffle_replica_is_leader") == "1":
             term = int(gauges.get("riffle_replica_term", "0"))
             if best is None or term > best[0]:
@@ -289,15 +313,65 @@ class Cluster:
             config=self.config.merge(Config(parameter_validation=False)),
         )
 
+    def client(self, endpoint: str | None = None, read_local: bool = False, **options):
+        """A client that sends each call once, to the gateway or to `endpoint`: a retried put may
+        store its records twice, which the exactly-once checks would take for a fault. With
+        `read_local`, a replica answers reads from its own copy, whether it leads or not."""
+        client = boto3.client(
+            "kinesis",
+            endpoint_url=endpoint or self.endpoint,
+            config=self.config.merge(Config(retries={"total_max_attempts": 1}, **options)),
+        )
+        if read_local:
+
+            def ask_for_the_local_copy(request, **_) -> None:
+                request.headers[READ_LOCAL_HEADER] = "1"
+
+            client.meta.events.register("before-sign.kinesis", ask_for_the_local_copy)
+        return client
+
 
 def wait_routed(cluster: Cluster, name: str, message: str) -> dict:
-    """Waits until the gateway answers DescribeStreamSummary for `name`; returns the summary."""
-    return wait_for(
-        lambda: cluster.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"],
-        ROUTED_WITHIN,
-        message,
-        interval=0.5,
-    )
+    """Waits until every gateway replica answers DescribeStreamSummary for `name`; returns the
+    summary. Each replica reads the routes on its own schedule, and a client's connection may
+    reach any of them."""
+
+    def routed() -> dict | None:
+        ips = kubectl(
+            "get", "pods", "-n", INSTALL_NAMESPACE, "-l", "app.kubernetes.io/component=gateway",
+            "--field-selector", "status.phase=Running", "-o", "jsonpath={.items[*].status.podIP}",
+        ).stdout.split()
+        summaries = [
+            cluster.client(f"http://{ip}:4567").describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+            for ip in ips
+        ]
+        return summaries[0] if summaries else None
+
+    return wait_for(routed, ROUTED_WITHIN, message, interval=0.5)
+
+
+def pod_uid(namespace: str, pod: str) -> str:
+    """The uid of `pod` as it exists now; a pod recreated under the same name has another."""
+    return kubectl_json("get", "pod", pod, "-n", namespace)["metadata"]["uid"]
+
+
+def force_delete_pods(namespace: str, *pods: str) -> None:
+    """Deletes `pods` without a grace period: the API forgets them at once, and their StatefulSet
+    recreates them without waiting for kubelet to stop the old containers."""
+    kubectl("delete", "pod", *pods, "-n", namespace, "--grace-period=0", "--force", "--wait=false")
+
+
+def wait_replaced(namespace: str, pod: str, uid: str, timeout: float = READY_WITHIN) -> dict:
+    """Waits for `pod` to exist again as another object than `uid` and be Ready; returns it."""
+
+    def replaced():
+        found = kubectl_json("get", "pod", pod, "-n", namespace)
+        ready = any(
+            c["type"] == "Ready" and c["status"] == "True" for c in found.get("status", {}).get("conditions", [])
+        )
+        return found if found["metadata"]["uid"] != uid and ready else None
+
+    return wait_for(replaced, timeout, f"{pod} to be replaced and Ready")
 
 
 @pytest.fixture(scope="module")
@@ -642,11 +716,7 @@ def test_force_deleting_data_plane_pods_under_load_loses_no_acknowledged_record(
     kubectl("apply", "-f", "-", stdin=manifest)
     wait_ready(cluster.namespace, name)
     wait_routed(cluster, name, "the gateway to route the stream")
-    client = boto3.client(
-        "kinesis",
-        endpoint_url=cluster.endpoint,
-        config=cluster.config.merge(Config(retries={"total_max_attempts": 1}, read_timeout=20)),
-    )
+    client = cluster.client(read_timeout=20)
     acknowledged: dict[str, str] = {}
     failures = [0]
     stop = threading.Event()
@@ -680,18 +750,9 @@ def test_force_deleting_data_plane_pods_under_load_loses_no_acknowledged_record(
         for group in (0, 1):
             wait_for(lambda: len(acknowledged) > 500 * (group + 1), 60, "writes to be acknowledged")
             pod = f"{name}-g{group}-0"
-            uid = kubectl_json("get", "pod", pod, "-n", cluster.namespace)["metadata"]["uid"]
-            kubectl("delete", "pod", pod, "-n", cluster.namespace, "--grace-period=0", "--force", "--wait=false")
-
-            def replaced():
-                found = kubectl_json("get", "pod", pod, "-n", cluster.namespace)
-                ready = any(
-                    c["type"] == "Ready" and c["status"] == "True"
-                    for c in found.get("status", {}).get("conditions", [])
-                )
-                return found["metadata"]["uid"] != uid and ready
-
-            wait_for(replaced, READY_WITHIN, f"{pod} to be replaced and Ready")
+            uid = pod_uid(cluster.namespace, pod)
+            force_delete_pods(cluster.namespace, pod)
+            wait_replaced(cluster.namespace, pod, uid)
             before = len(acknowledged)
             wait_for(lambda: len(acknowledged) > before + 200, 60, "writes to be acknowledged again")
     finally:
@@ -707,21 +768,14 @@ def test_a_replicated_group_survives_losing_its_leader_under_load(cluster: Clust
     """replicationFactor 3: three pods, one raft group. Force-deleting the leader while a writer
     keeps putting loses no acknowledged record, and writes resume on a new leader."""
     name = f"{cluster.stream}-r3"
-    manifest = example_manifest(cluster.namespace, name).replace("replicationFactor: 1", "replicationFactor: 3")
-    assert "replicationFactor: 3" in manifest
-    kubectl("apply", "-f", "-", stdin=manifest)
+    kubectl("apply", "-f", "-", stdin=replicated_manifest(cluster.namespace, name))
     stream = wait_ready(cluster.namespace, name)
     assert condition(stream, "Degraded")["status"] == "False"
     sts = kubectl_json("get", "statefulset", f"{name}-g0", "-n", cluster.namespace)
     assert sts["spec"]["replicas"] == 3
     wait_routed(cluster, name, "the gateway to route the replicated stream")
-    client = boto3.client(
-        "kinesis",
-        endpoint_url=cluster.endpoint,
-        config=cluster.config.merge(Config(retries={"total_max_attempts": 1}, read_timeout=10)),
-    )
-
-    pods = [f"{name}-g0-{ordinal}" for ordinal in range(3)]
+    client = cluster.client(read_timeout=10)
+    pods = group_pods(name)
 
     def leader() -> str | None:
         return replica_metrics_leader(cluster.namespace, pods)
@@ -756,7 +810,7 @@ def test_a_replicated_group_survives_losing_its_leader_under_load(cluster: Clust
     # leading in the same term from its volume, and nothing fails over. The node is cordoned
     # until the followers have elected a new leader, so the group really loses its leader.
     kubectl("cordon", node)
-    kubectl("delete", "pod", old_leader, "-n", cluster.namespace, "--grace-period=0", "--force", "--wait=false")
+    force_delete_pods(cluster.namespace, old_leader)
     deleted_at = time.monotonic()
 
     def replaced() -> bool:
@@ -861,7 +915,8 @@ def heal(netns: str) -> None:
 
 class Writers:
     """Threads putting batches of unique records through `client` until stopped; remembers the
-    sequence number of every record acknowledged, and the time of each acknowledgement."""
+    sequence number of every record acknowledged, when the call that carried it was sent, and
+    the time of each acknowledgement."""
 
     def __init__(self, client, stream: str, prefix: str, threads: int = 3) -> None:
         import threading
@@ -870,9 +925,11 @@ class Writers:
         self.stream = stream
         self.prefix = prefix
         self.acknowledged: dict[str, str] = {}
+        self.sent_at: dict[str, float] = {}
         self.last_ack = 0.0
         self.ack_times: list[float] = []
         self.failures = 0
+        self.failed_calls = 0
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.threads = [threading.Thread(target=self.run, args=(n,)) for n in range(threads)]
@@ -887,30 +944,74 @@ class Writers:
                 for i in range(20)
             ]
             batch += 1
+            sent = time.monotonic()
             try:
                 answer = self.client.put_records(StreamName=self.stream, Records=entries)
             except Exception:  # cut off or timed out: nothing of this call was acknowledged
                 with self.lock:
                     self.failures += 1
+                    self.failed_calls += 1
                 continue
             with self.lock:
                 for entry, result in zip(entries, answer["Records"]):
                     if "SequenceNumber" in result:
-                        self.acknowledged[entry["Data"].decode()] = result["SequenceNumber"]
-                        self.last_ack = time.monotonic()
+                        data = entry["Data"].decode()
+                        self.acknowledged[data] = result["SequenceNumber"]
+                        self.sent_at[data] = sent
                     else:
                         self.failures += 1
-                self.ack_times.append(time.monotonic())
+                if any("SequenceNumber" in result for result in answer["Records"]):
+                    self.last_ack = time.monotonic()
+                    self.ack_times.append(self.last_ack)
 
     def count(self) -> int:
         with self.lock:
             return len(self.acknowledged)
 
-    def longest_gap(self, since: float) -> float:
-        """The longest time without an acknowledged write from `since` until now."""
+    def summary(self) -> str:
+        with self.lock:
+            return (
+                f"{len(self.acknowledged)} records acknowledged, {self.failures} refused (throttled "
+                f"included) or cut off, {self.failed_calls} calls failed outright"
+            )
+
+    def wait_for_more(self, records: int, message: str, timeout: float = 60) -> None:
+        """Waits until more than `records` records beyond those acknowledged now are."""
+        before = self.count()
+        wait_for(lambda: self.count() > before + records, timeout, message)
+
+    def assert_each_stored_once(self, read: dict[str, list[str]]) -> None:
+        """Checks that what was read (data → sequence numbers, as `read_sequences` returns it) is
+        only records these writers sent, intact and each once: a call that failed may still have
+        stored its records, but never twice, since no call is retried."""
+        pattern = re.compile(rf"{re.escape(self.prefix)}\d+-\d+-\d+")
+        strange = [data for data in read if not pattern.fullmatch(data)]
+        assert not strange, f"{len(strange)} records read that no writer sent, e.g. {strange[:3]}"
+        twice = {data: sequences for data, sequences in read.items() if len(sequences) > 1}
+        assert not twice, f"{len(twice)} records stored more than once, e.g. {list(twice.items())[:3]}"
+
+    def acknowledged_so_far(self) -> tuple[set[str], float]:
+        """The records acknowledged until now, and now: every one of them was stored before any
+        record sent later."""
+        with self.lock:
+            return set(self.acknowledged), time.monotonic()
+
+    def sent_after(self, moment: float) -> set[str]:
+        """The acknowledged records whose call was sent after `moment`."""
+        with self.lock:
+            return {data for data, sent in self.sent_at.items() if sent > moment}
+
+    def longest_pause(self, since: float) -> tuple[float, float]:
+        """The start and end of the longest time without an acknowledged write from `since`
+        until now."""
         with self.lock:
             times = [since] + [t for t in self.ack_times if t > since] + [time.monotonic()]
-        return max(b - a for a, b in zip(times, times[1:]))
+        return max(zip(times, times[1:]), key=lambda pause: pause[1] - pause[0])
+
+    def longest_gap(self, since: float) -> float:
+        """The longest time without an acknowledged write from `since` until now."""
+        start, end = self.longest_pause(since)
+        return end - start
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -926,10 +1027,9 @@ def test_a_leader_cut_off_from_its_followers_is_replaced_and_acknowledges_nothin
     acknowledged record is read back exactly once with its sequence number, and nothing the
     old leader was sent while cut off is."""
     name = f"{cluster.stream}-cut"
-    manifest = example_manifest(cluster.namespace, name).replace("replicationFactor: 1", "replicationFactor: 3")
-    kubectl("apply", "-f", "-", stdin=manifest)
+    kubectl("apply", "-f", "-", stdin=replicated_manifest(cluster.namespace, name))
     wait_ready(cluster.namespace, name)
-    pods = [f"{name}-g0-{ordinal}" for ordinal in range(3)]
+    pods = group_pods(name)
 
     group = wait_for(
         lambda: group_settled(cluster.namespace, name),
@@ -944,9 +1044,8 @@ def test_a_leader_cut_off_from_its_followers_is_replaced_and_acknowledges_nothin
         pytest.skip("the pods' network namespaces are not on this host (kind?): cannot cut one off")
     followers = [pod for pod in pods if pod != old_leader]
     wait_routed(cluster, name, "the gateway to route the stream")
-    short = cluster.config.merge(Config(retries={"total_max_attempts": 1}, read_timeout=5, connect_timeout=3))
-    writers = Writers(boto3.client("kinesis", endpoint_url=cluster.endpoint, config=short), name, "w")
-    direct = boto3.client("kinesis", endpoint_url=f"http://{ips[old_leader]}:4567", config=short)
+    writers = Writers(cluster.client(**SHORT_CALLS), name, "w")
+    direct = cluster.client(f"http://{ips[old_leader]}:4567", **SHORT_CALLS)
     sent_direct: list[str] = []
     try:
         wait_for(lambda: writers.count() > 300, 60, "writes to be acknowledged before the cut")
@@ -1001,15 +1100,197 @@ def test_a_leader_cut_off_from_its_followers_is_replaced_and_acknowledges_nothin
         rejoined = wait_for(lambda: group_settled(cluster.namespace, name), 90, f"{old_leader} to rejoin and catch up")
         print(f"e2e: healed; {old_leader} followed {rejoined['leader']} again {time.monotonic() - healed_at:.1f} s later")
         assert rejoined["leader"] != old_leader or rejoined["term"] > group["term"]
-        before = writers.count()
-        wait_for(lambda: writers.count() > before + 100, 60, "writes to continue after healing")
+        writers.wait_for_more(100, "writes to continue after healing")
     finally:
         writers.stop()
         heal(netns)
-    print(f"e2e: {writers.count()} records acknowledged, {writers.failures} refused or cut off")
+    print(f"e2e: {writers.summary()}")
     read = assert_read_back_exactly_once(cluster.kinesis, name, writers.acknowledged)
     appeared = [data for data in sent_direct if data in read]
     assert not appeared, f"records sent only to the cut-off leader were stored: {appeared}"
+    kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
+    assert_nothing_left(cluster.namespace, name)
+
+
+def replicated_stream_under_writes(cluster: Cluster, name: str, prefix: str) -> tuple[dict, Writers]:
+    """Creates the replicationFactor 3 stream `name` and starts writers putting records
+    `prefix...` through the gateway; returns the group's status entry, naming its leader with
+    every replica caught up, once 300 records are acknowledged, and the running writers."""
+    kubectl("apply", "-f", "-", stdin=replicated_manifest(cluster.namespace, name))
+    wait_ready(cluster.namespace, name)
+    group = wait_for(
+        lambda: group_settled(cluster.namespace, name),
+        60,
+        "the status to name the group's leader with every replica caught up",
+    )
+    wait_routed(cluster, name, "the gateway to route the replicated stream")
+    writers = Writers(cluster.client(**SHORT_CALLS), name, prefix)
+    try:
+        wait_for(lambda: writers.count() > 300, 60, "writes to be acknowledged before the fault")
+    except AssertionError:
+        writers.stop()
+        raise
+    return group, writers
+
+
+def replica_copy_client(cluster: Cluster, pod: str):
+    """A client of the replica in `pod` that reads what that replica stores itself."""
+    ip = kubectl_json("get", "pod", pod, "-n", cluster.namespace)["status"]["podIP"]
+    return cluster.client(f"http://{ip}:4567", read_local=True, **SHORT_CALLS)
+
+
+def replica_entry(group: dict, pod: str) -> dict:
+    """The `replicas` entry of `pod` in a `status.groups` entry ({} if absent)."""
+    return next((r for r in group.get("replicas", []) if r["pod"] == pod), {})
+
+
+def test_a_follower_restarted_on_an_empty_volume_catches_up(cluster: Cluster):
+    """replicationFactor 3 under writes: a follower's claim is deleted and its pod force-deleted,
+    so the StatefulSet brings it back on a new, empty volume. Writes go on meanwhile (the leader
+    keeps a quorum with the other follower, and keeps leading); the new replica becomes Ready
+    and catches up, its own copy holds every acknowledged record once with the sequence number
+    the leader gave it, and so do reads through the gateway."""
+    name = f"{cluster.stream}-blank"
+    group, writers = replicated_stream_under_writes(cluster, name, "b")
+    leader, term = group["leader"], group["term"]
+    follower = next(r["pod"] for r in group["replicas"] if r["pod"] != leader)
+    try:
+        sts = kubectl_json("get", "statefulset", f"{name}-g0", "-n", cluster.namespace)
+        claim = f"{sts['spec']['volumeClaimTemplates'][0]['metadata']['name']}-{follower}"
+        old_claim = kubectl_json("get", "pvc", claim, "-n", cluster.namespace)
+        uid = pod_uid(cluster.namespace, follower)
+        # The claim stays, Terminating (kubernetes.io/pvc-protection), until its pod is gone; the
+        # StatefulSet then gives the recreated pod a new claim, and the provisioner a new volume.
+        kubectl("delete", "pvc", claim, "-n", cluster.namespace, "--wait=false")
+        force_delete_pods(cluster.namespace, follower)
+        deleted_at = time.monotonic()
+        acknowledged_at_deletion = writers.count()
+        wait_for(
+            lambda: not replica_entry(group_leadership(cluster.namespace, name), follower).get("caughtUp", True),
+            60,
+            f"the status to show {follower} as no longer caught up",
+        )
+        wait_replaced(cluster.namespace, follower, uid)
+        ready_after = time.monotonic() - deleted_at
+        acknowledged_while_away = writers.count() - acknowledged_at_deletion
+        new_claim = kubectl_json("get", "pvc", claim, "-n", cluster.namespace)
+        assert new_claim["metadata"]["uid"] != old_claim["metadata"]["uid"], f"{claim} was not recreated"
+        assert new_claim["spec"]["volumeName"] != old_claim["spec"]["volumeName"], f"{claim} kept its volume"
+
+        # Caught up: following the same leader in the same term, with everything the leader had
+        # applied when the replica came back.
+        leading = replica_gauges(cluster.namespace, leader)
+        assert leading.get("riffle_replica_is_leader") == "1", f"{leader} stopped leading: {leading}"
+        target = int(leading["riffle_replica_applied_index"])
+
+        def caught_up() -> dict | None:
+            gauges = replica_gauges(cluster.namespace, follower)
+            follows = all(
+                gauges.get(gauge) == leading[gauge] for gauge in ("riffle_replica_leader", "riffle_replica_term")
+            )
+            return gauges if follows and int(gauges.get("riffle_replica_applied_index", "0")) >= target else None
+
+        wait_for(caught_up, READY_WITHIN, f"{follower} to apply the leader's index {target}")
+        caught_up_after = time.monotonic() - deleted_at
+
+        def reported() -> dict | None:
+            group = group_leadership(cluster.namespace, name)
+            entry = replica_entry(group, follower)
+            return group if entry.get("ready") and entry.get("caughtUp") else None
+
+        rejoined = wait_for(reported, 60, f"the status to show {follower} as caught up")
+        reported_after = time.monotonic() - deleted_at
+        assert (rejoined["leader"], rejoined["term"]) == (leader, term), f"the leadership changed: {rejoined}"
+        stall = writers.longest_gap(deleted_at)
+        writers.wait_for_more(100, "writes to go on with the replica back")
+    finally:
+        writers.stop()
+    print(
+        f"\ne2e: follower {follower} restarted on an empty volume: Ready {ready_after:.1f} s after the "
+        f"deletion, applied the leader's index {target} after {caught_up_after:.1f} s, caughtUp in the "
+        f"status after {reported_after:.1f} s; writes through the gateway stalled for at most {stall:.1f} s, "
+        f"{acknowledged_while_away} acknowledged while it was away"
+    )
+    print(f"e2e: {writers.summary()}")
+    # The leader keeps a quorum with the other follower, so it never stops acknowledging: a pause
+    # longer than its quorum window (1.5 s) and some scheduling delay would be a fault.
+    assert acknowledged_while_away > 0, "no write was acknowledged while the follower was away"
+    assert stall < 5.0, f"writes stalled for {stall:.1f} s while the leader kept its quorum"
+    read = assert_read_back_exactly_once(cluster.kinesis, name, writers.acknowledged)
+    writers.assert_each_stored_once(read)
+    local = replica_copy_client(cluster, follower)
+    copy = wait_for(
+        lambda: assert_read_back_exactly_once(local, name, writers.acknowledged),
+        60,
+        f"{follower}'s own copy to hold every acknowledged record",
+    )
+    assert copy == read, (
+        f"{follower}'s copy differs from the leader's: {len(set(copy) ^ set(read))} records in one only, "
+        f"{sum(1 for data in copy if data in read and copy[data] != read[data])} with other sequence numbers"
+    )
+    kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
+    assert_nothing_left(cluster.namespace, name)
+
+
+def assert_sequences_advance(client, stream: str, earlier: set[str], later: set[str]) -> None:
+    """Checks that each shard's records read back in strictly increasing sequence numbers, and
+    that in each shard every record of `later` comes after every record of `earlier`."""
+    compared = 0
+    for shard, records in all_records(client, stream).items():
+        numbers = [int(r["SequenceNumber"]) for r in records]
+        backwards = [(a, b) for a, b in zip(numbers, numbers[1:]) if a >= b]
+        assert not backwards, f"{shard}: sequence numbers do not increase: {backwards[:3]}"
+        placed = {r["Data"].decode(): int(r["SequenceNumber"]) for r in records}
+        last_earlier = max((n for data, n in placed.items() if data in earlier), default=None)
+        first_later = min((n for data, n in placed.items() if data in later), default=None)
+        if last_earlier is not None and first_later is not None:
+            compared += 1
+            assert last_earlier < first_later, (
+                f"{shard}: a record sent after the restart got sequence number {first_later}, "
+                f"not above {last_earlier} acknowledged before it"
+            )
+    assert compared, "no shard holds records from both before and after the restart"
+
+
+def test_a_whole_group_restarted_under_writes_loses_nothing(cluster: Cluster):
+    """replicationFactor 3 under writes: all three pods of the group are force-deleted at once.
+    Writes fail until the replicas are back and have elected a leader, then resume; every
+    acknowledged record reads back once, intact, with its sequence number, and each shard's
+    sequence numbers go on increasing past those acknowledged before the restart."""
+    name = f"{cluster.stream}-all"
+    group, writers = replicated_stream_under_writes(cluster, name, "a")
+    pods = group_pods(name)
+    try:
+        uids = {pod: pod_uid(cluster.namespace, pod) for pod in pods}
+        failed_calls_before = writers.failed_calls
+        before, boundary = writers.acknowledged_so_far()
+        force_delete_pods(cluster.namespace, *pods)
+        deleted_at = time.monotonic()
+        for pod in pods:
+            wait_replaced(cluster.namespace, pod, uids[pod])
+        ready_at = time.monotonic()
+
+        def elected() -> dict | None:
+            group = group_settled(cluster.namespace, name)
+            return group if group and group["leader"] == replica_metrics_leader(cluster.namespace, pods) else None
+
+        reported = wait_for(elected, 90, "the status to name the replicas' leader with every replica caught up")
+        elected_after = time.monotonic() - deleted_at
+        wait_for(lambda: len(writers.sent_after(ready_at)) > 300, 90, "writes to resume after the restart")
+        stalled_from, stalled_until = writers.longest_pause(deleted_at)
+    finally:
+        writers.stop()
+    print(
+        f"\ne2e: all three replicas of {name}-g0 force-deleted: Ready again after {ready_at - deleted_at:.1f} s, "
+        f"the status named {reported['leader']} (term {reported['term']}; before: {group['leader']}, term "
+        f"{group['term']}) after {elected_after:.1f} s; writes stalled for {stalled_until - stalled_from:.1f} s "
+        f"and resumed {stalled_until - deleted_at:.1f} s after the deletion"
+    )
+    print(f"e2e: {writers.summary()}")
+    assert writers.failed_calls > failed_calls_before, "no call failed while the whole group was down"
+    read = assert_read_back_exactly_once(cluster.kinesis, name, writers.acknowledged)
+    writers.assert_each_stored_once(read)
+    assert_sequences_advance(cluster.kinesis, name, before, writers.sent_after(boundary))
     kubectl("delete", "stream", name, "-n", cluster.namespace, "--timeout=120s")
     assert_nothing_left(cluster.namespace, name)
 
@@ -1021,19 +1302,15 @@ def test_a_replicated_stream_spans_groups_and_reshards_under_writes(cluster: Clu
     the lineage, and each group names a leader."""
     name = f"{cluster.stream}-rwide"
     manifest = (
-        example_manifest(cluster.namespace, name)
-        .replace("replicationFactor: 1", "replicationFactor: 3")
+        replicated_manifest(cluster.namespace, name)
         .replace("shardsPerGroup: 8", "shardsPerGroup: 2")
         .replace("shardCount: 4", "shardCount: 2")
     )
-    assert "replicationFactor: 3" in manifest and "shardCount: 2" in manifest
+    assert "shardsPerGroup: 2" in manifest and "shardCount: 2" in manifest
     kubectl("apply", "-f", "-", stdin=manifest)
     wait_ready(cluster.namespace, name)
     wait_routed(cluster, name, "the gateway to route the replicated stream")
-    # No retries: a retried call may store its records twice, which the exactly-once check
-    # below would take for a fault.
-    no_retries = cluster.config.merge(Config(retries={"total_max_attempts": 1}))
-    writers = Writers(boto3.client("kinesis", endpoint_url=cluster.endpoint, config=no_retries), name, "rw")
+    writers = Writers(cluster.client(), name, "rw")
     try:
         wait_for(lambda: writers.count() > 300, 60, "writes to be acknowledged before the reshard")
         started = time.monotonic()
@@ -1055,8 +1332,7 @@ def test_a_replicated_stream_spans_groups_and_reshards_under_writes(cluster: Clu
                 f"the status to name group {group}'s leader",
             )
             assert leadership["leader"].startswith(f"{name}-g{group}-"), leadership
-        before = writers.count()
-        wait_for(lambda: writers.count() > before + 300, 60, "writes to go on after the reshard")
+        writers.wait_for_more(300, "writes to go on after the reshard")
     finally:
         writers.stop()
     print(
