@@ -80,8 +80,11 @@ fn too_large(len: usize) -> io::Error {
     )
 }
 
-/// Reads one length-prefixed frame; `None` at a clean end of stream before it.
-async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<Option<Vec<u8>>> {
+/// Reads one length-prefixed frame as its `H`-byte head and its body; `None` at a clean end of
+/// stream before it.
+async fn read_frame<const H: usize, R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> io::Result<Option<([u8; H], Vec<u8>)>> {
     let mut len = [0u8; 4];
     match reader.read_exact(&mut len).await {
         Ok(_) => {}
@@ -92,12 +95,24 @@ async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<Option<V
     if len > MAX_MESSAGE_BYTES {
         return Err(too_large(len));
     }
-    let mut frame = vec![0u8; len];
-    reader.read_exact(&mut frame).await?;
-    Ok(Some(frame))
+    let Some(body_len) = len.checked_sub(H) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a message shorter than its header",
+        ));
+    };
+    let mut head = [0u8; H];
+    reader.read_exact(&mut head).await?;
+    let mut body = vec![0u8; body_len];
+    reader.read_exact(&mut body).await?;
+    Ok(Some((head, body)))
 }
 
-/// Writes `head` and `parts` as one frame, in one write.
+/// Frames up to this size are copied into one buffer and sent in one write; larger ones are
+/// sent part by part rather than copied.
+const COPY_BELOW_BYTES: usize = 64 << 10;
+
+/// Writes `head` and `parts` as one frame.
 async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,
     head: &[u8],
@@ -107,13 +122,20 @@ async fn write_frame<W: AsyncWrite + Unpin>(
     if len > MAX_MESSAGE_BYTES {
         return Err(too_large(len));
     }
-    let mut frame = Vec::with_capacity(4 + len);
+    let mut frame = Vec::with_capacity(4 + len.min(COPY_BELOW_BYTES));
     frame.extend_from_slice(&(len as u32).to_le_bytes());
     frame.extend_from_slice(head);
-    for part in parts {
-        frame.extend_from_slice(part);
+    if len < COPY_BELOW_BYTES {
+        for part in parts {
+            frame.extend_from_slice(part);
+        }
+        writer.write_all(&frame).await?;
+    } else {
+        writer.write_all(&frame).await?;
+        for part in parts {
+            writer.write_all(part).await?;
+        }
     }
-    writer.write_all(&frame).await?;
     writer.flush().await
 }
 
@@ -134,21 +156,15 @@ pub(crate) async fn write_request<W: AsyncWrite + Unpin>(
 pub(crate) async fn read_request<R: AsyncRead + Unpin>(
     reader: &mut R,
 ) -> io::Result<Option<Request>> {
-    let Some(frame) = read_frame(reader).await? else {
+    let Some((head, body)) = read_frame::<9, _>(reader).await? else {
         return Ok(None);
     };
-    if frame.len() < 9 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "a request shorter than its header",
-        ));
-    }
     let mut from = [0u8; 8];
-    from.copy_from_slice(&frame[1..9]);
+    from.copy_from_slice(&head[1..]);
     Ok(Some(Request {
-        kind: Kind::from_byte(frame[0]),
+        kind: Kind::from_byte(head[0]),
         from: u64::from_le_bytes(from),
-        body: frame[9..].to_vec(),
+        body,
     }))
 }
 
@@ -165,14 +181,12 @@ pub(crate) async fn write_reply<W: AsyncWrite + Unpin>(
 pub(crate) async fn read_reply<R: AsyncRead + Unpin>(
     reader: &mut R,
 ) -> io::Result<(Status, Vec<u8>)> {
-    let frame = read_frame(reader)
+    let ([status], body) = read_frame::<1, _>(reader)
         .await?
         .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"))?;
-    let status = frame
-        .first()
-        .and_then(|&b| Status::from_byte(b))
+    let status = Status::from_byte(status)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a reply of unknown status"))?;
-    Ok((status, frame[1..].to_vec()))
+    Ok((status, body))
 }
 
 /// An install-snapshot body: the CBOR header, then the chunk's raw data.
@@ -227,6 +241,19 @@ mod tests {
         let huge = ((MAX_MESSAGE_BYTES + 1) as u32).to_le_bytes();
         let error = read_request(&mut &huge[..]).await.err().unwrap();
         assert!(error.to_string().contains("exceeds"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_sent_in_parts_reads_back_whole() {
+        let big = vec![7u8; COPY_BELOW_BYTES * 2];
+        let mut wire = Vec::new();
+        write_request(&mut wire, Kind::AppendEntries, 3, &[b"x", &big])
+            .await
+            .unwrap();
+        let request = read_request(&mut &wire[..]).await.unwrap().unwrap();
+        assert_eq!(request.body.len(), big.len() + 1);
+        assert_eq!(request.body[0], b'x');
+        assert!(request.body[1..].iter().all(|&b| b == 7));
     }
 
     #[test]
