@@ -23,9 +23,9 @@
 #   BENCH_DIR                   parent of the servers' temporary data directories ($TMPDIR)
 #   BENCH_WAIT_QUIET (0)        wait up to this many seconds for the CPUs to be 80 % idle first
 #   BENCH_NO_BUILD=1            use the binaries already in target/release (quick iterations)
-#   BENCH_RF3_SYNC (fdatasync)  --sync of the replicas' stream logs; their raft logs always
-#                               fdatasync, so "none" keeps acknowledged records durable on a
-#                               quorum but shows what syncing every record twice costs
+#   BENCH_RF3_SYNC (fdatasync)  --sync of the replicas: their raft logs always fdatasync, and
+#                               with "fdatasync" a replica syncs its stream logs before it
+#                               stores its applied position; "none" never syncs them
 #   RIFFLE_CACHE                where kinesalite is installed (~/.cache/riffle)
 #   KINESALITE_VERSION (3.3.3)
 set -euo pipefail
@@ -243,7 +243,11 @@ RESULTS=$OUT/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl
     fi
     echo "columns:     ${SYSTEMS:1:-1}"
     if runs rf3; then
-        echo "riffle RF3:  3 replicas, raft logs fdatasync, stream logs --sync ${BENCH_RF3_SYNC:-fdatasync}"
+        if [[ ${BENCH_RF3_SYNC:-fdatasync} == fdatasync ]]; then
+            echo "riffle RF3:  3 replicas, raft logs fdatasync, stream logs synced before each stored position"
+        else
+            echo "riffle RF3:  3 replicas, raft logs fdatasync, stream logs --sync ${BENCH_RF3_SYNC}"
+        fi
     fi
     echo
 } | tee "$OUT/last-table.md"

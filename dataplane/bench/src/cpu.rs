@@ -1,8 +1,11 @@
-//! CPU time used by processes during a measurement, from `/proc/<pid>/stat`.
+//! CPU time used by processes during a measurement, from `/proc/<pid>/stat`, and what the
+//! servers wrote towards the disk, from `/proc/<pid>/io`.
 //!
 //! On a small machine the load generator and the server share the cores, so every result is
 //! reported with how busy each side was: a server at 100 % of the machine is CPU-bound, one
-//! well below it is waiting (on the disk, on a lock, or on the client).
+//! well below it is waiting (on the disk, on a lock, or on the client). The bytes written show
+//! how many copies of each acknowledged byte a server stores (a replica writes a record to its
+//! raft log and again to its stream log).
 
 use std::time::Instant;
 
@@ -21,6 +24,15 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     Some((utime + stime) / TICKS_PER_SECOND)
 }
 
+/// Bytes a process caused to be written to storage (`write_bytes`: counted when it dirties the
+/// page cache), or `None` if it is gone or not readable.
+fn written_bytes(pid: &str) -> Option<f64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|line| line.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// The processes to watch: the server's (one, or every replica of a replicated group, if
 /// known) and this process.
 #[derive(Clone, Debug, Default)]
@@ -33,6 +45,7 @@ pub struct Probe {
 pub struct Started {
     at: Instant,
     servers: Vec<(u32, Option<f64>)>,
+    written: Vec<Option<f64>>,
     client: Option<f64>,
 }
 
@@ -45,6 +58,8 @@ pub struct Usage {
     pub per_server_pct: Vec<Option<f64>>,
     /// The load generator.
     pub client_pct: Option<f64>,
+    /// MiB per second each server process wrote towards the disk, in the order given.
+    pub written_mib_per_s: Vec<Option<f64>>,
 }
 
 impl Probe {
@@ -56,6 +71,11 @@ impl Probe {
                 .server_pids
                 .iter()
                 .map(|&p| (p, cpu_seconds(&p.to_string())))
+                .collect(),
+            written: self
+                .server_pids
+                .iter()
+                .map(|&p| written_bytes(&p.to_string()))
                 .collect(),
             client: cpu_seconds("self"),
         }
@@ -80,10 +100,20 @@ impl Started {
         } else {
             each.iter().copied().sum::<Option<f64>>()
         };
+        let written_mib_per_s = self
+            .servers
+            .iter()
+            .zip(&self.written)
+            .map(|(&(pid, _), &before)| {
+                let now = written_bytes(&pid.to_string())?;
+                Some((now - before?) / wall / f64::from(1 << 20))
+            })
+            .collect();
         Usage {
             server_pct,
             per_server_pct: if each.len() > 1 { each } else { Vec::new() },
             client_pct: pct(self.client, cpu_seconds("self")),
+            written_mib_per_s,
         }
     }
 }
@@ -103,5 +133,15 @@ mod tests {
         assert!(x > 0);
         let after = cpu_seconds("self").expect("own stat");
         assert!(after >= before);
+    }
+
+    #[test]
+    fn counts_what_this_process_writes() {
+        let path = std::env::temp_dir().join(format!("riffle-bench-io-{}", std::process::id()));
+        let before = written_bytes("self").expect("own io");
+        std::fs::write(&path, vec![1u8; 1 << 20]).expect("write");
+        let after = written_bytes("self").expect("own io");
+        let _ = std::fs::remove_file(&path);
+        assert!(after - before >= f64::from(1 << 20), "{before} -> {after}");
     }
 }

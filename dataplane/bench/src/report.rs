@@ -58,7 +58,8 @@ impl Outcome {
     }
 
     /// Adds CPU usage of both sides: the server's processes together (`server_cpu_pct`) and,
-    /// for several, each one (`server_cpu_pct_1`, ... in the order given).
+    /// for several, each one (`server_cpu_pct_1`, ... in the order given); and what each
+    /// server process wrote towards the disk (`server_written_mib_s_1`, ...).
     pub fn cpu(&mut self, usage: Usage) {
         if let Some(pct) = usage.server_pct {
             self.metric("server_cpu_pct", pct, "% of a core");
@@ -70,6 +71,11 @@ impl Outcome {
         }
         if let Some(pct) = usage.client_pct {
             self.metric("client_cpu_pct", pct, "% of a core");
+        }
+        for (i, mib) in usage.written_mib_per_s.iter().enumerate() {
+            if let Some(mib) = mib {
+                self.metric(&format!("server_written_mib_s_{}", i + 1), *mib, "MiB/s");
+            }
         }
     }
 

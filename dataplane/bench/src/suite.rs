@@ -834,6 +834,21 @@ fn table(
                         format!("server CPU per replica, leader first: {}", each.join(" + ")),
                     );
                 }
+                let written: Vec<String> = (1..)
+                    .map_while(|i| o.get(&format!("server_written_mib_s_{i}")))
+                    .map(|v| format!("{v:.0}"))
+                    .collect();
+                if !written.is_empty() {
+                    notes.push(format!(
+                        "written towards the disk, MiB/s{}: {}",
+                        if written.len() > 1 {
+                            " per replica"
+                        } else {
+                            ""
+                        },
+                        written.join(" + ")
+                    ));
+                }
                 (
                     o.get("server_cpu_pct")
                         .map_or("n/a".into(), |v| format!("{v:.0}")),
@@ -907,6 +922,9 @@ mod tests {
                 ("server_cpu_pct_1", 90.0),
                 ("server_cpu_pct_2", 30.0),
                 ("server_cpu_pct_3", 30.0),
+                ("server_written_mib_s_1", 122.0),
+                ("server_written_mib_s_2", 121.0),
+                ("server_written_mib_s_3", 120.0),
             ]),
         );
         results.insert(
@@ -925,7 +943,7 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("| put-1k | riffle RF3 | 150 | n/a | server CPU per replica, leader first: 90 + 30 + 30 |"),
+            t.contains("| put-1k | riffle RF3 | 150 | n/a | server CPU per replica, leader first: 90 + 30 + 30; written towards the disk, MiB/s per replica: 122 + 121 + 120 |"),
             "{t}"
         );
 
