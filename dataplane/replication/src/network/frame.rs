@@ -103,10 +103,20 @@ async fn read_frame<const H: usize, R: AsyncRead + Unpin>(
     };
     let mut head = [0u8; H];
     reader.read_exact(&mut head).await?;
-    let mut body = vec![0u8; body_len];
-    reader.read_exact(&mut body).await?;
+    // Grown as the bytes arrive: a length alone does not make the receiver allocate 64 MiB.
+    let mut body = Vec::with_capacity(body_len.min(READ_AHEAD_BYTES));
+    reader.take(body_len as u64).read_to_end(&mut body).await?;
+    if body.len() < body_len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the connection closed inside a message",
+        ));
+    }
     Ok(Some((head, body)))
 }
+
+/// A message's body buffer starts this large and grows as its bytes arrive.
+const READ_AHEAD_BYTES: usize = 1 << 20;
 
 /// Frames up to this size are copied into one buffer and sent in one write; larger ones are
 /// sent part by part rather than copied.
