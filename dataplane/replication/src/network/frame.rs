@@ -266,6 +266,27 @@ mod tests {
         assert!(request.body[1..].iter().all(|&b| b == 7));
     }
 
+    #[tokio::test]
+    async fn the_fuzzing_hook_decodes_a_real_request_and_refuses_garbage() {
+        use openraft::Vote;
+        use openraft::raft::VoteRequest;
+
+        let cbor =
+            crate::network::encode(&VoteRequest::<NodeId>::new(Vote::new(3, 1), None)).unwrap();
+        let mut wire = Vec::new();
+        write_request(&mut wire, Kind::Vote, 1, &[&cbor])
+            .await
+            .unwrap();
+        let (request, _) = crate::network::decode_untrusted(&wire);
+        assert_eq!(request, Ok(()));
+
+        wire[4] = Kind::AppendEntries as u8;
+        let (request, _) = crate::network::decode_untrusted(&wire);
+        assert!(request.is_err(), "a vote read as AppendEntries decoded");
+        let (request, reply) = crate::network::decode_untrusted(b"\xff\xff\xff\xff garbage");
+        assert!(request.is_err() && reply.is_err());
+    }
+
     #[test]
     fn a_snapshot_body_splits_into_header_and_data() {
         let mut body = snapshot_prefix(b"head").to_vec();

@@ -39,6 +39,58 @@ impl Faults {
     }
 }
 
+/// Reads `bytes` as the replication server reads a request and decodes its body, then as a
+/// client reads a reply to an AppendEntries, and reports what was wrong with each: the decoders
+/// peers' bytes meet, for the fuzz targets.
+#[doc(hidden)]
+pub fn decode_untrusted(bytes: &[u8]) -> (Result<(), String>, Result<(), String>) {
+    use openraft::raft::{
+        AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
+    };
+    use std::future::Future;
+
+    use crate::types::TypeConfig;
+
+    /// Runs a future that never waits: reading from a byte slice completes at once.
+    fn now<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        loop {
+            if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+                return output;
+            }
+        }
+    }
+
+    let request = (|| {
+        let request = now(frame::read_request(&mut &bytes[..]))
+            .map_err(|e| e.to_string())?
+            .ok_or("no request")?;
+        match request.kind {
+            Some(frame::Kind::AppendEntries) => {
+                decode::<AppendEntriesRequest<TypeConfig>>(&request.body).map(drop)
+            }
+            Some(frame::Kind::Vote) => decode::<VoteRequest<NodeId>>(&request.body).map(drop),
+            Some(frame::Kind::InstallSnapshot) => {
+                let (cbor, _) =
+                    frame::split_snapshot(&request.body).ok_or("short snapshot chunk")?;
+                decode::<InstallSnapshotRequest<TypeConfig>>(cbor).map(drop)
+            }
+            Some(frame::Kind::Probe) => Ok(()),
+            None => Err("unknown kind".into()),
+        }
+    })();
+    let reply = (|| {
+        let (_, body) = now(frame::read_reply(&mut &bytes[..])).map_err(|e| e.to_string())?;
+        type Answer = Result<
+            AppendEntriesResponse<NodeId>,
+            openraft::error::RaftError<NodeId, openraft::error::Infallible>,
+        >;
+        decode::<Answer>(&body).map(drop)
+    })();
+    (request, reply)
+}
+
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     ciborium::into_writer(value, &mut out).map_err(|e| e.to_string())?;
