@@ -577,7 +577,8 @@ impl ShardLog {
 
     /// Every retained segment as `(file name, open file, durable bytes)`, oldest first, taken
     /// at one instant: the prefixes together hold exactly the records below
-    /// [`end_offset`](Self::end_offset) at that instant. The files are opened here, so a copy
+    /// [`end_offset`](Self::end_offset) at that instant (with [`SyncMode::OnRequest`], bytes
+    /// written, durable once [`sync`](Self::sync) has run). The files are opened here, so a copy
     /// can be read from them later even if retention removes them meanwhile; a copy of the
     /// prefixes placed in an empty directory opens as this log as it was (e.g. a snapshot).
     pub fn durable_segments(&self) -> Result<Vec<(String, File, u64)>, LogError> {

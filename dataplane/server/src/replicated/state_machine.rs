@@ -38,8 +38,9 @@
 //!
 //! `u64 LE manifest length | manifest (CBOR: per stream its description as JSON and per
 //! shard its segment files with their lengths) | the segment files' bytes, in manifest order`.
-//! The segment files are opened, and their durable lengths read, when the view is taken under
-//! the state machine lock, so later appends and retention do not change the view.
+//! The segment files are opened, and the lengths of their whole rounds read, when the view is
+//! taken under the state machine lock, so later appends and retention do not change the view;
+//! the snapshot file the view is copied into is synced before it is used.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
