@@ -405,17 +405,21 @@ async fn find_vote_floor(
 ) {
     let mut answers: BTreeMap<NodeId, (bool, u64)> = BTreeMap::new();
     let mut part_of_group_since: Option<tokio::time::Instant> = None;
+    let mut clients = BTreeMap::new();
+    for (&peer, address) in members.iter().filter(|&(&peer, _)| peer != id) {
+        let client = network.new_client(peer, &BasicNode::new(address)).await;
+        clients.insert(peer, client);
+    }
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        for (&peer, address) in &members {
-            if peer == id || answers.contains_key(&peer) {
+        for (&peer, client) in &mut clients {
+            if answers.contains_key(&peer) {
                 continue;
             }
-            let mut client = network.new_client(peer, &BasicNode::new(address)).await;
             if let Ok(answer) = client.probe(Duration::from_millis(500)).await {
                 answers.insert(peer, answer);
             }
@@ -457,6 +461,10 @@ async fn bootstrap(
         .iter()
         .map(|(&id, addr)| (id, BasicNode::new(addr)))
         .collect();
+    let mut clients = BTreeMap::new();
+    for (&peer, node) in nodes.iter().filter(|&(&peer, _)| peer != id) {
+        clients.insert(peer, network.new_client(peer, node).await);
+    }
     let mut tick = tokio::time::interval(Duration::from_millis(300));
     loop {
         tokio::select! {
@@ -469,11 +477,7 @@ async fn bootstrap(
             Err(_) => return,
         }
         let mut all_fresh = true;
-        for (&peer, node) in &nodes {
-            if peer == id {
-                continue;
-            }
-            let mut client = network.new_client(peer, node).await;
+        for (&peer, client) in &mut clients {
             match client.probe(Duration::from_millis(500)).await {
                 Ok((false, _)) => {}
                 Ok((true, _)) => {

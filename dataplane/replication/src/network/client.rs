@@ -1,6 +1,8 @@
 //! The sending side: openraft's [`RaftNetworkFactory`] and [`RaftNetwork`], each peer client
 //! over its own TCP connection (see [`frame`](super::frame)), opened at the first call and
-//! again after any failure. Every call has a deadline (openraft's RPC TTL).
+//! again after any failure. Every call has a deadline (openraft's RPC TTL); a connection
+//! attempt outlives the call that started it, so that calls with short deadlines do not each
+//! start (and abandon) another name lookup and connect.
 
 use std::time::Duration;
 
@@ -14,14 +16,15 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
 use crate::network::frame::{self, Kind, Status};
 use crate::network::{Faults, decode, encode};
 use crate::replica::MAX_BATCH_BYTES;
 use crate::types::{Node, NodeId, TypeConfig};
 
-/// How long a connection attempt to a peer may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a connection attempt to a peer (name lookup included) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Creates one [`PeerClient`] per peer for openraft.
 #[derive(Clone)]
@@ -43,7 +46,30 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     connection: Option<TcpStream>,
+    /// The connection attempt under way, if any.
+    connecting: Option<JoinHandle<Result<TcpStream, String>>>,
     faults: Faults,
+}
+
+impl Drop for PeerClient {
+    fn drop(&mut self) {
+        if let Some(attempt) = &self.connecting {
+            attempt.abort();
+        }
+    }
+}
+
+/// Looks `addr` up and connects to it.
+async fn connect(addr: String, target: NodeId) -> Result<TcpStream, String> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
+        .await
+        .map_err(|_| format!("connecting to replica {target} at {addr} timed out"))?
+        .map_err(|e| format!("replica {target} at {addr}: {e}"))?;
+    // Requests are single writes; without this a reply can wait for a delayed ACK.
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("replica {target} at {addr}: {e}"))?;
+    Ok(stream)
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -55,6 +81,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             addr: node.addr.clone(),
             connection: None,
+            connecting: None,
             faults: self.faults.clone(),
         }
     }
@@ -145,23 +172,21 @@ impl PeerClient {
     ) -> Result<(Status, Vec<u8>), CallError> {
         let unreachable =
             |e: std::io::Error| CallError::Unreachable(format!("replica {}: {e}", self.target));
-        let connection = match &mut self.connection {
-            Some(connection) => connection,
-            None => {
-                let connected =
-                    tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
-                        .await
-                        .map_err(|_| {
-                            CallError::Unreachable(format!(
-                                "connecting to replica {} at {} timed out",
-                                self.target, self.addr
-                            ))
-                        })?
-                        .map_err(unreachable)?;
-                // Requests are single writes; without this a reply can wait for a delayed ACK.
-                connected.set_nodelay(true).map_err(unreachable)?;
-                self.connection.insert(connected)
-            }
+        if self.connection.is_none() {
+            let (addr, target) = (self.addr.clone(), self.target);
+            let attempt = self
+                .connecting
+                .get_or_insert_with(|| tokio::spawn(connect(addr, target)));
+            // If this call's deadline passes here, the attempt goes on for the next call.
+            let connected = attempt.await;
+            self.connecting = None;
+            let connected = connected
+                .map_err(|e| CallError::Unreachable(format!("replica {target}: {e}")))?
+                .map_err(CallError::Unreachable)?;
+            self.connection = Some(connected);
+        }
+        let Some(connection) = &mut self.connection else {
+            return Err(CallError::Failed("no connection".into()));
         };
         frame::write_request(connection, kind, self.from, parts)
             .await
