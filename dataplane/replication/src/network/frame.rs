@@ -17,52 +17,48 @@ use crate::types::NodeId;
 /// Largest frame accepted: a batch of entries or a snapshot chunk, with room to spare.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
-/// What a request asks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    AppendEntries = 1,
-    Vote = 2,
-    InstallSnapshot = 3,
-    /// Whether the receiver is part of a group, and its term.
-    Probe = 4,
+/// An enum sent as one byte: its discriminants are its bytes, and `from_byte` reads one back.
+macro_rules! wire_byte {
+    ($(#[$meta:meta])* $name:ident { $($(#[$doc:meta])* $variant:ident = $byte:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum $name {
+            $($(#[$doc])* $variant = $byte,)*
+        }
+
+        impl $name {
+            fn from_byte(byte: u8) -> Option<$name> {
+                match byte {
+                    $($byte => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-impl Kind {
-    fn from_byte(byte: u8) -> Option<Kind> {
-        [
-            Kind::AppendEntries,
-            Kind::Vote,
-            Kind::InstallSnapshot,
-            Kind::Probe,
-        ]
-        .into_iter()
-        .find(|kind| *kind as u8 == byte)
+wire_byte! {
+    /// What a request asks.
+    Kind {
+        AppendEntries = 1,
+        Vote = 2,
+        InstallSnapshot = 3,
+        /// Whether the receiver is part of a group, and its term.
+        Probe = 4,
     }
 }
 
-/// How a request was answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Status {
-    /// Answered by raft; the body is its CBOR result.
-    Ok = 0,
-    /// Dropped by the fault switch (tests).
-    Blocked = 1,
-    /// The receiver cannot take it now (e.g. a vote in a term it may already have voted in).
-    Unavailable = 2,
-    /// Not a request this receiver understands.
-    Invalid = 3,
-}
-
-impl Status {
-    fn from_byte(byte: u8) -> Option<Status> {
-        [
-            Status::Ok,
-            Status::Blocked,
-            Status::Unavailable,
-            Status::Invalid,
-        ]
-        .into_iter()
-        .find(|status| *status as u8 == byte)
+wire_byte! {
+    /// How a request was answered.
+    Status {
+        /// Answered by raft; the body is its CBOR result.
+        Ok = 0,
+        /// Dropped by the fault switch (tests).
+        Blocked = 1,
+        /// The receiver cannot take it now (e.g. a vote in a term it may already have voted in).
+        Unavailable = 2,
+        /// Not a request this receiver understands.
+        Invalid = 3,
     }
 }
 
