@@ -44,12 +44,8 @@ impl Faults {
 /// peers' bytes meet, for the fuzz targets.
 #[doc(hidden)]
 pub fn decode_untrusted(bytes: &[u8]) -> (Result<(), String>, Result<(), String>) {
-    use openraft::raft::{
-        AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
-    };
+    use openraft::raft::AppendEntriesResponse;
     use std::future::Future;
-
-    use crate::types::TypeConfig;
 
     /// Runs a future that never waits: reading from a byte slice completes at once.
     fn now<F: Future>(future: F) -> F::Output {
@@ -66,19 +62,7 @@ pub fn decode_untrusted(bytes: &[u8]) -> (Result<(), String>, Result<(), String>
         let request = now(frame::read_request(&mut &bytes[..]))
             .map_err(|e| e.to_string())?
             .ok_or("no request")?;
-        match request.kind {
-            Some(frame::Kind::AppendEntries) => {
-                decode::<AppendEntriesRequest<TypeConfig>>(&request.body).map(drop)
-            }
-            Some(frame::Kind::Vote) => decode::<VoteRequest<NodeId>>(&request.body).map(drop),
-            Some(frame::Kind::InstallSnapshot) => {
-                let (cbor, _) =
-                    frame::split_snapshot(&request.body).ok_or("short snapshot chunk")?;
-                decode::<InstallSnapshotRequest<TypeConfig>>(cbor).map(drop)
-            }
-            Some(frame::Kind::Probe) => Ok(()),
-            None => Err("unknown kind".into()),
-        }
+        server::RaftRequest::decode(&request).map(drop)
     })();
     let reply = (|| {
         let (_, body) = now(frame::read_reply(&mut &bytes[..])).map_err(|e| e.to_string())?;

@@ -110,19 +110,13 @@ impl RaftServer {
             let why = format!("traffic from {} is blocked", request.from);
             return (Status::Blocked, why.into_bytes());
         }
-        let invalid = |why: String| (Status::Invalid, why.into_bytes());
-        match request.kind {
-            Some(Kind::AppendEntries) => {
-                match decode::<AppendEntriesRequest<TypeConfig>>(&request.body) {
-                    Ok(rpc) => reply(&self.raft.append_entries(rpc).await),
-                    Err(e) => invalid(e),
-                }
-            }
-            Some(Kind::Vote) => {
-                let rpc: VoteRequest<NodeId> = match decode(&request.body) {
-                    Ok(rpc) => rpc,
-                    Err(e) => return invalid(e),
-                };
+        let rpc = match RaftRequest::decode(&request) {
+            Ok(rpc) => rpc,
+            Err(why) => return (Status::Invalid, why.into_bytes()),
+        };
+        match rpc {
+            RaftRequest::AppendEntries(rpc) => reply(&self.raft.append_entries(rpc).await),
+            RaftRequest::Vote(rpc) => {
                 let term = rpc.vote.leader_id().term;
                 if !self.vote_floor.allows(term) {
                     let why = format!(
@@ -133,26 +127,42 @@ impl RaftServer {
                 }
                 reply(&self.raft.vote(rpc).await)
             }
-            Some(Kind::InstallSnapshot) => {
-                let Some((cbor, data)) = frame::split_snapshot(&request.body) else {
-                    return invalid("a snapshot chunk shorter than its header".into());
-                };
-                let mut rpc: InstallSnapshotRequest<TypeConfig> = match decode(cbor) {
-                    Ok(rpc) => rpc,
-                    Err(e) => return invalid(e),
-                };
-                rpc.data = data.to_vec();
-                reply(&self.raft.install_snapshot(rpc).await)
-            }
-            Some(Kind::Probe) => match self.raft.is_initialized().await {
+            RaftRequest::InstallSnapshot(rpc) => reply(&self.raft.install_snapshot(rpc).await),
+            RaftRequest::Probe => match self.raft.is_initialized().await {
                 Ok(initialized) => {
                     let term = self.raft.metrics().borrow().current_term;
                     reply(&(initialized, term))
                 }
                 Err(e) => (Status::Unavailable, e.to_string().into_bytes()),
             },
-            None => invalid("a request of unknown kind".into()),
         }
+    }
+}
+
+/// A request's body decoded for raft.
+pub(crate) enum RaftRequest {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    Probe,
+}
+
+impl RaftRequest {
+    /// Decodes `request`'s body as its kind says, or says what is wrong with it.
+    pub(crate) fn decode(request: &Request) -> Result<RaftRequest, String> {
+        Ok(match request.kind {
+            Some(Kind::AppendEntries) => RaftRequest::AppendEntries(decode(&request.body)?),
+            Some(Kind::Vote) => RaftRequest::Vote(decode(&request.body)?),
+            Some(Kind::InstallSnapshot) => {
+                let (cbor, data) = frame::split_snapshot(&request.body)
+                    .ok_or("a snapshot chunk shorter than its header")?;
+                let mut rpc: InstallSnapshotRequest<TypeConfig> = decode(cbor)?;
+                rpc.data = data.to_vec();
+                RaftRequest::InstallSnapshot(rpc)
+            }
+            Some(Kind::Probe) => RaftRequest::Probe,
+            None => return Err("a request of unknown kind".into()),
+        })
     }
 }
 
