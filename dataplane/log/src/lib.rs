@@ -179,6 +179,31 @@ impl std::fmt::Debug for ShardLog {
     }
 }
 
+impl Shared {
+    /// `fdatasync`s `file` (at `path`), which makes the log durable up to `written` bytes
+    /// ([`WriterState::written`]). A failure poisons the log: the kernel may have dropped the
+    /// dirty pages, so what was acknowledged can no longer be made durable.
+    pub(crate) fn sync_written(
+        &self,
+        file: &File,
+        path: &Path,
+        written: u64,
+    ) -> Result<(), LogError> {
+        if let Err(e) = file.sync_data() {
+            let err = LogError::io(path, e);
+            tracing::error!(error = %err, "log sync failed; refusing further appends");
+            let _ = self.poison.set(err.clone());
+            return Err(err);
+        }
+        #[cfg(test)]
+        self.requested_syncs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.synced
+            .fetch_max(written, std::sync::atomic::Ordering::AcqRel);
+        Ok(())
+    }
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -532,18 +557,7 @@ impl ShardLog {
             return Ok(());
         }
         // A roll meanwhile synced this file whole before leaving it.
-        if let Err(e) = file.sync_data() {
-            // After a failed fdatasync the kernel may have dropped the dirty pages: what was
-            // acknowledged can no longer be made durable, so no further append is taken.
-            let err = LogError::io(&path, e);
-            tracing::error!(error = %err, "log sync failed; refusing further appends");
-            let _ = shared.poison.set(err.clone());
-            return Err(err);
-        }
-        #[cfg(test)]
-        shared.requested_syncs.fetch_add(1, Ordering::SeqCst);
-        shared.synced.fetch_max(written, Ordering::AcqRel);
-        Ok(())
+        shared.sync_written(&file, &path, written)
     }
 
     /// Stops accepting appends, commits everything already queued, and stops the writer

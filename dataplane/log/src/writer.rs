@@ -218,18 +218,7 @@ fn commit_round(shared: &Shared, round: &mut Vec<Pending>) {
 /// can hold unsynced records.
 pub(crate) fn roll(shared: &Shared, w: &mut WriterState) -> Result<(), LogError> {
     if shared.config.sync == SyncMode::OnRequest {
-        if let Err(e) = w.file.sync_data() {
-            let err = LogError::io(&w.path, e);
-            let _ = shared.poison.set(err.clone());
-            return Err(err);
-        }
-        #[cfg(test)]
-        shared
-            .requested_syncs
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        shared
-            .synced
-            .fetch_max(w.written, std::sync::atomic::Ordering::AcqRel);
+        shared.sync_written(&w.file, &w.path, w.written)?;
     }
     let (segment, file) = Segment::create(&shared.dir, w.next_offset)?;
     if shared.config.sync != SyncMode::None
