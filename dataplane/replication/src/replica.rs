@@ -12,7 +12,7 @@ use openraft::{BasicNode, RaftNetworkFactory, ServerState};
 use tokio::sync::watch;
 
 use crate::network::Faults;
-use crate::network::client::NetworkFactory;
+use crate::network::client::{NetworkFactory, PeerClient};
 use crate::network::server::{RaftServer, VoteFloor};
 use crate::state_machine::{StateMachine, StateMachineStore};
 use crate::storage::{LogConfig, LogStore, StoreError};
@@ -405,11 +405,7 @@ async fn find_vote_floor(
 ) {
     let mut answers: BTreeMap<NodeId, (bool, u64)> = BTreeMap::new();
     let mut part_of_group_since: Option<tokio::time::Instant> = None;
-    let mut clients = BTreeMap::new();
-    for (&peer, address) in members.iter().filter(|&(&peer, _)| peer != id) {
-        let client = network.new_client(peer, &BasicNode::new(address)).await;
-        clients.insert(peer, client);
-    }
+    let mut clients = peer_clients(&mut network, id, &members).await;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
@@ -448,6 +444,20 @@ async fn find_vote_floor(
     }
 }
 
+/// A client of every member but `id`, kept across probes so that each keeps its connection.
+async fn peer_clients(
+    network: &mut NetworkFactory,
+    id: NodeId,
+    members: &BTreeMap<NodeId, String>,
+) -> BTreeMap<NodeId, PeerClient> {
+    let mut clients = BTreeMap::new();
+    for (&peer, address) in members.iter().filter(|&(&peer, _)| peer != id) {
+        let client = network.new_client(peer, &BasicNode::new(address)).await;
+        clients.insert(peer, client);
+    }
+    clients
+}
+
 /// Founds the group from the lowest member, once. Retries until this replica is initialized
 /// (by itself or by hearing from a leader), or some peer is already in a group.
 async fn bootstrap(
@@ -461,10 +471,7 @@ async fn bootstrap(
         .iter()
         .map(|(&id, addr)| (id, BasicNode::new(addr)))
         .collect();
-    let mut clients = BTreeMap::new();
-    for (&peer, node) in nodes.iter().filter(|&(&peer, _)| peer != id) {
-        clients.insert(peer, network.new_client(peer, node).await);
-    }
+    let mut clients = peer_clients(&mut network, id, &members).await;
     let mut tick = tokio::time::interval(Duration::from_millis(300));
     loop {
         tokio::select! {
