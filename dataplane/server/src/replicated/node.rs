@@ -416,17 +416,23 @@ impl Node {
                 }
                 waiting.puts.drain(..take).collect()
             };
+            // The puts' batches move into the command; each keeps its count and its reply.
+            let mut batches = Vec::new();
+            let mut replies = Vec::with_capacity(round.len());
+            for put in round {
+                replies.push((put.batches.len(), put.reply));
+                batches.extend(put.batches);
+            }
             let command = Command::PutRecords {
                 stream: lane.stream.clone(),
                 epoch: lane.epoch,
                 arrival_ms: now_ms(),
-                batches: round.iter().flat_map(|p| p.batches.clone()).collect(),
+                batches,
                 encrypted: Some(lane.encrypted),
             };
             let response = self.propose(command).await;
             let mut first = 0;
-            for put in round {
-                let count = put.batches.len();
+            for (count, reply) in replies {
                 let part = match &response {
                     Ok(CommandResponse::Appended(all)) => all
                         .get(first..first + count)
@@ -436,7 +442,7 @@ impl Node {
                     Err(error) => Err(error.clone()),
                 };
                 first += count;
-                let _ = put.reply.send(part);
+                let _ = reply.send(part);
             }
         }
     }
