@@ -135,7 +135,7 @@ impl State {
                 index += 1;
             }
         }
-        index.max(start)
+        index
     }
 
     fn read(&self, start: u64, end: u64) -> Result<Vec<Entry>, StoreError> {
