@@ -41,11 +41,11 @@ pub struct Probe {
     pub server_pids: Vec<u32>,
 }
 
-/// CPU counters at the start of a measurement.
+/// Counters at the start of a measurement.
 pub struct Started {
     at: Instant,
-    servers: Vec<(u32, Option<f64>)>,
-    written: Vec<Option<f64>>,
+    /// Per server process: its pid, CPU seconds and bytes written so far.
+    servers: Vec<(u32, Option<f64>, Option<f64>)>,
     client: Option<f64>,
 }
 
@@ -70,12 +70,10 @@ impl Probe {
             servers: self
                 .server_pids
                 .iter()
-                .map(|&p| (p, cpu_seconds(&p.to_string())))
-                .collect(),
-            written: self
-                .server_pids
-                .iter()
-                .map(|&p| written_bytes(&p.to_string()))
+                .map(|&p| {
+                    let pid = p.to_string();
+                    (p, cpu_seconds(&pid), written_bytes(&pid))
+                })
                 .collect(),
             client: cpu_seconds("self"),
         }
@@ -93,7 +91,7 @@ impl Started {
         let each: Vec<Option<f64>> = self
             .servers
             .iter()
-            .map(|&(pid, before)| pct(before, cpu_seconds(&pid.to_string())))
+            .map(|&(pid, before, _)| pct(before, cpu_seconds(&pid.to_string())))
             .collect();
         let server_pct = if each.is_empty() {
             None
@@ -103,8 +101,7 @@ impl Started {
         let written_mib_per_s = self
             .servers
             .iter()
-            .zip(&self.written)
-            .map(|(&(pid, _), &before)| {
+            .map(|&(pid, _, before)| {
                 let now = written_bytes(&pid.to_string())?;
                 Some((now - before?) / wall / f64::from(1 << 20))
             })
