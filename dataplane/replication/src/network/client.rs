@@ -170,28 +170,32 @@ impl PeerClient {
         kind: Kind,
         parts: &[&[u8]],
     ) -> Result<(Status, Vec<u8>), CallError> {
-        let unreachable =
-            |e: std::io::Error| CallError::Unreachable(format!("replica {}: {e}", self.target));
-        if self.connection.is_none() {
-            let (addr, target) = (self.addr.clone(), self.target);
-            let attempt = self
-                .connecting
-                .get_or_insert_with(|| tokio::spawn(connect(addr, target)));
-            // If this call's deadline passes here, the attempt goes on for the next call.
-            let connected = attempt.await;
-            self.connecting = None;
-            let connected = connected
-                .map_err(|e| CallError::Unreachable(format!("replica {target}: {e}")))?
-                .map_err(CallError::Unreachable)?;
-            self.connection = Some(connected);
-        }
-        let Some(connection) = &mut self.connection else {
-            return Err(CallError::Failed("no connection".into()));
+        let connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => self.connect().await?,
         };
+        let target = self.target;
+        let unreachable =
+            |e: std::io::Error| CallError::Unreachable(format!("replica {target}: {e}"));
+        let connection = self.connection.insert(connection);
         frame::write_request(connection, kind, self.from, parts)
             .await
             .map_err(unreachable)?;
         frame::read_reply(connection).await.map_err(unreachable)
+    }
+
+    /// A new connection, from the attempt under way or a new one. If the caller's deadline
+    /// passes meanwhile, the attempt goes on for the next call.
+    async fn connect(&mut self) -> Result<TcpStream, CallError> {
+        let (addr, target) = (self.addr.clone(), self.target);
+        let attempt = self
+            .connecting
+            .get_or_insert_with(|| tokio::spawn(connect(addr, target)));
+        let connected = attempt.await;
+        self.connecting = None;
+        connected
+            .map_err(|e| CallError::Unreachable(format!("replica {target}: {e}")))?
+            .map_err(CallError::Unreachable)
     }
 
     /// Decodes `Result<R, RaftError<E>>` from a reply. (The error type is openraft's.)
