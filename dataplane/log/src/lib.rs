@@ -63,6 +63,7 @@ pub enum SyncMode {
     /// durable. Acknowledged records survive a process crash; after a power loss the log comes
     /// back as at its last `sync` or later, cut at a whole batch. For logs whose records are
     /// also durable elsewhere: a replicated group's raft log holds every record it applies.
+    /// Appends are written on the calling thread (see [`ShardLog::append`]).
     OnRequest,
     /// No syncing: acknowledged records survive a process crash but not power loss.
     /// For tests and benchmarks only.
@@ -354,6 +355,9 @@ impl ShardLog {
     /// become visible, and reopening the log truncates whatever reached the disk.
     ///
     /// Callbacks should be quick: the next round waits for them.
+    ///
+    /// A log that syncs on request ([`SyncMode::OnRequest`]) has no sync for appends to share:
+    /// it writes each append on the calling thread and runs `done` there before returning.
     pub fn append(&self, records: Vec<RecordIn>, done: AppendCallback) {
         self.enqueue(records, None, done);
     }
@@ -381,11 +385,21 @@ impl ShardLog {
             writer::deliver(done, Err(LogError::Closed));
             return;
         }
-        queue.pending.push(Pending {
+        let pending = Pending {
             records,
             arrival_ms,
             done,
-        });
+        };
+        if self.shared.config.sync == SyncMode::OnRequest {
+            // No sync to share with other appends: written here, in the order of the calls
+            // (the queue stays locked until the round is published), answered once no lock
+            // of the log is held.
+            let answers = writer::write_round(&self.shared, &mut vec![pending]);
+            drop(queue);
+            answers.deliver(&self.shared);
+            return;
+        }
+        queue.pending.push(pending);
         let first = queue.pending.len() == 1;
         drop(queue);
         if first {

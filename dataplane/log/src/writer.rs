@@ -111,15 +111,46 @@ pub(crate) fn deliver(done: AppendCallback, result: Result<AppendAck, LogError>)
 
 /// Writes, syncs, publishes and acknowledges one round; drains `round`.
 fn commit_round(shared: &Shared, round: &mut Vec<Pending>) {
+    write_round(shared, round).deliver(shared);
+}
+
+/// What a written round owes its callers: each append's answer, and the new end offset for
+/// the commit listener if records were published.
+pub(crate) struct Answers {
+    answers: Vec<(AppendCallback, Result<AppendAck, LogError>)>,
+    published: Option<u64>,
+}
+
+impl Answers {
+    /// Runs every append's callback, in order, then the commit listener. Called with no lock
+    /// of the log held: callbacks may trim, read or append.
+    pub(crate) fn deliver(self, shared: &Shared) {
+        for (done, result) in self.answers {
+            deliver(done, result);
+        }
+        let listener = crate::read(&shared.listener).clone();
+        if let Some(next) = self.published
+            && let Some(listener) = listener
+            && catch_unwind(AssertUnwindSafe(|| listener(next))).is_err()
+        {
+            tracing::error!("the commit listener panicked");
+        }
+    }
+
+    fn failed(round: &mut Vec<Pending>, err: &LogError) -> Answers {
+        Answers {
+            answers: round.drain(..).map(|p| (p.done, Err(err.clone()))).collect(),
+            published: None,
+        }
+    }
+}
+
+/// Writes, syncs and publishes one round (drains `round`) and returns the answers owed.
+pub(crate) fn write_round(shared: &Shared, round: &mut Vec<Pending>) -> Answers {
     let mut guard = lock(&shared.writer);
     let w = &mut *guard;
     if let Some(cause) = shared.poison.get() {
-        let err = LogError::Poisoned(Arc::new(cause.clone()));
-        drop(guard);
-        for p in round.drain(..) {
-            deliver(p.done, Err(err.clone()));
-        }
-        return;
+        return Answers::failed(round, &LogError::Poisoned(Arc::new(cause.clone())));
     }
     let now = now_ms();
     let before = w.last_arrival.unwrap_or(i64::MIN);
@@ -144,7 +175,7 @@ fn commit_round(shared: &Shared, round: &mut Vec<Pending>) {
         next += p.records.len() as u64;
     }
     let written = w.buf.len() as u64;
-    let result = write_round(&w.file, &w.buf, start, shared.config.sync);
+    let result = write_at(&w.file, &w.buf, start, shared.config.sync);
     #[cfg(test)]
     let result = result.and_then(|()| {
         if shared
@@ -169,11 +200,7 @@ fn commit_round(shared: &Shared, round: &mut Vec<Pending>) {
             tracing::warn!(error = %e, "could not cut back the failed round");
         }
         w.entries.clear();
-        drop(guard);
-        for p in round.drain(..) {
-            deliver(p.done, Err(err.clone()));
-        }
-        return;
+        return Answers::failed(round, &err);
     }
     w.size = start + written;
     w.written += written;
@@ -188,27 +215,24 @@ fn commit_round(shared: &Shared, round: &mut Vec<Pending>) {
         // Nothing is lost: the next round appends to the current segment and rolls again.
         tracing::warn!(error = %e, "could not roll to a new segment");
     }
-    // Release the writer before running user code: callbacks may trim, read or append.
-    drop(guard);
-
     let mut first = first_offset;
-    for (p, arrival_ms) in round.drain(..).zip(stamps) {
-        let count = p.records.len() as u32;
-        deliver(
-            p.done,
-            Ok(AppendAck {
+    let answers = round
+        .drain(..)
+        .zip(stamps)
+        .map(|(p, arrival_ms)| {
+            let count = p.records.len() as u32;
+            let ack = AppendAck {
                 first_offset: first,
                 count,
                 arrival_ms,
-            }),
-        );
-        first += u64::from(count);
-    }
-    let listener = crate::read(&shared.listener).clone();
-    if let Some(listener) = listener
-        && catch_unwind(AssertUnwindSafe(|| listener(next))).is_err()
-    {
-        tracing::error!("the commit listener panicked");
+            };
+            first += u64::from(count);
+            (p.done, Ok(ack))
+        })
+        .collect();
+    Answers {
+        answers,
+        published: Some(next),
     }
 }
 
@@ -236,7 +260,7 @@ pub(crate) fn roll(shared: &Shared, w: &mut WriterState) -> Result<(), LogError>
 }
 
 /// One positioned write for the whole round, then (unless disabled) one `fdatasync`.
-fn write_round(file: &File, buf: &[u8], at: u64, sync: SyncMode) -> std::io::Result<()> {
+fn write_at(file: &File, buf: &[u8], at: u64, sync: SyncMode) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     file.write_all_at(buf, at)?;
     if sync == SyncMode::Fdatasync {
