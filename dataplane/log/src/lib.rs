@@ -3,7 +3,9 @@
 //! A [`ShardLog`] stores one Kinesis shard in one directory of segment files named
 //! `{base_offset:020}.log`. Each `append` call becomes one CRC-protected batch (format in the
 //! `batch` module docs); a single writer thread commits everything queued as one round: one
-//! `write`, one `fdatasync`, then acknowledgements.
+//! `write`, one `fdatasync`, then acknowledgements. A log synced on request
+//! ([`SyncMode::OnRequest`]) has no `fdatasync` to share and writes each append on the caller's
+//! thread instead.
 //!
 //! # Invariants
 //!

@@ -850,6 +850,58 @@ fn a_log_synced_on_request_syncs_only_what_was_written_since_its_last_sync() {
 }
 
 #[test]
+fn a_log_synced_on_request_answers_each_append_on_the_callers_thread_before_returning() {
+    let tmp = TempDir::new().unwrap();
+    let on_request = LogConfig {
+        segment_bytes: 4096,
+        sync: SyncMode::OnRequest,
+    };
+    let log = ShardLog::open(tmp.path(), on_request).unwrap();
+    let caller = thread::current().id();
+    for o in 0..50u64 {
+        let answer = Arc::new(Mutex::new(None));
+        let slot = Arc::clone(&answer);
+        log.append(
+            vec![RecordIn {
+                partition_key: key(o),
+                data: body(o),
+            }],
+            Box::new(move |r| {
+                *slot.lock().unwrap() = Some((thread::current().id(), r));
+            }),
+        );
+        let (thread, result) = answer
+            .lock()
+            .unwrap()
+            .take()
+            .expect("answered before returning");
+        assert_eq!(thread, caller);
+        assert_eq!(result.unwrap().first_offset, o);
+        assert_eq!(log.end_offset(), o + 1, "readable once answered");
+    }
+    assert!(
+        log.segment_count() > 1,
+        "rolls happened on the caller's thread too"
+    );
+    log.close();
+    let refused = Arc::new(Mutex::new(None));
+    let slot = Arc::clone(&refused);
+    log.append(
+        vec![record_in("k", "late")],
+        Box::new(move |r| *slot.lock().unwrap() = Some(r)),
+    );
+    assert!(matches!(
+        refused.lock().unwrap().take(),
+        Some(Err(LogError::Closed))
+    ));
+    drop(log);
+
+    let log = ShardLog::open(tmp.path(), on_request).unwrap();
+    assert_eq!(log.end_offset(), 50);
+    check_all(&log);
+}
+
+#[test]
 fn concurrent_reads_during_appends_and_rolls_see_whole_records() {
     const N: u64 = 3000;
     let tmp = TempDir::new().unwrap();

@@ -139,7 +139,10 @@ impl Answers {
 
     fn failed(round: &mut Vec<Pending>, err: &LogError) -> Answers {
         Answers {
-            answers: round.drain(..).map(|p| (p.done, Err(err.clone()))).collect(),
+            answers: round
+                .drain(..)
+                .map(|p| (p.done, Err(err.clone())))
+                .collect(),
             published: None,
         }
     }
