@@ -470,8 +470,9 @@ async fn a_replica_restarted_with_a_stale_position_replays_without_duplicating()
     let replica = start_single(dir.path(), port).await;
     let reference_dir = tempfile::tempdir().unwrap();
     let mut reference = Applier::new(catalog(reference_dir.path()), HashMap::new());
-    let position = dir.path().join("data/replica/position.cbor");
-    let stale = dir.path().join("position.stale");
+    // The position's two slot files, and where a stale copy of them is kept.
+    let slots = ["position.0", "position.1"].map(|name| dir.path().join("data/replica").join(name));
+    let stale = ["stale.0", "stale.1"].map(|name| dir.path().join(name));
     for (i, command) in commands().into_iter().enumerate() {
         let proposed = replica
             .propose(Bytes::from(command.encode()))
@@ -485,7 +486,11 @@ async fn a_replica_restarted_with_a_stale_position_replays_without_duplicating()
             tokio::task::spawn_blocking(move || machine.lock().unwrap().save_position().unwrap())
                 .await
                 .unwrap();
-            std::fs::copy(&position, &stale).unwrap();
+            for (slot, copy) in slots.iter().zip(&stale) {
+                if slot.exists() {
+                    std::fs::copy(slot, copy).unwrap();
+                }
+            }
         }
     }
     let before = replica_dump(&replica).await;
@@ -497,7 +502,13 @@ async fn a_replica_restarted_with_a_stale_position_replays_without_duplicating()
     stop(replica).await;
     // Go back to the stale position (as after a crash before the next store): every entry
     // after it is applied again on top of the state that has them.
-    std::fs::rename(&stale, &position).unwrap();
+    for (slot, copy) in slots.iter().zip(&stale) {
+        if copy.exists() {
+            std::fs::rename(copy, slot).unwrap();
+        } else {
+            std::fs::remove_file(slot).unwrap();
+        }
+    }
     let replica = start_single(dir.path(), port).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

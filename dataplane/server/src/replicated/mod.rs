@@ -37,6 +37,7 @@
 mod bytes_serde;
 pub mod command;
 pub mod node;
+pub mod position_file;
 pub mod state_machine;
 
 pub use command::{Applier, Command, Record, Response, ShardBatch};

@@ -10,8 +10,8 @@
 //! take back.
 //!
 //! After applying, the position (the last applied entry and, for every shard, its log's end
-//! offset at that entry) is written to `position.cbor` (shard logs synced, then temporary
-//! file, `fsync`, rename, directory `fsync`) — not after every entry, but after the first, then every
+//! offset at that entry) is stored (shard logs synced, then the position written in place to
+//! one of two slot files, see [`super::position_file`]) — not after every entry, but after the first, then every
 //! [`SAVE_EVERY`] entries or [`SAVE_INTERVAL`], and always after a blank or membership entry,
 //! an install, and a command that may change a stream's description. The catalog may therefore be ahead of the stored position after a crash,
 //! and openraft replays the entries after it. Replaying is idempotent:
@@ -44,8 +44,8 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, Read};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,7 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
 use super::command::{Applier, Command, Replay, Response, ShardKey};
+use super::position_file::PositionFile;
 use crate::streams::model::StreamMeta;
 use crate::streams::{ApiError, Catalog, store};
 
@@ -62,8 +63,6 @@ use crate::streams::{ApiError, Catalog, store};
 pub const SAVE_EVERY: u64 = 1024;
 /// ...and at least this often while entries are applied.
 pub const SAVE_INTERVAL: Duration = Duration::from_millis(500);
-
-const POSITION_FILE: &str = "position.cbor";
 
 #[derive(Serialize, Deserialize)]
 struct Position {
@@ -86,7 +85,7 @@ struct StreamFiles {
 /// The replicated catalog of a shard group replica.
 pub struct CatalogMachine {
     applier: Applier,
-    dir: PathBuf,
+    position_file: PositionFile,
     runtime: Handle,
     applied: Option<Applied>,
     unsaved: u64,
@@ -106,10 +105,10 @@ impl CatalogMachine {
     pub async fn open(catalog: Arc<Catalog>, dir: &Path) -> io::Result<CatalogMachine> {
         fs::create_dir_all(dir)?;
         let runtime = Handle::current();
-        let path = dir.join(POSITION_FILE);
         let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
-        let (applied, stored) = match fs::read(&path) {
-            Ok(bytes) => {
+        let (position_file, stored) = PositionFile::open(dir)?;
+        let (applied, stored) = match stored {
+            Some(bytes) => {
                 let position: Position =
                     ciborium::from_reader(&bytes[..]).map_err(|e| invalid(e.to_string()))?;
                 match position.applied {
@@ -133,7 +132,7 @@ impl CatalogMachine {
                     }
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            None => {
                 // Replaying the group's log onto streams it did not write would skip or
                 // misplace records; a replica starts on an empty data directory.
                 if !catalog.streams().is_empty() {
@@ -145,7 +144,6 @@ impl CatalogMachine {
                 }
                 (None, HashMap::new())
             }
-            Err(e) => return Err(e),
         };
         let has_position = applied.is_some();
         let replay = shard_ends(&catalog)
@@ -158,7 +156,7 @@ impl CatalogMachine {
             .collect();
         Ok(CatalogMachine {
             applier: Applier::new(catalog, replay),
-            dir: dir.to_path_buf(),
+            position_file,
             runtime,
             applied,
             unsaved: 0,
@@ -195,15 +193,10 @@ impl CatalogMachine {
         Ok(())
     }
 
-    fn write_position(&self, position: &Position) -> io::Result<()> {
+    fn write_position(&mut self, position: &Position) -> io::Result<()> {
         let mut bytes = Vec::new();
         ciborium::into_writer(position, &mut bytes).map_err(io::Error::other)?;
-        let temporary = self.dir.join(format!("{POSITION_FILE}.tmp"));
-        let mut file = File::create(&temporary)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        fs::rename(&temporary, self.dir.join(POSITION_FILE))?;
-        store::sync_dir(&self.dir)
+        self.position_file.store(&bytes)
     }
 
     fn maybe_save(&mut self) -> io::Result<()> {
