@@ -161,6 +161,26 @@ mod tests {
     }
 
     #[test]
+    fn every_flipped_bit_and_every_cut_of_a_slot_is_refused() {
+        let body: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
+        let slot = encode(42, &body);
+        assert_eq!(decode(&slot), Some((42, &body[..])));
+        let used = HEADER + body.len();
+        for bit in 0..used * 8 {
+            let mut flipped = slot.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(decode(&flipped), None, "bit {bit} flipped");
+        }
+        for cut in 0..used {
+            assert_eq!(decode(&slot[..cut]), None, "cut at {cut}");
+        }
+        // The padding after the body is not part of the position.
+        let mut padded = slot.clone();
+        padded[used] = 0xff;
+        assert_eq!(decode(&padded), Some((42, &body[..])));
+    }
+
+    #[test]
     fn both_slots_torn_or_foreign_read_as_no_position() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(SLOTS[0]), b"RPOS but not a position").unwrap();
