@@ -9,6 +9,10 @@
 //! the valid slot with the highest number. A store torn by a crash fails its CRC (or leaves an
 //! older position whole), and the other slot still holds the previous position, which is
 //! never newer than what the logs hold.
+//!
+//! Earlier builds kept the position in one file, `position.cbor`, replaced by rename. A
+//! directory with no valid slot is read from that file if it is there, and the first store
+//! into a slot removes it.
 
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -18,6 +22,8 @@ use std::path::{Path, PathBuf};
 use crate::streams::store;
 
 const SLOTS: [&str; 2] = ["position.0", "position.1"];
+/// The single-file position of earlier builds (the body alone).
+const LEGACY: &str = "position.cbor";
 const MAGIC: &[u8; 4] = b"RPOS";
 const HEADER: usize = 4 + 8 + 4 + 4;
 const PAGE: usize = 4096;
@@ -27,6 +33,8 @@ pub struct PositionFile {
     dir: PathBuf,
     /// Number of the newest valid position and the slot holding it.
     newest: Option<(u64, usize)>,
+    /// Whether an earlier build's `position.cbor` is still there, to remove after a store.
+    legacy: bool,
 }
 
 impl PositionFile {
@@ -45,11 +53,18 @@ impl PositionFile {
                 newest = Some((number, slot, body.to_vec()));
             }
         }
+        let legacy = match fs::read(dir.join(LEGACY)) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
         let file = PositionFile {
             dir: dir.to_path_buf(),
             newest: newest.as_ref().map(|(number, slot, _)| (*number, *slot)),
+            legacy: legacy.is_some(),
         };
-        Ok((file, newest.map(|(_, _, body)| body)))
+        let body = newest.map(|(_, _, body)| body).or(legacy);
+        Ok((file, body))
     }
 
     /// Stores `body` as the newest position: durable when this returns.
@@ -67,10 +82,14 @@ impl PositionFile {
             .open(&path)?;
         file.write_all_at(&encode(number, body), 0)?;
         file.sync_data()?;
-        if created {
+        if self.legacy {
+            fs::remove_file(self.dir.join(LEGACY))?;
+        }
+        if created || self.legacy {
             store::sync_dir(&self.dir)?;
         }
         self.newest = Some((number, slot));
+        self.legacy = false;
         Ok(())
     }
 }
@@ -178,6 +197,17 @@ mod tests {
         let mut padded = slot.clone();
         padded[used] = 0xff;
         assert_eq!(decode(&padded), Some((42, &body[..])));
+    }
+
+    #[test]
+    fn an_earlier_builds_single_file_is_read_until_the_first_store_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(LEGACY), b"stored by an earlier build").unwrap();
+        let (mut file, body) = PositionFile::open(dir.path()).unwrap();
+        assert_eq!(body.as_deref(), Some(&b"stored by an earlier build"[..]));
+        file.store(b"first in a slot").unwrap();
+        assert!(!dir.path().join(LEGACY).exists());
+        assert_eq!(reopen(dir.path()).as_deref(), Some(&b"first in a slot"[..]));
     }
 
     #[test]
