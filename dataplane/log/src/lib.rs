@@ -164,13 +164,14 @@ pub(crate) struct Shared {
 
 /// The durable log of one shard. `Send + Sync`: share it through an `Arc`.
 ///
-/// Appends are queued and committed by a background writer thread (group commit); reads,
-/// offset lookups and trimming run on the caller's thread, concurrently with the writer.
-/// Dropping the log is the same as [`ShardLog::close`].
+/// Appends are queued and committed by a background writer thread (group commit), except in a
+/// log synced on request, which has no writer thread; reads, offset lookups and trimming run
+/// on the caller's thread, concurrently with the writer. Dropping the log is the same as
+/// [`ShardLog::close`].
 pub struct ShardLog {
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    writer_id: ThreadId,
+    writer_id: Option<ThreadId>,
 }
 
 impl std::fmt::Debug for ShardLog {
@@ -332,15 +333,21 @@ impl ShardLog {
             #[cfg(test)]
             requested_syncs: std::sync::atomic::AtomicUsize::new(0),
         });
-        let for_thread = Arc::clone(&shared);
-        let handle = thread::Builder::new()
-            .name("riffle-log-writer".into())
-            .spawn(move || writer::run(for_thread))
-            .map_err(|e| LogError::io(dir, e))?;
+        // A log synced on request writes each append on the caller's thread (see `enqueue`).
+        let handle = if config.sync == SyncMode::OnRequest {
+            None
+        } else {
+            let for_thread = Arc::clone(&shared);
+            let handle = thread::Builder::new()
+                .name("riffle-log-writer".into())
+                .spawn(move || writer::run(for_thread))
+                .map_err(|e| LogError::io(dir, e))?;
+            Some(handle)
+        };
         Ok(ShardLog {
             shared,
-            writer_id: handle.thread().id(),
-            writer: Mutex::new(Some(handle)),
+            writer_id: handle.as_ref().map(|h| h.thread().id()),
+            writer: Mutex::new(handle),
         })
     }
 
@@ -584,7 +591,7 @@ impl ShardLog {
     pub fn close(&self) {
         lock(&self.shared.queue).closing = true;
         self.shared.wake.notify_all();
-        if thread::current().id() == self.writer_id {
+        if Some(thread::current().id()) == self.writer_id {
             return;
         }
         let handle = lock(&self.writer).take();
