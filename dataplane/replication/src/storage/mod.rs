@@ -1,11 +1,12 @@
 //! Durable raft storage: the log ([`RaftLog`]), the vote ([`VoteFile`]) and the openraft
-//! [`LogStore`] adapter over both.
+//! [`LogStore`] adapter over both; and [`SlotFile`], for small state stored often.
 
 mod codec;
 mod durable_file;
 mod error;
 mod log;
 mod log_store;
+mod slot_file;
 mod syncer;
 mod vote;
 
@@ -17,6 +18,7 @@ pub use error::StoreError;
 pub(crate) use error::to_raft;
 pub use log::{DEFAULT_SEGMENT_BYTES, LogConfig, LogReader, RaftLog};
 pub use log_store::LogStore;
+pub use slot_file::SlotFile;
 pub use vote::VoteFile;
 pub(crate) use vote::u64_at;
 

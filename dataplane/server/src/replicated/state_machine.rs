@@ -11,10 +11,11 @@
 //!
 //! After applying, the position (the last applied entry and, for every shard, its log's end
 //! offset at that entry) is stored (shard logs synced, then the position written in place to
-//! one of two slot files, see [`super::position_file`]) — not after every entry, but after the first, then every
-//! [`SAVE_EVERY`] entries or [`SAVE_INTERVAL`], and always after a blank or membership entry,
-//! an install, and a command that may change a stream's description. The catalog may therefore be ahead of the stored position after a crash,
-//! and openraft replays the entries after it. Replaying is idempotent:
+//! one of two slot files, see [`super::position_file`]) — not after every entry, but after the
+//! first, then every [`SAVE_EVERY`] entries or [`SAVE_INTERVAL`], and always after a blank or
+//! membership entry, an install, and a command that may change a stream's description. The
+//! catalog may therefore be ahead of the stored position after a crash, and openraft replays
+//! the entries after it. Replaying is idempotent:
 //!
 //! - a PutRecords batch for a shard whose log ends past the stored offset is not appended
 //!   again: logs are append-only and every batch is appended whole or not at all, in command
