@@ -9,6 +9,10 @@
 //! - [`RaftLog::truncate`] and [`RaftLog::purge`] are durable when they return. Truncation deletes
 //!   newest segments first and purging records the purge point before deleting oldest segments
 //!   first, so a crash in the middle never leaves a hole.
+//! - With [`LogConfig::preallocate`], a new segment is the spare file zero-filled ahead of use
+//!   (see `spare`), so appends do not grow the file and their `fdatasync` writes no inode. The
+//!   unused, zero-filled rest of the last segment is cut at recovery like a torn tail; a segment
+//!   is sealed only once its entries fill it, so no sealed segment has such a rest.
 //! - **Recovery**: a torn or zero-filled tail of the last segment (a write that never reached
 //!   the disk whole, hence never reported flushed) is cut back to the last whole, CRC-valid
 //!   entry. Damage anywhere else — a sealed segment, a gap between segments, an entry whose index
@@ -24,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::storage::codec::{self, FRAME_HEADER};
+use crate::storage::spare::{SPARE_FILE, Spare};
 use crate::storage::syncer::{Flushed, Syncer};
 use crate::storage::vote::u64_at;
 use crate::storage::{StoreError, durable_file};
@@ -45,6 +50,11 @@ pub struct LogConfig {
     /// Whether flushes `fdatasync`; `false` is for tests only (survives a process crash, not a
     /// power loss).
     pub fsync: bool,
+    /// Whether the next segment is zero-filled ahead of use by a thread of the log's, so that
+    /// appends overwrite written blocks instead of growing the file (each `fdatasync` then
+    /// writes no inode). Costs a second segment of disk space. A log without a filled spare
+    /// rolls to it at the next append; `false` keeps segment rolls to sizes alone.
+    pub preallocate: bool,
 }
 
 impl Default for LogConfig {
@@ -52,6 +62,7 @@ impl Default for LogConfig {
         LogConfig {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             fsync: true,
+            preallocate: true,
         }
     }
 }
@@ -63,6 +74,8 @@ pub struct RaftLog {
     config: LogConfig,
     state: Arc<RwLock<State>>,
     syncer: Syncer,
+    /// The next segment, filled ahead of use (with [`LogConfig::preallocate`]).
+    spare: Option<Spare>,
     _lock: File,
 }
 
@@ -80,6 +93,9 @@ struct Segment {
     /// `base + i`.
     frames: Vec<(u64, u32)>,
     size: u64,
+    /// The file is zero-filled past `size` (it was the spare): it must not be sealed before
+    /// its entries fill it.
+    preallocated: bool,
 }
 
 impl Segment {
@@ -308,6 +324,20 @@ impl RaftLog {
             Some(l) if l.index >= first_live => Some(l),
             _ => purged,
         };
+        let spare = if config.preallocate {
+            Some(
+                Spare::start(dir, config.segment_bytes, config.fsync)
+                    .map_err(|e| StoreError::io(dir, e))?,
+            )
+        } else {
+            let path = dir.join(SPARE_FILE);
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(StoreError::io(&path, e));
+                }
+                _ => None,
+            }
+        };
         Ok(RaftLog {
             dir: dir.to_path_buf(),
             config,
@@ -318,6 +348,7 @@ impl RaftLog {
                 last,
             })),
             syncer: Syncer::start(config.fsync).map_err(|e| StoreError::io(dir, e))?,
+            spare,
             _lock: lock,
         })
     }
@@ -395,12 +426,14 @@ impl RaftLog {
             lens.push((buf.len() - before) as u32);
         }
 
+        let spare_ready = || self.spare.as_ref().is_some_and(Spare::is_ready);
         let need_new = match state.segments.last() {
             None => true,
-            Some(s) => s.size >= self.config.segment_bytes && !s.frames.is_empty(),
+            Some(s) if s.frames.is_empty() => false,
+            Some(s) => s.size >= self.config.segment_bytes || (!s.preallocated && spare_ready()),
         };
         if need_new {
-            let segment = create_segment(&self.dir, first.log_id.index)?;
+            let segment = self.new_segment(first.log_id.index)?;
             state.segments.push(segment);
         }
         let Some(active) = state.segments.last_mut() else {
@@ -421,6 +454,36 @@ impl RaftLog {
         drop(state);
         self.syncer.submit(vec![file], flushed);
         Ok(())
+    }
+
+    /// A new segment starting at `base`: the spare if one is filled, else an empty file.
+    fn new_segment(&self, base: u64) -> Result<Segment, StoreError> {
+        let path = segment_path(&self.dir, base);
+        let Some(spare) = &self.spare else {
+            return create_segment(&self.dir, base);
+        };
+        match spare.take(&path).map_err(|e| StoreError::io(&path, e))? {
+            Some(file) => {
+                durable_file::sync_dir(&self.dir)?;
+                Ok(Segment {
+                    base,
+                    path,
+                    file: Arc::new(file),
+                    frames: Vec::new(),
+                    size: 0,
+                    preallocated: true,
+                })
+            }
+            None => create_segment(&self.dir, base),
+        }
+    }
+
+    /// Blocks until the spare segment is filled (tests only).
+    #[cfg(test)]
+    pub(crate) fn wait_for_spare(&self) {
+        if let Some(spare) = &self.spare {
+            spare.wait_ready();
+        }
     }
 
     /// Begins an empty log at `index`: drops every segment (none holds a live entry), then
@@ -470,6 +533,7 @@ impl RaftLog {
                 }
                 seg.frames.truncate(keep);
                 seg.size = cut;
+                seg.preallocated = false;
             }
         }
         durable_file::sync_dir(&self.dir)?;
@@ -534,6 +598,7 @@ fn create_segment(dir: &Path, base: u64) -> Result<Segment, StoreError> {
         file: Arc::new(file),
         frames: Vec::new(),
         size: 0,
+        preallocated: false,
     })
 }
 
@@ -595,13 +660,22 @@ fn recover_segment(
         if !is_last {
             return Err(StoreError::corrupt(&path, pos as u64, reason));
         }
-        tracing::warn!(
-            segment = %path.display(),
-            position = pos,
-            reason = reason.as_str(),
-            dropped_bytes = bytes.len() - pos,
-            "cutting the raft log tail after the last whole entry"
-        );
+        if bytes[pos..].iter().all(|&b| b == 0) {
+            tracing::debug!(
+                segment = %path.display(),
+                position = pos,
+                zeros = bytes.len() - pos,
+                "cutting the unused zero-filled rest of the last raft log segment"
+            );
+        } else {
+            tracing::warn!(
+                segment = %path.display(),
+                position = pos,
+                reason = reason.as_str(),
+                dropped_bytes = bytes.len() - pos,
+                "cutting the raft log tail after the last whole entry"
+            );
+        }
         file.set_len(pos as u64)
             .map_err(|e| StoreError::io(&path, e))?;
         if fsync {
@@ -615,6 +689,7 @@ fn recover_segment(
             file: Arc::new(file),
             frames,
             size: pos as u64,
+            preallocated: false,
         },
         last,
     ))

@@ -7,6 +7,7 @@ mod error;
 mod log;
 mod log_store;
 mod slot_file;
+mod spare;
 mod syncer;
 mod vote;
 

@@ -15,6 +15,7 @@ fn cfg(segment_bytes: u64) -> LogConfig {
     LogConfig {
         segment_bytes,
         fsync: true,
+        preallocate: false,
     }
 }
 
@@ -380,5 +381,105 @@ fn a_limited_read_stops_at_its_byte_budget_across_segments_but_takes_at_least_on
     assert_eq!(
         ids(reader.entries_within(0, 20, u64::MAX).expect("read")),
         (0..20).collect::<Vec<_>>()
+    );
+}
+
+fn preallocating(segment_bytes: u64) -> LogConfig {
+    LogConfig {
+        preallocate: true,
+        ..cfg(segment_bytes)
+    }
+}
+
+fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).expect("stat").len()
+}
+
+/// With preallocation, the log moves to the zero-filled spare at the first append after it is
+/// ready, appends overwrite its zeros without growing it, and no sealed segment keeps a
+/// zero-filled rest; everything reads back after reopening.
+#[test]
+fn a_preallocating_log_appends_into_zero_filled_segments_that_reopen_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let segment_bytes = 4096;
+    let mut log = RaftLog::open(dir.path(), preallocating(segment_bytes)).expect("open");
+    append(&mut log, vec![command(1, 0)]);
+    log.wait_for_spare();
+    assert_eq!(file_len(&dir.path().join(spare::SPARE_FILE)), segment_bytes);
+    append(&mut log, vec![command(1, 1)]);
+    let second = dir.path().join(format!("{:020}.wal", 1));
+    assert_eq!(segment_files(dir.path()).len(), 2);
+    assert_eq!(file_len(&second), segment_bytes, "appended into the spare");
+    assert!(fs::read(&second).expect("read").ends_with(&[0u8; 1024]));
+
+    let mut expected = vec![command(1, 0), command(1, 1)];
+    for i in 2..200 {
+        append(&mut log, vec![command(1, i)]);
+        expected.push(command(1, i));
+    }
+    let segments = segment_files(dir.path());
+    assert!(segments.len() > 3, "{segments:?}");
+    for name in &segments[..segments.len() - 1] {
+        let bytes = fs::read(dir.path().join(name)).expect("read");
+        assert_ne!(bytes.last(), Some(&0), "{name} was sealed with zeros left");
+    }
+    assert_eq!(all(&log), expected);
+    drop(log);
+
+    let mut log = RaftLog::open(dir.path(), preallocating(segment_bytes)).expect("reopen");
+    assert_eq!(all(&log), expected);
+    append(&mut log, vec![command(2, 200)]);
+    expected.push(command(2, 200));
+    drop(log);
+    let log = RaftLog::open(dir.path(), cfg(segment_bytes)).expect("reopen without");
+    assert_eq!(all(&log), expected);
+    assert!(
+        !dir.path().join(spare::SPARE_FILE).exists(),
+        "a log that does not preallocate removes the spare"
+    );
+}
+
+/// A crash leaves the last segment with zeros after its last entry, and maybe a spare that was
+/// being filled; recovery cuts the zeros, takes no spare for a segment, and the log goes on.
+#[test]
+fn a_crash_with_a_zero_filled_tail_and_a_partial_spare_recovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), preallocating(1 << 16)).expect("open");
+    append(&mut log, vec![command(1, 0)]);
+    log.wait_for_spare();
+    append(&mut log, vec![command(1, 1), command(1, 2)]);
+    log.wait_for_spare();
+    let last = dir.path().join(format!("{:020}.wal", 1));
+    let image: Vec<(std::path::PathBuf, Vec<u8>)> = fs::read_dir(dir.path())
+        .expect("read_dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let bytes = fs::read(&p).expect("read");
+            (p, bytes)
+        })
+        .collect();
+    drop(log);
+    // The image as a crash left it: a partly filled spare beside the zero-padded segment.
+    for (path, bytes) in &image {
+        fs::write(path, bytes).expect("restore");
+    }
+    fs::write(dir.path().join(spare::SPARE_FILE), vec![0u8; 100]).expect("partial spare");
+    assert_eq!(file_len(&last), 1 << 16);
+
+    let mut log = RaftLog::open(dir.path(), preallocating(1 << 16)).expect("recover");
+    assert_eq!(all(&log), vec![command(1, 0), command(1, 1), command(1, 2)]);
+    assert!(
+        file_len(&last) < 1 << 16,
+        "the zeros after the last entry are cut"
+    );
+    log.wait_for_spare();
+    assert_eq!(file_len(&dir.path().join(spare::SPARE_FILE)), 1 << 16);
+    append(&mut log, vec![command(1, 3)]);
+    drop(log);
+    let log = RaftLog::open(dir.path(), preallocating(1 << 16)).expect("reopen");
+    assert_eq!(
+        all(&log),
+        vec![command(1, 0), command(1, 1), command(1, 2), command(1, 3)]
     );
 }
