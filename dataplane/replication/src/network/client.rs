@@ -3,6 +3,16 @@
 //! again after any failure. Every call has a deadline (openraft's RPC TTL); a connection
 //! attempt outlives the call that started it, so that calls with short deadlines do not each
 //! start (and abandon) another name lookup and connect.
+//!
+//! openraft 0.9 keeps one request in flight per follower, and after every commit it sends an
+//! AppendEntries carrying only the new commit index; the next entries wait for its answer. On a
+//! connection whose peer has accepted the last AppendEntries, such a commit-only request is
+//! written and answered `Success` at once; the next call reads and drops its answer before its
+//! own. That answer tells the leader nothing it needs: the request matches what the follower
+//! already accepted, a newer term shows up in the next answer read, and the commit index is
+//! advisory (a follower applies up to what it holds). Health checks and heartbeats without a
+//! new commit, and every call on a new connection (openraft's leadership checks for
+//! linearizable reads open their own clients), wait for the peer.
 
 use std::time::Duration;
 
@@ -21,7 +31,7 @@ use tokio::task::JoinHandle;
 use crate::network::frame::{self, Kind, Status};
 use crate::network::{Faults, decode, encode};
 use crate::replica::MAX_BATCH_BYTES;
-use crate::types::{Node, NodeId, TypeConfig};
+use crate::types::{LogId, Node, NodeId, TypeConfig};
 
 /// How long a connection attempt to a peer (name lookup included) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,11 +55,26 @@ pub struct PeerClient {
     from: NodeId,
     target: NodeId,
     addr: String,
-    connection: Option<TcpStream>,
+    connection: Option<Connection>,
     /// The connection attempt under way, if any.
     connecting: Option<JoinHandle<Result<TcpStream, String>>>,
     faults: Faults,
 }
+
+/// An open connection to the peer.
+struct Connection {
+    stream: TcpStream,
+    /// Requests sent without waiting for their replies (see [`PeerClient::append_entries`]);
+    /// the next call reads and drops those replies before its own.
+    unanswered: usize,
+    /// The peer accepted the last AppendEntries answered on this connection.
+    accepting: bool,
+    /// The highest commit index sent on this connection.
+    commit_sent: Option<LogId>,
+}
+
+/// Most commit-only AppendEntries left unanswered on a connection before one is waited for.
+const MAX_UNANSWERED: usize = 32;
 
 impl Drop for PeerClient {
     fn drop(&mut self) {
@@ -122,6 +147,17 @@ impl std::fmt::Display for CallError {
 }
 
 impl PeerClient {
+    /// Fails if the fault switch blocks traffic to the peer.
+    fn check_not_blocked(&self) -> Result<(), CallError> {
+        if self.faults.is_blocked(self.target) {
+            return Err(CallError::Failed(format!(
+                "traffic to {} is blocked",
+                self.target
+            )));
+        }
+        Ok(())
+    }
+
     /// Sends one request and returns raft's answer, within `timeout`. The connection is
     /// dropped after any failure, so a late reply is never taken for the next call's.
     async fn call(
@@ -130,12 +166,7 @@ impl PeerClient {
         parts: &[&[u8]],
         timeout: Duration,
     ) -> Result<Vec<u8>, CallError> {
-        if self.faults.is_blocked(self.target) {
-            return Err(CallError::Failed(format!(
-                "traffic to {} is blocked",
-                self.target
-            )));
-        }
+        self.check_not_blocked()?;
         let exchanged = tokio::time::timeout(timeout, self.exchange(kind, parts)).await;
         let reply = match exchanged {
             Ok(Ok(reply)) => reply,
@@ -172,16 +203,69 @@ impl PeerClient {
     ) -> Result<(Status, Vec<u8>), CallError> {
         let connection = match self.connection.take() {
             Some(connection) => connection,
-            None => self.connect().await?,
+            None => Connection {
+                stream: self.connect().await?,
+                unanswered: 0,
+                accepting: false,
+                commit_sent: None,
+            },
         };
         let target = self.target;
         let unreachable =
             |e: std::io::Error| CallError::Unreachable(format!("replica {target}: {e}"));
         let connection = self.connection.insert(connection);
-        frame::write_request(connection, kind, self.from, parts)
+        frame::write_request(&mut connection.stream, kind, self.from, parts)
             .await
             .map_err(unreachable)?;
-        frame::read_reply(connection).await.map_err(unreachable)
+        while connection.unanswered > 0 {
+            frame::read_reply(&mut connection.stream)
+                .await
+                .map_err(unreachable)?;
+            connection.unanswered -= 1;
+        }
+        frame::read_reply(&mut connection.stream)
+            .await
+            .map_err(unreachable)
+    }
+
+    /// Sends a request whose reply the next call reads and drops, within `timeout`.
+    async fn send_unanswered(
+        &mut self,
+        kind: Kind,
+        parts: &[&[u8]],
+        timeout: Duration,
+    ) -> Result<(), CallError> {
+        self.check_not_blocked()?;
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(CallError::Failed("no connection".into()));
+        };
+        let written = tokio::time::timeout(
+            timeout,
+            frame::write_request(&mut connection.stream, kind, self.from, parts),
+        )
+        .await;
+        match written {
+            Ok(Ok(())) => {
+                connection.unanswered += 1;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.connection = None;
+                Err(CallError::Unreachable(format!(
+                    "replica {}: {e}",
+                    self.target
+                )))
+            }
+            Err(_) => {
+                self.connection = None;
+                Err(CallError::Failed(format!(
+                    "replica {} at {} did not take a request within {} ms",
+                    self.target,
+                    self.addr,
+                    timeout.as_millis()
+                )))
+            }
+        }
     }
 
     /// A new connection, from the attempt under way or a new one. If the caller's deadline
@@ -227,6 +311,19 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
         let entries = rpc.entries.len();
         let cbor = encode(&rpc).map_err(network_err)?;
+        if let Some(connection) = self.connection.as_mut() {
+            let commit_only = entries == 0
+                && connection.accepting
+                && connection.unanswered < MAX_UNANSWERED
+                && rpc.leader_commit > connection.commit_sent;
+            connection.commit_sent = connection.commit_sent.max(rpc.leader_commit);
+            if commit_only {
+                self.send_unanswered(Kind::AppendEntries, &[&cbor], option.hard_ttl())
+                    .await
+                    .map_err(CallError::into_rpc)?;
+                return Ok(AppendEntriesResponse::Success);
+            }
+        }
         // Cut big batches (a follower catching up): openraft retries with fewer entries.
         let limit = MAX_BATCH_BYTES;
         if cbor.len() > limit && entries > 1 {
@@ -239,7 +336,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             .call(Kind::AppendEntries, &[&cbor], option.hard_ttl())
             .await
             .map_err(CallError::into_rpc)?;
-        self.reply(&reply)
+        let response: AppendEntriesResponse<NodeId> = self.reply(&reply)?;
+        if let Some(connection) = self.connection.as_mut() {
+            connection.accepting = matches!(response, AppendEntriesResponse::Success);
+            connection.commit_sent = connection.commit_sent.max(rpc.leader_commit);
+        }
+        Ok(response)
     }
 
     async fn install_snapshot(
@@ -276,5 +378,137 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
     fn backoff(&self) -> openraft::network::Backoff {
         openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use openraft::{EntryPayload, Vote};
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::network::frame::Request;
+    use crate::types::{Command, Entry, log_id};
+
+    fn request(commit: u64, entries: Vec<Entry>) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: Some(log_id(1, 1, 5)),
+            entries,
+            leader_commit: Some(log_id(1, 1, commit)),
+        }
+    }
+
+    fn option() -> RPCOption {
+        RPCOption::new(Duration::from_secs(5))
+    }
+
+    /// The peer's answer to an AppendEntries, as its server encodes it.
+    fn answer(response: AppendEntriesResponse<NodeId>) -> Vec<u8> {
+        let result: Result<_, RaftError<NodeId>> = Ok(response);
+        encode(&result).expect("encode")
+    }
+
+    /// A scripted peer: hands each request it reads to the test, and writes each reply the
+    /// test gives it, in order, on the one connection it accepts.
+    async fn peer() -> (
+        String,
+        mpsc::UnboundedReceiver<Request>,
+        mpsc::UnboundedSender<Vec<u8>>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let (requests_tx, requests) = mpsc::unbounded_channel();
+        let (replies, mut replies_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let (mut reader, mut writer) = stream.split();
+            let reading = async {
+                while let Ok(Some(request)) = frame::read_request(&mut reader).await {
+                    if requests_tx.send(request).is_err() {
+                        break;
+                    }
+                }
+            };
+            let writing = async {
+                while let Some(reply) = replies_rx.recv().await {
+                    if frame::write_reply(&mut writer, Status::Ok, &reply)
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            };
+            tokio::join!(reading, writing);
+        });
+        (addr, requests, replies)
+    }
+
+    fn commit_of(request: &Request) -> Option<LogId> {
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.body).expect("decode");
+        rpc.leader_commit
+    }
+
+    /// A commit-only AppendEntries on a connection whose peer has been accepting is sent
+    /// without waiting for its answer; that answer is read and dropped before the next call's,
+    /// which gets its own. Anything else waits for the peer.
+    #[tokio::test]
+    async fn only_a_new_commit_to_an_accepting_peer_goes_unanswered() {
+        let (addr, mut requests, replies) = peer().await;
+        let mut client = NetworkFactory::new(1, Faults::default())
+            .new_client(2, &Node::new(addr))
+            .await;
+        let higher = || AppendEntriesResponse::HigherVote(Vote::new(9, 3));
+
+        // The first call on a connection waits for the peer, even with a new commit.
+        let call = client.append_entries(request(5, vec![]), option());
+        let (response, _) = tokio::join!(call, async {
+            requests.recv().await.expect("first request");
+            replies.send(answer(higher())).expect("reply");
+        });
+        assert_eq!(response.expect("first"), higher());
+
+        // The peer refused: a new commit is still waited for, and now accepted.
+        let call = client.append_entries(request(6, vec![]), option());
+        let (response, _) = tokio::join!(call, async {
+            requests.recv().await.expect("second request");
+            replies
+                .send(answer(AppendEntriesResponse::Success))
+                .expect("reply");
+        });
+        assert_eq!(response.expect("second"), AppendEntriesResponse::Success);
+
+        // Accepting: a new commit returns before the peer has even read it.
+        let response = client.append_entries(request(7, vec![]), option()).await;
+        assert_eq!(response.expect("third"), AppendEntriesResponse::Success);
+        let unanswered = requests.recv().await.expect("third request");
+        assert_eq!(commit_of(&unanswered), Some(log_id(1, 1, 7)));
+
+        // The next call drops that late answer and returns its own.
+        let entry = Entry {
+            log_id: log_id(1, 1, 6),
+            payload: EntryPayload::Normal(Command(Bytes::from_static(b"record"))),
+        };
+        replies.send(answer(higher())).expect("late reply");
+        let call = client.append_entries(request(7, vec![entry]), option());
+        let (response, _) = tokio::join!(call, async {
+            let request = requests.recv().await.expect("fourth request");
+            assert_eq!(commit_of(&request), Some(log_id(1, 1, 7)));
+            replies
+                .send(answer(AppendEntriesResponse::Conflict))
+                .expect("reply");
+        });
+        assert_eq!(response.expect("fourth"), AppendEntriesResponse::Conflict);
+
+        // A heartbeat without a new commit is waited for.
+        let call = client.append_entries(request(7, vec![]), option());
+        let (response, _) = tokio::join!(call, async {
+            requests.recv().await.expect("fifth request");
+            replies.send(answer(higher())).expect("reply");
+        });
+        assert_eq!(response.expect("fifth"), higher());
     }
 }
