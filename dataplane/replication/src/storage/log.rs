@@ -4,8 +4,12 @@
 //! # Invariants
 //!
 //! - Entries are dense: the live indexes are `first_index() ..= last_log_id().index`.
-//! - [`RaftLog::append`] writes the entries (they are readable when it returns) and reports them
-//!   durable through its callback only after `fdatasync` (group commit, see `syncer`).
+//! - [`RaftLog::append`] writes the entries, `fdatasync`s them on the caller's thread and
+//!   reports them durable through its callback before it returns. openraft 0.9 waits for that
+//!   report before it does anything else, replicating the entries included, so no second
+//!   append could share the `fdatasync`: a sync thread would only add two thread hand-offs.
+//!   The first failed `fdatasync` fails every later append (it cannot be retried: the kernel
+//!   may have dropped the dirty pages).
 //! - [`RaftLog::truncate`] and [`RaftLog::purge`] are durable when they return. Truncation deletes
 //!   newest segments first and purging records the purge point before deleting oldest segments
 //!   first, so a crash in the middle never leaves a hole.
@@ -29,7 +33,6 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::storage::codec::{self, FRAME_HEADER};
 use crate::storage::spare::{SPARE_FILE, Spare};
-use crate::storage::syncer::{Flushed, Syncer};
 use crate::storage::vote::u64_at;
 use crate::storage::{StoreError, durable_file};
 use crate::types::{Entry, LogId, log_id};
@@ -73,7 +76,8 @@ pub struct RaftLog {
     dir: PathBuf,
     config: LogConfig,
     state: Arc<RwLock<State>>,
-    syncer: Syncer,
+    /// Why an `fdatasync` failed, once one has.
+    failed: Option<String>,
     /// The next segment, filled ahead of use (with [`LogConfig::preallocate`]).
     spare: Option<Spare>,
     _lock: File,
@@ -347,7 +351,7 @@ impl RaftLog {
                 start,
                 last,
             })),
-            syncer: Syncer::start(config.fsync).map_err(|e| StoreError::io(dir, e))?,
+            failed: None,
             spare,
             _lock: lock,
         })
@@ -376,14 +380,14 @@ impl RaftLog {
     }
 
     fn check_healthy(&self) -> Result<(), StoreError> {
-        match self.syncer.failure() {
-            Some(msg) => Err(StoreError::Poisoned(msg)),
+        match &self.failed {
+            Some(msg) => Err(StoreError::Poisoned(msg.clone())),
             None => Ok(()),
         }
     }
 
-    /// Writes `entries` (which must continue the log exactly) and returns once they are
-    /// readable; `flushed` runs once they are durable. A log without live entries may instead
+    /// Writes `entries` (which must continue the log exactly) and makes them durable; `flushed`
+    /// runs with the outcome of the `fdatasync` before this returns. A log without live entries may instead
     /// be begun at any index past its purge point (openraft allows this; the start is recorded
     /// so recovery can still tell a missing segment from a late start).
     pub fn append(
@@ -392,9 +396,8 @@ impl RaftLog {
         flushed: impl FnOnce(io::Result<()>) + Send + 'static,
     ) -> Result<(), StoreError> {
         self.check_healthy()?;
-        let flushed: Flushed = Box::new(flushed);
         let Some(first) = entries.first() else {
-            self.syncer.submit(Vec::new(), flushed);
+            flushed(Ok(()));
             return Ok(());
         };
         let mut state = write_state(&self.state);
@@ -452,8 +455,19 @@ impl RaftLog {
         let file = Arc::clone(&active.file);
         state.last = entries.last().map(|e| e.log_id);
         drop(state);
-        self.syncer.submit(vec![file], flushed);
+        flushed(self.sync(&file));
         Ok(())
+    }
+
+    /// `fdatasync`s `file` (unless the log does not sync), remembering a failure for good.
+    fn sync(&mut self, file: &File) -> io::Result<()> {
+        if !self.config.fsync {
+            return Ok(());
+        }
+        file.sync_data().inspect_err(|e| {
+            tracing::error!(error = %e, "fdatasync of the raft log failed");
+            self.failed = Some(format!("fdatasync failed: {e}"));
+        })
     }
 
     /// A new segment starting at `base`: the spare if one is filled, else an empty file.

@@ -8,7 +8,6 @@ mod log;
 mod log_store;
 mod slot_file;
 mod spare;
-mod syncer;
 mod vote;
 
 #[cfg(test)]
