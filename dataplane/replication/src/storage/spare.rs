@@ -22,8 +22,11 @@ use std::thread::{self, JoinHandle};
 /// File name of the spare in the log's directory.
 pub(crate) const SPARE_FILE: &str = "spare.tmp";
 
-/// Bytes of zeros written per call while filling.
-const FILL_CHUNK: usize = 1 << 20;
+/// Bytes of zeros written per call while filling: one page. Larger writes leave the file in
+/// large page-cache folios, and every later small append then counts as dirtying a whole folio
+/// (up to 2 MiB) in the kernel's per-process write accounting (`/proc/<pid>/io`) and dirty
+/// throttling, although only the dirty blocks reach the disk.
+const FILL_CHUNK: usize = 4096;
 
 /// Handle of the thread keeping one spare segment ready; dropping it stops the thread.
 pub(crate) struct Spare {
