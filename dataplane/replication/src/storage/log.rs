@@ -14,12 +14,14 @@
 //!   newest segments first and purging records the purge point before deleting oldest segments
 //!   first, so a crash in the middle never leaves a hole.
 //! - With [`LogConfig::preallocate`], a new segment is the spare file zero-filled ahead of use
-//!   (see `spare`), so appends do not grow the file and their `fdatasync` writes no inode. The
-//!   unused, zero-filled rest of the last segment is cut at recovery like a torn tail; a segment
-//!   is sealed only once its entries fill it, so no sealed segment has such a rest.
-//! - **Recovery**: a torn or zero-filled tail of the last segment (a write that never reached
-//!   the disk whole, hence never reported flushed) is cut back to the last whole, CRC-valid
-//!   entry. Damage anywhere else — a sealed segment, a gap between segments, an entry whose index
+//!   (see `spare`), so appends do not grow the file and their `fdatasync` writes no inode. A
+//!   segment is sealed only once its entries fill it, so no sealed segment has a zero-filled
+//!   rest.
+//! - **Recovery**: a torn tail of the last segment (a write that never reached the disk whole,
+//!   hence never reported flushed) is cut back to the last whole, CRC-valid entry. A tail of
+//!   zeros only, no longer than a segment, is kept: it is the unused rest of a preallocated
+//!   segment (or space the file size covered before the data reached the disk), and appends
+//!   overwrite it. Damage anywhere else — a sealed segment, a gap between segments, an entry whose index
 //!   is out of sequence — is [`StoreError::Corrupt`], never silently dropped.
 //!
 //! One directory is opened by one `RaftLog` at a time (an advisory lock on `.lock`).
@@ -103,6 +105,18 @@ struct Segment {
 }
 
 impl Segment {
+    /// A segment without entries yet, in `file` at `path`.
+    fn new_empty(base: u64, path: PathBuf, file: File, preallocated: bool) -> Segment {
+        Segment {
+            base,
+            path,
+            file: Arc::new(file),
+            frames: Vec::new(),
+            size: 0,
+            preallocated,
+        }
+    }
+
     /// One past the last index stored in the segment.
     fn end(&self) -> u64 {
         self.base + self.frames.len() as u64
@@ -283,7 +297,7 @@ impl RaftLog {
         let mut last = None;
         for (i, &base) in bases.iter().enumerate() {
             let is_last = i + 1 == bases.len();
-            let (segment, seg_last) = recover_segment(dir, base, is_last, config.fsync)?;
+            let (segment, seg_last) = recover_segment(dir, base, is_last, &config)?;
             if let Some(prev) = segments.last()
                 && prev.end() != base
             {
@@ -479,14 +493,7 @@ impl RaftLog {
         match spare.take(&path).map_err(|e| StoreError::io(&path, e))? {
             Some(file) => {
                 durable_file::sync_dir(&self.dir)?;
-                Ok(Segment {
-                    base,
-                    path,
-                    file: Arc::new(file),
-                    frames: Vec::new(),
-                    size: 0,
-                    preallocated: true,
-                })
+                Ok(Segment::new_empty(base, path, file, true))
             }
             None => create_segment(&self.dir, base),
         }
@@ -606,14 +613,7 @@ fn create_segment(dir: &Path, base: u64) -> Result<Segment, StoreError> {
         .open(&path)
         .map_err(|e| StoreError::io(&path, e))?;
     durable_file::sync_dir(dir)?;
-    Ok(Segment {
-        base,
-        path,
-        file: Arc::new(file),
-        frames: Vec::new(),
-        size: 0,
-        preallocated: false,
-    })
+    Ok(Segment::new_empty(base, path, file, false))
 }
 
 /// Scans a segment. A sealed one must be whole; the last one is cut after its last valid entry.
@@ -621,7 +621,7 @@ fn recover_segment(
     dir: &Path,
     base: u64,
     is_last: bool,
-    fsync: bool,
+    config: &LogConfig,
 ) -> Result<(Segment, Option<LogId>), StoreError> {
     let path = segment_path(dir, base);
     let file = OpenOptions::new()
@@ -670,17 +670,14 @@ fn recover_segment(
             }
         }
     }
+    let mut preallocated = false;
     if let Some(reason) = stopped {
         if !is_last {
             return Err(StoreError::corrupt(&path, pos as u64, reason));
         }
-        if bytes[pos..].iter().all(|&b| b == 0) {
-            tracing::debug!(
-                segment = %path.display(),
-                position = pos,
-                zeros = bytes.len() - pos,
-                "cutting the unused zero-filled rest of the last raft log segment"
-            );
+        // Kept only if the segment cannot be sealed before its entries overwrite every zero.
+        if bytes[pos..].iter().all(|&b| b == 0) && bytes.len() as u64 <= config.segment_bytes {
+            preallocated = true;
         } else {
             tracing::warn!(
                 segment = %path.display(),
@@ -689,11 +686,11 @@ fn recover_segment(
                 dropped_bytes = bytes.len() - pos,
                 "cutting the raft log tail after the last whole entry"
             );
-        }
-        file.set_len(pos as u64)
-            .map_err(|e| StoreError::io(&path, e))?;
-        if fsync {
-            file.sync_all().map_err(|e| StoreError::io(&path, e))?;
+            file.set_len(pos as u64)
+                .map_err(|e| StoreError::io(&path, e))?;
+            if config.fsync {
+                file.sync_all().map_err(|e| StoreError::io(&path, e))?;
+            }
         }
     }
     Ok((
@@ -703,7 +700,7 @@ fn recover_segment(
             file: Arc::new(file),
             frames,
             size: pos as u64,
-            preallocated: false,
+            preallocated,
         },
         last,
     ))

@@ -255,12 +255,34 @@ fn a_torn_tail_is_cut_at_every_byte_offset_of_the_last_entry() {
         assert_eq!(all(&log).len(), 3);
         drop(log);
     }
-    // Zero-filled space after the last entry (preallocation, a torn page) is cut too.
+    // Zeros after the last entry (a preallocated segment's rest) are kept and overwritten.
     let mut padded = whole.clone();
     padded.extend_from_slice(&[0u8; 4096]);
     fs::write(&path, &padded).expect("pad");
-    let log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("recover");
+    let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("recover");
     assert_eq!(all(&log).len(), 3);
+    assert_eq!(
+        fs::metadata(&path).expect("stat").len() as usize,
+        padded.len()
+    );
+    append(&mut log, vec![command(1, 3)]);
+    drop(log);
+    assert_eq!(
+        fs::metadata(&path).expect("stat").len() as usize,
+        padded.len()
+    );
+    let log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("reopen");
+    assert_eq!(all(&log).len(), 4);
+    // More zeros than a segment holds are cut: the segment could be sealed before they are
+    // overwritten.
+    drop(log);
+    fs::write(&path, &padded).expect("pad");
+    let log = RaftLog::open(dir.path(), cfg(1024)).expect("recover");
+    assert_eq!(all(&log).len(), 3);
+    assert_eq!(
+        fs::metadata(&path).expect("stat").len() as usize,
+        whole.len()
+    );
     // A flipped bit in the last entry cuts that entry.
     drop(log);
     let mut flipped = whole.clone();
@@ -440,7 +462,8 @@ fn a_preallocating_log_appends_into_zero_filled_segments_that_reopen_whole() {
 }
 
 /// A crash leaves the last segment with zeros after its last entry, and maybe a spare that was
-/// being filled; recovery cuts the zeros, takes no spare for a segment, and the log goes on.
+/// being filled; recovery keeps the zeros for the next appends, takes no spare for a segment,
+/// and the log goes on.
 #[test]
 fn a_crash_with_a_zero_filled_tail_and_a_partial_spare_recovers() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -469,13 +492,11 @@ fn a_crash_with_a_zero_filled_tail_and_a_partial_spare_recovers() {
 
     let mut log = RaftLog::open(dir.path(), preallocating(1 << 16)).expect("recover");
     assert_eq!(all(&log), vec![command(1, 0), command(1, 1), command(1, 2)]);
-    assert!(
-        file_len(&last) < 1 << 16,
-        "the zeros after the last entry are cut"
-    );
     log.wait_for_spare();
     assert_eq!(file_len(&dir.path().join(spare::SPARE_FILE)), 1 << 16);
     append(&mut log, vec![command(1, 3)]);
+    assert_eq!(file_len(&last), 1 << 16, "appended into the zeros");
+    assert_eq!(segment_files(dir.path()).len(), 2, "no new segment");
     drop(log);
     let log = RaftLog::open(dir.path(), preallocating(1 << 16)).expect("reopen");
     assert_eq!(
