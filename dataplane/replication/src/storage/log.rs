@@ -21,8 +21,8 @@
 //!   hence never reported flushed) is cut back to the last whole, CRC-valid entry. A tail of
 //!   zeros only, no longer than a segment, is kept: it is the unused rest of a preallocated
 //!   segment (or space the file size covered before the data reached the disk), and appends
-//!   overwrite it. Damage anywhere else — a sealed segment, a gap between segments, an entry whose index
-//!   is out of sequence — is [`StoreError::Corrupt`], never silently dropped.
+//!   overwrite it. Damage anywhere else — a sealed segment, a gap between segments, an entry
+//!   whose index is out of sequence — is [`StoreError::Corrupt`], never silently dropped.
 //!
 //! One directory is opened by one `RaftLog` at a time (an advisory lock on `.lock`).
 
@@ -99,8 +99,8 @@ struct Segment {
     /// `base + i`.
     frames: Vec<(u64, u32)>,
     size: u64,
-    /// The file is zero-filled past `size` (it was the spare): it must not be sealed before
-    /// its entries fill it.
+    /// The file holds zeros past `size` (it was the spare, or recovery kept a zero tail): it
+    /// must not be sealed before its entries fill it.
     preallocated: bool,
 }
 
@@ -401,9 +401,9 @@ impl RaftLog {
     }
 
     /// Writes `entries` (which must continue the log exactly) and makes them durable; `flushed`
-    /// runs with the outcome of the `fdatasync` before this returns. A log without live entries may instead
-    /// be begun at any index past its purge point (openraft allows this; the start is recorded
-    /// so recovery can still tell a missing segment from a late start).
+    /// runs with the outcome of the `fdatasync` before this returns. A log without live entries
+    /// may instead be begun at any index past its purge point (openraft allows this; the start
+    /// is recorded so recovery can still tell a missing segment from a late start).
     pub fn append(
         &mut self,
         entries: Vec<Entry>,
