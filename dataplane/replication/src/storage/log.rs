@@ -4,10 +4,10 @@
 //! # Invariants
 //!
 //! - Entries are dense: the live indexes are `first_index() ..= last_log_id().index`.
-//! - [`RaftLog::append`] writes the entries, `fdatasync`s them on the caller's thread and
-//!   reports them durable through its callback before it returns. openraft 0.9 waits for that
-//!   report before it does anything else, replicating the entries included, so no second
-//!   append could share the `fdatasync`: a sync thread would only add two thread hand-offs.
+//! - [`RaftLog::append`] writes the entries and `fdatasync`s them on the caller's thread: they
+//!   are durable when it returns. openraft 0.9 waits for an append's flush before it does
+//!   anything else, replicating the entries included, so no second append could share the
+//!   `fdatasync`: a sync thread would only add two thread hand-offs.
 //!   The first failed `fdatasync` fails every later append (it cannot be retried: the kernel
 //!   may have dropped the dirty pages).
 //! - [`RaftLog::truncate`] and [`RaftLog::purge`] are durable when they return. Truncation deletes
@@ -400,18 +400,12 @@ impl RaftLog {
         }
     }
 
-    /// Writes `entries` (which must continue the log exactly) and makes them durable; `flushed`
-    /// runs with the outcome of the `fdatasync` before this returns. A log without live entries
-    /// may instead be begun at any index past its purge point (openraft allows this; the start
+    /// Writes `entries` (which must continue the log exactly); they are durable when this
+    /// returns `Ok`. A log without live entries may instead be begun at any index past its purge point (openraft allows this; the start
     /// is recorded so recovery can still tell a missing segment from a late start).
-    pub fn append(
-        &mut self,
-        entries: Vec<Entry>,
-        flushed: impl FnOnce(io::Result<()>) + Send + 'static,
-    ) -> Result<(), StoreError> {
+    pub fn append(&mut self, entries: Vec<Entry>) -> Result<(), StoreError> {
         self.check_healthy()?;
         let Some(first) = entries.first() else {
-            flushed(Ok(()));
             return Ok(());
         };
         let mut state = write_state(&self.state);
@@ -469,18 +463,18 @@ impl RaftLog {
         let file = Arc::clone(&active.file);
         state.last = entries.last().map(|e| e.log_id);
         drop(state);
-        flushed(self.sync(&file));
-        Ok(())
+        self.sync(&file)
     }
 
     /// `fdatasync`s `file` (unless the log does not sync), remembering a failure for good.
-    fn sync(&mut self, file: &File) -> io::Result<()> {
+    fn sync(&mut self, file: &File) -> Result<(), StoreError> {
         if !self.config.fsync {
             return Ok(());
         }
-        file.sync_data().inspect_err(|e| {
+        file.sync_data().map_err(|e| {
             tracing::error!(error = %e, "fdatasync of the raft log failed");
             self.failed = Some(format!("fdatasync failed: {e}"));
+            StoreError::io(&self.dir, e)
         })
     }
 

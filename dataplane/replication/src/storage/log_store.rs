@@ -124,8 +124,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         self.log
-            .append(entries, move |result| callback.log_io_completed(result))
-            .map_err(|e| logs_err(e, ErrorVerb::Write))
+            .append(entries)
+            .map_err(|e| logs_err(e, ErrorVerb::Write))?;
+        callback.log_io_completed(Ok(()));
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {

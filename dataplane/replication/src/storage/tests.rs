@@ -2,8 +2,6 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::mpsc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::{EntryPayload, Membership};
@@ -45,16 +43,9 @@ fn membership(index: u64) -> Entry {
     }
 }
 
-/// Appends and waits for the flush callback, asserting it reports success.
+/// Appends, asserting the entries are durable.
 fn append(log: &mut RaftLog, entries: Vec<Entry>) {
-    let (tx, rx) = mpsc::channel();
-    log.append(entries, move |r| {
-        let _ = tx.send(r.map_err(|e| e.to_string()));
-    })
-    .expect("append");
-    rx.recv_timeout(Duration::from_secs(10))
-        .expect("flush callback")
-        .expect("flush ok");
+    log.append(entries).expect("append");
 }
 
 fn all(log: &RaftLog) -> Vec<Entry> {
@@ -112,12 +103,9 @@ fn appends_that_leave_a_hole_or_go_back_are_rejected() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("open");
     append(&mut log, vec![command(1, 0), command(1, 1)]);
-    assert!(log.append(vec![command(1, 3)], |_| {}).is_err());
-    assert!(log.append(vec![command(1, 1)], |_| {}).is_err());
-    assert!(
-        log.append(vec![command(1, 2), command(1, 4)], |_| {})
-            .is_err()
-    );
+    assert!(log.append(vec![command(1, 3)]).is_err());
+    assert!(log.append(vec![command(1, 1)]).is_err());
+    assert!(log.append(vec![command(1, 2), command(1, 4)]).is_err());
     assert_eq!(all(&log).len(), 2);
 }
 
@@ -359,7 +347,7 @@ fn an_empty_log_may_begin_past_its_purge_point_and_keeps_that_start() {
     assert_eq!(all(&log), vec![command(1, 5), command(1, 6)]);
     append(&mut log, vec![command(1, 7)]);
     assert!(
-        log.append(vec![command(1, 9)], |_| {}).is_err(),
+        log.append(vec![command(1, 9)]).is_err(),
         "a log with entries still refuses holes"
     );
     drop(log);
