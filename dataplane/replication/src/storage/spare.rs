@@ -16,6 +16,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 
@@ -38,6 +39,9 @@ struct Shared {
     dir: PathBuf,
     bytes: u64,
     sync: bool,
+    /// Set (under the `state` lock, so the waiting thread cannot miss it) when the handle is
+    /// dropped; read without the lock between pages of a fill.
+    closed: AtomicBool,
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -50,7 +54,6 @@ struct State {
     filling: bool,
     /// A filled spare, at `dir/SPARE_FILE`.
     ready: Option<File>,
-    closed: bool,
 }
 
 impl Spare {
@@ -61,6 +64,7 @@ impl Spare {
             dir: dir.to_path_buf(),
             bytes,
             sync,
+            closed: AtomicBool::new(false),
             state: Mutex::new(State {
                 wanted: true,
                 ..State::default()
@@ -116,7 +120,10 @@ impl Spare {
 
 impl Drop for Spare {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
+        {
+            let _state = self.shared.lock();
+            self.shared.closed.store(true, Ordering::Relaxed);
+        }
         self.shared.changed.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -130,7 +137,7 @@ impl Shared {
     }
 
     fn closed(&self) -> bool {
-        self.lock().closed
+        self.closed.load(Ordering::Relaxed)
     }
 }
 
@@ -138,13 +145,13 @@ fn run(shared: &Shared) {
     loop {
         {
             let mut state = shared.lock();
-            while !state.wanted && !state.closed {
+            while !state.wanted && !shared.closed() {
                 state = shared
                     .changed
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner);
             }
-            if state.closed {
+            if shared.closed() {
                 return;
             }
             state.wanted = false;
