@@ -228,26 +228,40 @@ impl PeerClient {
             .map_err(unreachable)
     }
 
-    /// Sends a request whose reply the next call reads and drops, within `timeout`.
-    async fn send_unanswered(
+    /// Sends a commit-only AppendEntries (`cbor`, carrying `commit`) without waiting for its
+    /// reply, within `timeout`, if this connection's peer has been accepting and `commit` is new
+    /// on it (see the module docs); the next call reads and drops the reply. `false` if the
+    /// request must be a call instead.
+    async fn send_commit_unanswered(
         &mut self,
-        kind: Kind,
-        parts: &[&[u8]],
+        commit: Option<LogId>,
+        cbor: &[u8],
         timeout: Duration,
-    ) -> Result<(), CallError> {
+    ) -> Result<bool, CallError> {
+        // A blocked peer fails here as the call would.
         self.check_not_blocked()?;
-        let Some(connection) = self.connection.as_mut() else {
-            return Err(CallError::Failed("no connection".into()));
+        let Some(connection) = self
+            .connection
+            .as_mut()
+            .filter(|c| c.accepting && c.unanswered < MAX_UNANSWERED && commit > c.commit_sent)
+        else {
+            return Ok(false);
         };
+        connection.commit_sent = commit;
         let written = tokio::time::timeout(
             timeout,
-            frame::write_request(&mut connection.stream, kind, self.from, parts),
+            frame::write_request(
+                &mut connection.stream,
+                Kind::AppendEntries,
+                self.from,
+                &[cbor],
+            ),
         )
         .await;
         match written {
             Ok(Ok(())) => {
                 connection.unanswered += 1;
-                Ok(())
+                Ok(true)
             }
             Ok(Err(e)) => {
                 self.connection = None;
@@ -311,18 +325,13 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
         let entries = rpc.entries.len();
         let cbor = encode(&rpc).map_err(network_err)?;
-        if let Some(connection) = self.connection.as_mut() {
-            let commit_only = entries == 0
-                && connection.accepting
-                && connection.unanswered < MAX_UNANSWERED
-                && rpc.leader_commit > connection.commit_sent;
-            connection.commit_sent = connection.commit_sent.max(rpc.leader_commit);
-            if commit_only {
-                self.send_unanswered(Kind::AppendEntries, &[&cbor], option.hard_ttl())
-                    .await
-                    .map_err(CallError::into_rpc)?;
-                return Ok(AppendEntriesResponse::Success);
-            }
+        if entries == 0
+            && self
+                .send_commit_unanswered(rpc.leader_commit, &cbor, option.hard_ttl())
+                .await
+                .map_err(CallError::into_rpc)?
+        {
+            return Ok(AppendEntriesResponse::Success);
         }
         // Cut big batches (a follower catching up): openraft retries with fewer entries.
         let limit = MAX_BATCH_BYTES;
