@@ -65,7 +65,8 @@
 //! - Membership is fixed at bootstrap; adding or replacing members (`Raft::change_membership`
 //!   through [`Replica::raft`]) is not wrapped yet.
 //! - Vote, truncate and purge `fsync` on the raft task (inside `block_in_place` on a
-//!   multi-threaded runtime; they are rare); appends are written and `fdatasync`ed on the raft
+//!   multi-threaded runtime; they are rare); a purge only records its point there, and a thread
+//!   of the log deletes the purged segments; appends are written and `fdatasync`ed on the raft
 //!   task itself (openraft 0.9 waits for each append's flush before it goes on, so there is
 //!   nothing to group and no thread hand-off to pay for).
 

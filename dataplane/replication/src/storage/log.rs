@@ -11,8 +11,9 @@
 //!   The first failed `fdatasync` fails every later append (it cannot be retried: the kernel
 //!   may have dropped the dirty pages).
 //! - [`RaftLog::truncate`] and [`RaftLog::purge`] are durable when they return. Truncation deletes
-//!   newest segments first and purging records the purge point before deleting oldest segments
-//!   first, so a crash in the middle never leaves a hole.
+//!   newest segments first, so a crash in the middle never leaves a hole. Purging records the
+//!   purge point, then hands the segments wholly below it to a thread that deletes them (see
+//!   `deleter`): opening a log deletes any such segment a crash left behind.
 //! - With [`LogConfig::preallocate`], a new segment is the spare file zero-filled ahead of use
 //!   (see `spare`), so appends do not grow the file and their `fdatasync` writes no inode. A
 //!   segment is sealed only once its entries fill it, so no sealed segment has a zero-filled
@@ -34,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::storage::codec::{self, FRAME_HEADER};
+use crate::storage::deleter::Deleter;
 use crate::storage::spare::{SPARE_FILE, Spare};
 use crate::storage::vote::u64_at;
 use crate::storage::{StoreError, durable_file};
@@ -82,6 +84,9 @@ pub struct RaftLog {
     failed: Option<String>,
     /// The next segment, filled ahead of use (with [`LogConfig::preallocate`]).
     spare: Option<Spare>,
+    /// Deletes purged segments off the caller's thread; dropped (and so finished) before the
+    /// directory lock is released.
+    deleter: Deleter,
     _lock: File,
 }
 
@@ -367,6 +372,7 @@ impl RaftLog {
             })),
             failed: None,
             spare,
+            deleter: Deleter::start(dir).map_err(|e| StoreError::io(dir, e))?,
             _lock: lock,
         })
     }
@@ -493,6 +499,12 @@ impl RaftLog {
         }
     }
 
+    /// Blocks until every purged segment is deleted (tests only).
+    #[cfg(test)]
+    pub(crate) fn wait_for_deletes(&self) {
+        self.deleter.wait_idle();
+    }
+
     /// Blocks until the spare segment is filled (tests only).
     #[cfg(test)]
     pub(crate) fn wait_for_spare(&self) {
@@ -576,19 +588,15 @@ impl RaftLog {
             state.last = Some(upto);
         }
         let first_live = upto.index + 1;
-        let mut removed = false;
+        let mut dropped = Vec::new();
         while let Some(first) = state.segments.first() {
             let is_last = state.segments.len() == 1;
             if first.end() > first_live || (is_last && first.end() == first_live) {
                 break;
             }
-            fs::remove_file(&first.path).map_err(|e| StoreError::io(&first.path, e))?;
-            state.segments.remove(0);
-            removed = true;
+            dropped.push(state.segments.remove(0).path);
         }
-        if removed {
-            durable_file::sync_dir(&self.dir)?;
-        }
+        self.deleter.delete(dropped);
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! [`LogStore`] adapter over both; and [`SlotFile`], for small state stored often.
 
 mod codec;
+mod deleter;
 mod durable_file;
 mod error;
 mod log;

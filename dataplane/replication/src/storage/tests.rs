@@ -159,6 +159,7 @@ fn purge_drops_whole_segments_and_hides_the_rest() {
     }
     let before = segment_files(dir.path()).len();
     log.purge(log_id(1, 1, 6)).expect("purge");
+    log.wait_for_deletes();
     assert!(segment_files(dir.path()).len() < before);
     assert_eq!(log.first_index(), 7);
     assert_eq!(
@@ -186,6 +187,7 @@ fn purge_past_the_end_restarts_the_log_after_the_purge_point() {
     log.purge(log_id(4, 2, 50)).expect("purge");
     assert_eq!(log.last_log_id(), Some(log_id(4, 2, 50)));
     assert!(all(&log).is_empty());
+    log.wait_for_deletes();
     assert!(segment_files(dir.path()).is_empty());
     drop(log);
     let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("reopen");
