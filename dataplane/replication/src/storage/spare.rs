@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 
+use crate::storage::{PIECE_BYTES, Pacer};
+
 /// File name of the spare in the log's directory.
 pub(crate) const SPARE_FILE: &str = "spare.tmp";
 
@@ -28,6 +30,10 @@ pub(crate) const SPARE_FILE: &str = "spare.tmp";
 /// (up to 2 MiB) in the kernel's per-process write accounting (`/proc/<pid>/io`) and dirty
 /// throttling, although only the dirty blocks reach the disk.
 const FILL_CHUNK: usize = 4096;
+
+/// A spare is filled (and synced, a MiB at a time) no faster than this (see `pacer`): fast
+/// enough for a segment of 64 MiB every half second.
+const FILL_BYTES_PER_SEC: u64 = 128 << 20;
 
 /// Handle of the thread keeping one spare segment ready; dropping it stops the thread.
 pub(crate) struct Spare {
@@ -192,7 +198,9 @@ fn fill(shared: &Shared) -> io::Result<Option<File>> {
         .write(true)
         .open(&path)?;
     let zeros = vec![0u8; FILL_CHUNK];
+    let mut pacer = Pacer::new(FILL_BYTES_PER_SEC);
     let mut at = 0u64;
+    let mut unsynced = 0u64;
     while at < shared.bytes {
         if shared.closed() {
             return Ok(None);
@@ -200,9 +208,14 @@ fn fill(shared: &Shared) -> io::Result<Option<File>> {
         let n = (shared.bytes - at).min(FILL_CHUNK as u64) as usize;
         file.write_all_at(&zeros[..n], at)?;
         at += n as u64;
-    }
-    if shared.sync {
-        file.sync_data()?;
+        unsynced += n as u64;
+        if unsynced >= PIECE_BYTES || at == shared.bytes {
+            if shared.sync {
+                file.sync_data()?;
+            }
+            pacer.advance(unsynced);
+            unsynced = 0;
+        }
     }
     Ok(Some(file))
 }
