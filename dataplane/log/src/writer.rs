@@ -75,9 +75,7 @@ pub(crate) fn now_ms() -> i64 {
 
 /// Makes directory entries (created or removed segment files) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| LogError::io(dir, e))
+    riffle_disk::sync_dir(dir).map_err(|e| LogError::io(dir, e))
 }
 
 /// The writer thread: runs rounds until `close` and the queue is empty.

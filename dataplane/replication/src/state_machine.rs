@@ -29,7 +29,7 @@
 //!
 //! A snapshot is built while the group serves writes, and its file is as large as the state. It
 //! is written and `fdatasync`ed a MiB at a time, no faster than [`SNAPSHOT_BYTES_PER_SEC`]
-//! (see `storage::pacer`): one `fdatasync` of the whole file at the end held every replica's
+//! (see [`riffle_disk::Pacer`]): one `fdatasync` of the whole file at the end held every replica's
 //! raft log `fdatasync` behind it on the shared device (acknowledgements stalled for 20 ms for
 //! a 50 MiB state, and for longer the larger the state).
 
@@ -44,9 +44,10 @@ use openraft::{
     EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
     StorageError,
 };
+use riffle_disk::{PIECE_BYTES, Pacer};
 use serde::{Deserialize, Serialize};
 
-use crate::storage::{PIECE_BYTES, Pacer, StoreError, sync_dir, to_raft};
+use crate::storage::{StoreError, sync_dir, to_raft};
 use crate::types::{Entry, LogId, Node, NodeId, StoredMembership, TypeConfig};
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";

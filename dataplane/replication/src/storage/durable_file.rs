@@ -4,7 +4,7 @@
 //! Content is framed as `magic (4) | length u32 | CRC32C u32 | body`, so damage is detected
 //! ([`frame`], [`unframe`]; the slot files of `slot_file` use the same frame).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::Path;
 
@@ -82,9 +82,7 @@ pub(crate) fn unframe(bytes: &[u8]) -> Result<Unframed<'_>, (u64, &'static str)>
 
 /// `fsync`s a directory so that creations, renames and deletions in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, e))
+    riffle_disk::sync_dir(dir).map_err(|e| StoreError::io(dir, e))
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@
 //!   may have dropped the dirty pages).
 //! - [`RaftLog::truncate`] and [`RaftLog::purge`] are durable when they return. Truncation deletes
 //!   newest segments first, so a crash in the middle never leaves a hole. Purging records the
-//!   purge point, then hands the segments wholly below it to a thread that deletes them (see
-//!   `deleter`): opening a log deletes any such segment a crash left behind.
+//!   purge point, then hands the segments wholly below it to a thread that deletes them at a
+//!   pace ([`riffle_disk::Deleter`]; deleting there held the raft task, and unpaced discards
+//!   held the device): opening a log deletes any such segment a crash left behind.
 //! - With [`LogConfig::preallocate`], a new segment is the spare file zero-filled ahead of use
 //!   (see `spare`), so appends do not grow the file and their `fdatasync` writes no inode. A
 //!   segment is sealed only once its entries fill it, so no sealed segment has a zero-filled
@@ -34,8 +35,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use riffle_disk::Deleter;
+
 use crate::storage::codec::{self, FRAME_HEADER};
-use crate::storage::deleter::Deleter;
 use crate::storage::spare::{SPARE_FILE, Spare};
 use crate::storage::vote::u64_at;
 use crate::storage::{StoreError, durable_file};
@@ -84,8 +86,8 @@ pub struct RaftLog {
     failed: Option<String>,
     /// The next segment, filled ahead of use (with [`LogConfig::preallocate`]).
     spare: Option<Spare>,
-    /// Deletes purged segments off the caller's thread; dropped (and so finished) before the
-    /// directory lock is released.
+    /// Deletes purged segments off the caller's thread, paced; dropped (and so finished)
+    /// before the directory lock is released.
     deleter: Deleter,
     _lock: File,
 }
@@ -372,7 +374,7 @@ impl RaftLog {
             })),
             failed: None,
             spare,
-            deleter: Deleter::start(dir).map_err(|e| StoreError::io(dir, e))?,
+            deleter: Deleter::start("raft-log-delete").map_err(|e| StoreError::io(dir, e))?,
             _lock: lock,
         })
     }
@@ -596,7 +598,7 @@ impl RaftLog {
             }
             dropped.push(state.segments.remove(0).path);
         }
-        self.deleter.delete(dropped);
+        self.deleter.delete_files(dropped);
         Ok(())
     }
 }

@@ -2,12 +2,10 @@
 //! [`LogStore`] adapter over both; and [`SlotFile`], for small state stored often.
 
 mod codec;
-mod deleter;
 mod durable_file;
 mod error;
 mod log;
 mod log_store;
-mod pacer;
 mod slot_file;
 mod spare;
 mod vote;
@@ -20,7 +18,6 @@ pub use error::StoreError;
 pub(crate) use error::to_raft;
 pub use log::{DEFAULT_SEGMENT_BYTES, LogConfig, LogReader, RaftLog};
 pub use log_store::LogStore;
-pub(crate) use pacer::{PIECE_BYTES, Pacer};
 pub use slot_file::SlotFile;
 pub use vote::VoteFile;
 pub(crate) use vote::u64_at;

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 
-use crate::storage::{PIECE_BYTES, Pacer};
+use riffle_disk::{PIECE_BYTES, Pacer};
 
 /// File name of the spare in the log's directory.
 pub(crate) const SPARE_FILE: &str = "spare.tmp";
@@ -31,7 +31,8 @@ pub(crate) const SPARE_FILE: &str = "spare.tmp";
 /// throttling, although only the dirty blocks reach the disk.
 const FILL_CHUNK: usize = 4096;
 
-/// A spare is filled (and synced, a MiB at a time) no faster than this (see `pacer`): fast
+/// A spare is filled (and synced, a MiB at a time) no faster than this (see
+/// [`riffle_disk::Pacer`]): fast
 /// enough for a segment of 64 MiB every half second.
 const FILL_BYTES_PER_SEC: u64 = 128 << 20;
 

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock as StdRwLock};
 
+use riffle_disk::Deleter;
 use tokio::sync::RwLock;
 
 use super::encryption::DataKey;
@@ -61,6 +62,7 @@ impl Catalog {
             streams: StdRwLock::new(streams),
             subscriptions: Mutex::new(HashMap::new()),
             replicator: StdRwLock::new(None),
+            deleter: Deleter::start("stream-delete").map_err(ApiError::internal)?,
         }))
     }
 
@@ -291,7 +293,7 @@ impl Catalog {
         // Writers and readers still holding the stream see it as gone.
         state.shards.clear();
         state.routes.clear();
-        store::remove(&stream.dir).map_err(ApiError::internal)?;
+        store::remove(&stream.dir, &self.deleter).map_err(ApiError::internal)?;
         Ok(())
     }
 

@@ -31,6 +31,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock as StdRwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use riffle_disk::Deleter;
 use riffle_log::LogConfig;
 use tokio::sync::RwLock;
 
@@ -183,6 +184,8 @@ pub struct Catalog {
     streams: StdRwLock<BTreeMap<String, Arc<Stream>>>,
     subscriptions: Mutex<HashMap<(String, u32), (Instant, u64)>>,
     replicator: StdRwLock<Option<Arc<dyn Replicator>>>,
+    /// Frees deleted streams' files at a pace.
+    deleter: Deleter,
 }
 
 impl Catalog {

@@ -10,6 +10,8 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use riffle_disk::Deleter;
+
 use super::model::StreamMeta;
 
 const META_FILE: &str = "stream.json";
@@ -42,10 +44,7 @@ pub fn save(stream_dir: &Path, meta: &StreamMeta) -> io::Result<()> {
     sync_dir(stream_dir)
 }
 
-/// Makes a directory's entries (new, renamed or removed files) durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+pub use riffle_disk::sync_dir;
 
 /// Reads every stream description, removing debris of interrupted creates and deletes.
 pub fn load_all(data_dir: &Path) -> io::Result<Vec<(PathBuf, StreamMeta)>> {
@@ -76,16 +75,50 @@ pub fn load_all(data_dir: &Path) -> io::Result<Vec<(PathBuf, StreamMeta)>> {
     Ok(found)
 }
 
-/// Removes a stream's files: first renamed aside in one atomic step, so a crash midway
-/// never leaves a half-deleted stream that looks alive.
-pub fn remove(stream_dir: &Path) -> io::Result<()> {
+/// Removes a stream's files: renamed aside in one atomic step (durable on return), so a crash
+/// midway never leaves a half-deleted stream that looks alive, then handed to `deleter`,
+/// which frees them at a pace (a stream of many GB freed at once held the device, and every
+/// acknowledgement's `fdatasync` behind it, for seconds). [`load_all`] removes what a crash
+/// leaves aside.
+pub fn remove(stream_dir: &Path, deleter: &Deleter) -> io::Result<()> {
     let Some(name) = stream_dir.file_name().and_then(|n| n.to_str()) else {
         return Ok(());
     };
-    let aside = stream_dir.with_file_name(format!("{DELETED_PREFIX}{name}"));
+    // Unique: the files of an earlier stream of this name may still be waiting for deletion.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let aside = stream_dir.with_file_name(format!("{DELETED_PREFIX}{name}.{nanos}"));
     fs::rename(stream_dir, &aside)?;
     if let Some(parent) = aside.parent() {
         sync_dir(parent)?;
     }
-    fs::remove_dir_all(&aside)
+    deleter.delete_tree(aside);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_removed_stream_is_gone_on_return_and_its_files_follow() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let deleter = Deleter::start("test-stream-delete").expect("deleter");
+        // The same incarnation twice: the first one's files may still be waiting aside.
+        for round in 0..2u8 {
+            let dir = stream_dir(data.path(), "s", 7);
+            fs::create_dir_all(shard_dir(&dir, 0)).expect("mkdir");
+            fs::write(shard_dir(&dir, 0).join("0.log"), vec![round; 3 << 20]).expect("write");
+            fs::write(dir.join(META_FILE), b"{}").expect("write");
+            remove(&dir, &deleter).expect("remove");
+            assert!(!dir.exists(), "round {round}: the stream is gone on return");
+        }
+        deleter.wait_idle();
+        let left: Vec<_> = fs::read_dir(streams_dir(data.path()))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
 }

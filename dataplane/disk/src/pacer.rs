@@ -1,19 +1,14 @@
-//! Keeps background writes to a byte rate, so that they never hold the device for long.
-//!
-//! A replica's acknowledgements wait on its raft log's `fdatasync`s, and the device serves
-//! those behind whatever else is queued: one `fdatasync` of a large file written in one go
-//! (a snapshot, a zero-filled spare segment) stalls every replica on the device for as long as
-//! the device takes to write it. Background work therefore writes and syncs a
-//! [`PIECE_BYTES`] at a time, at a bounded rate.
+//! Keeps background writes to a byte rate.
 
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Bytes written (and synced) per piece of background work.
-pub(crate) const PIECE_BYTES: u64 = 1 << 20;
+/// Bytes written (and synced) per piece of background work: short enough for the device to
+/// serve an acknowledgement's `fdatasync` soon after.
+pub const PIECE_BYTES: u64 = 1 << 20;
 
-/// Paces work done in pieces to a byte rate.
-pub(crate) struct Pacer {
+/// Paces work done in pieces (see [`PIECE_BYTES`]) to a byte rate.
+pub struct Pacer {
     started: Instant,
     done: u64,
     bytes_per_sec: u64,
@@ -21,7 +16,7 @@ pub(crate) struct Pacer {
 
 impl Pacer {
     /// Starts pacing now, at `bytes_per_sec`.
-    pub(crate) fn new(bytes_per_sec: u64) -> Pacer {
+    pub fn new(bytes_per_sec: u64) -> Pacer {
         Pacer {
             started: Instant::now(),
             done: 0,
@@ -30,7 +25,7 @@ impl Pacer {
     }
 
     /// Counts `bytes` as done and sleeps while the work is ahead of its rate.
-    pub(crate) fn advance(&mut self, bytes: u64) {
+    pub fn advance(&mut self, bytes: u64) {
         self.done += bytes;
         if let Some(ahead) = self.due().checked_sub(self.started.elapsed()) {
             thread::sleep(ahead);
@@ -52,7 +47,7 @@ mod tests {
         let mut pacer = Pacer::new(100 << 20);
         // 5 MiB at 100 MiB/s is due 50 ms after the start.
         pacer.advance(5 << 20);
-        assert!(pacer.started.elapsed() >= Duration::from_millis(50));
         assert_eq!(pacer.due(), Duration::from_millis(50));
+        assert!(pacer.started.elapsed() >= Duration::from_millis(50));
     }
 }
