@@ -299,6 +299,18 @@ impl RaftLog {
             }
         }
         bases.sort_unstable();
+        // Segments wholly at or below the purge point (the next one starts at or before the
+        // first live entry) are deleted unread: a crash may have left one part cut down.
+        let first_live = purged.map_or(0, |p| p.index + 1).max(start);
+        let purged_segments = bases.windows(2).take_while(|w| w[1] <= first_live).count();
+        if purged_segments > 0 {
+            for &base in &bases[..purged_segments] {
+                let path = segment_path(dir, base);
+                fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+            }
+            durable_file::sync_dir(dir)?;
+            bases.drain(..purged_segments);
+        }
 
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
         let mut last = None;
@@ -320,9 +332,8 @@ impl RaftLog {
             segments.push(segment);
         }
 
-        // Finish a purge interrupted by a crash: drop segments wholly at or below the purge
-        // point, except a last segment that the next append continues.
-        let first_live = purged.map_or(0, |p| p.index + 1).max(start);
+        // Finish a purge interrupted by a crash: drop the segments left wholly at or below the
+        // purge point, except a last segment that the next append continues.
         let mut removed = false;
         while let Some(first) = segments.first() {
             let is_last = segments.len() == 1;

@@ -1,6 +1,6 @@
 //! Tests of the raft log: appends, reads, truncation, purging, segment rolling and recovery.
 
-use std::fs;
+use std::fs::{self, OpenOptions};
 use std::path::Path;
 
 use bytes::Bytes;
@@ -215,6 +215,38 @@ fn an_interrupted_purge_is_finished_at_open() {
         b
     })
     .expect("write purge record");
+    let log = RaftLog::open(dir.path(), cfg(1)).expect("reopen");
+    assert_eq!(segment_files(dir.path()).len(), 2);
+    assert_eq!(all(&log), vec![command(1, 3), command(1, 4)]);
+}
+
+/// Purged segments are cut down from their end before they are unlinked; a crash in the middle
+/// leaves a shortened file that must not be taken for a damaged sealed segment.
+#[test]
+fn a_purged_segment_left_half_cut_by_a_crash_is_deleted_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(1)).expect("open");
+    for i in 0..5 {
+        append(&mut log, vec![command(1, i)]);
+    }
+    drop(log);
+    durable_file::write(dir.path(), "purged", &{
+        let mut b = Vec::new();
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.extend_from_slice(&2u64.to_le_bytes());
+        b
+    })
+    .expect("write purge record");
+    for base in [0u64, 1] {
+        let path = dir.path().join(format!("{base:020}.wal"));
+        let len = fs::metadata(&path).expect("stat").len();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(len / 2))
+            .expect("cut");
+    }
     let log = RaftLog::open(dir.path(), cfg(1)).expect("reopen");
     assert_eq!(segment_files(dir.path()).len(), 2);
     assert_eq!(all(&log), vec![command(1, 3), command(1, 4)]);
