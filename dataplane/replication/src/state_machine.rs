@@ -29,7 +29,8 @@
 //!
 //! A snapshot is built while the group serves writes, and its file is as large as the state. It
 //! is written and `fdatasync`ed a MiB at a time, no faster than [`SNAPSHOT_BYTES_PER_SEC`]
-//! (see [`riffle_disk::Pacer`]): one `fdatasync` of the whole file at the end held every replica's
+//! unless a larger state needs more to be done within [`SNAPSHOT_BUILD_TARGET`] (see
+//! [`riffle_disk::Pacer`]): one `fdatasync` of the whole file at the end held every replica's
 //! raft log `fdatasync` behind it on the shared device (acknowledgements stalled for 20 ms for
 //! a 50 MiB state, and for longer the larger the state).
 
@@ -37,7 +38,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -55,8 +56,11 @@ const INCOMING_FILE: &str = "snapshot.incoming";
 const BUILDING_FILE: &str = "snapshot.building";
 const MAGIC: &[u8; 8] = b"RFSNAP01";
 const TRAILER: u64 = 12;
-/// A snapshot being built is written no faster than this.
+/// A snapshot being built is written no faster than this...
 const SNAPSHOT_BYTES_PER_SEC: u64 = 64 << 20;
+/// ...unless it is so large that it would then take longer than this: the raft log cannot be
+/// purged until the snapshot is built.
+const SNAPSHOT_BUILD_TARGET: Duration = Duration::from_secs(30);
 
 /// Where a state stands in the replicated log: the last entry applied to it and the group
 /// membership in force at that entry.
@@ -107,6 +111,8 @@ pub struct SnapshotView {
     pub applied: Applied,
     /// The state's bytes, as [`StateMachine::install`] will read them back.
     pub data: Box<dyn Read + Send>,
+    /// How many bytes `data` holds (it sets the pace of the copy).
+    pub len: u64,
 }
 
 /// The replicated state of a shard group, implemented by the server. See the module docs for
@@ -223,7 +229,7 @@ impl<S: StateMachine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<S> {
                 ),
             };
             let building = dir.join(BUILDING_FILE);
-            write_file(&building, &meta, view.data)?;
+            write_file(&building, &meta, view.data, view.len)?;
             let path = dir.join(SNAPSHOT_FILE);
             let _files = lock(&files);
             // A snapshot installed from the leader while this one was being written is newer;
@@ -256,6 +262,7 @@ fn write_file(
     path: &Path,
     meta: &SnapshotMeta<NodeId, Node>,
     mut data: Box<dyn Read + Send>,
+    len: u64,
 ) -> io::Result<()> {
     let mut header = Vec::new();
     ciborium::into_writer(meta, &mut header).map_err(io::Error::other)?;
@@ -264,7 +271,7 @@ fn write_file(
         .write(true)
         .truncate(true)
         .open(path)?;
-    let mut out = PacedWriter::new(file);
+    let mut out = PacedWriter::new(file, snapshot_pace(len));
     out.write_all(MAGIC)?;
     out.write_all(&(header.len() as u32).to_le_bytes())?;
     out.write_all(&crc32c::crc32c(&header).to_le_bytes())?;
@@ -286,8 +293,13 @@ fn write_file(
     out.finish()?.sync_all()
 }
 
-/// Writes a file in [`PIECE_BYTES`] pieces, each `fdatasync`ed, at most
-/// [`SNAPSHOT_BYTES_PER_SEC`].
+/// Bytes per second at which a snapshot of `len` bytes is written: [`SNAPSHOT_BYTES_PER_SEC`], or
+/// what finishes it within [`SNAPSHOT_BUILD_TARGET`].
+fn snapshot_pace(len: u64) -> u64 {
+    SNAPSHOT_BYTES_PER_SEC.max((len as f64 / SNAPSHOT_BUILD_TARGET.as_secs_f64()) as u64)
+}
+
+/// Writes a file in [`PIECE_BYTES`] pieces, each `fdatasync`ed, at a rate.
 struct PacedWriter {
     out: BufWriter<File>,
     pacer: Pacer,
@@ -295,10 +307,10 @@ struct PacedWriter {
 }
 
 impl PacedWriter {
-    fn new(file: File) -> PacedWriter {
+    fn new(file: File, bytes_per_sec: u64) -> PacedWriter {
         PacedWriter {
             out: BufWriter::with_capacity(PIECE_BYTES as usize, file),
-            pacer: Pacer::new(SNAPSHOT_BYTES_PER_SEC),
+            pacer: Pacer::new(bytes_per_sec),
             unsynced: 0,
         }
     }
@@ -552,6 +564,17 @@ pub(crate) mod tests {
     use super::*;
     use crate::types::{Command, log_id};
 
+    #[test]
+    fn a_small_snapshot_keeps_the_floor_pace_and_a_large_one_finishes_in_the_target_time() {
+        assert_eq!(snapshot_pace(50 << 20), SNAPSHOT_BYTES_PER_SEC);
+        let len = 6u64 << 30;
+        let seconds = len as f64 / snapshot_pace(len) as f64;
+        assert!(
+            (seconds - SNAPSHOT_BUILD_TARGET.as_secs_f64()).abs() < 0.01,
+            "{seconds}"
+        );
+    }
+
     /// A state machine in memory: the applied commands and the position (also what
     /// openraft's storage suite runs on).
     #[derive(Default)]
@@ -586,6 +609,7 @@ pub(crate) mod tests {
             });
             Ok(SnapshotView {
                 applied,
+                len: data.len() as u64,
                 data: Box::new(Cursor::new(data)),
             })
         }

@@ -549,6 +549,13 @@ async fn a_snapshot_installed_elsewhere_reproduces_the_catalog() {
     })
     .await
     .unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut view.data, &mut bytes).unwrap();
+    assert_eq!(
+        bytes.len() as u64,
+        view.len,
+        "a view's length is what it holds"
+    );
     // Writes after the view are not in it.
     let later = put("alpha", 1_700_000_000, 1_700_000_200_000, 7, &[0]);
     replica.propose(Bytes::from(later.encode())).await.unwrap();
@@ -563,7 +570,9 @@ async fn a_snapshot_installed_elsewhere_reproduces_the_catalog() {
         stale.apply(create("gamma", 1, 1)).await.unwrap();
     }
     let installed = tokio::task::spawn_blocking(move || {
-        machine.install(&applied, &mut view.data).unwrap();
+        machine
+            .install(&applied, &mut std::io::Cursor::new(bytes))
+            .unwrap();
         machine
     })
     .await

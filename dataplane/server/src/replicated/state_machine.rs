@@ -309,10 +309,19 @@ impl StateMachine for CatalogMachine {
         ciborium::into_writer(&manifest, &mut header).map_err(io::Error::other)?;
         let mut head = (header.len() as u64).to_le_bytes().to_vec();
         head.extend_from_slice(&header);
+        let len = head.len() as u64
+            + manifest
+                .streams
+                .iter()
+                .flat_map(|s| &s.shards)
+                .flat_map(|(_, segments)| segments)
+                .map(|(_, len)| len)
+                .sum::<u64>();
         files.insert(0, Box::new(io::Cursor::new(head)));
         Ok(SnapshotView {
             applied,
             data: Box::new(Concat { parts: files }),
+            len,
         })
     }
 

@@ -136,6 +136,7 @@ impl StateMachine for AppendFile {
         Ok(SnapshotView {
             applied,
             data: Box::new(reader),
+            len: self.len,
         })
     }
 
