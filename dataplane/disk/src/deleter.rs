@@ -7,14 +7,19 @@
 //! [`MIN_BYTES_PER_SEC`], or faster when more is waiting, so as to clear what is waiting within
 //! [`DRAIN_TARGET`]: files handed over as fast as they are written never pile up.
 //!
-//! Callers hand over only what nothing reads any more and what a crash may leave behind (the
-//! owner deletes leftovers when it next opens): the deletion is not durable until the thread
-//! has synced the directories.
+//! Callers hand over only what a crash may leave behind (the owner deletes leftovers when it
+//! next opens): the deletion is not durable until the thread has synced the directories. A
+//! file that is cut down shrinks under anyone who still has it open, which an unlink never
+//! did: reads in flight are given a moment ([`TREE_GRACE`] for trees), and whoever keeps files
+//! open for longer (a snapshot being copied from them) takes a [`Hold`], during which nothing
+//! is cut.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -45,19 +50,46 @@ enum Work {
 pub struct Deleter {
     work: Option<Sender<Work>>,
     thread: Option<JoinHandle<()>>,
+    holds: Arc<AtomicUsize>,
 }
+
+/// While one exists, the [`Deleter`] it came from cuts no file down (see the module docs).
+pub struct Hold {
+    holds: Arc<AtomicUsize>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.holds.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How long the thread waits before it looks again at a hold.
+const HOLD_RECHECK: Duration = Duration::from_millis(50);
 
 impl Deleter {
     /// Starts a deleting thread named `name`.
     pub fn start(name: &str) -> io::Result<Deleter> {
         let (work, incoming) = mpsc::channel::<Work>();
+        let holds = Arc::new(AtomicUsize::new(0));
+        let thread_holds = Arc::clone(&holds);
         let thread = thread::Builder::new()
             .name(name.into())
-            .spawn(move || run(&incoming))?;
+            .spawn(move || run(&incoming, &thread_holds))?;
         Ok(Deleter {
             work: Some(work),
             thread: Some(thread),
+            holds,
         })
+    }
+
+    /// Stops files from being cut down until the returned [`Hold`] is dropped: for files
+    /// opened before they were handed over and read for longer than a moment.
+    pub fn hold(&self) -> Hold {
+        self.holds.fetch_add(1, Ordering::AcqRel);
+        Hold {
+            holds: Arc::clone(&self.holds),
+        }
     }
 
     /// Hands `paths` (files) over for deletion.
@@ -120,7 +152,7 @@ struct Queue {
     closed: bool,
 }
 
-fn run(incoming: &Receiver<Work>) {
+fn run(incoming: &Receiver<Work>, holds: &AtomicUsize) {
     let mut queue = Queue::default();
     loop {
         if queue.cutting.is_none() && queue.work.is_empty() {
@@ -143,7 +175,7 @@ fn run(incoming: &Receiver<Work>) {
                 }
             }
         }
-        queue.step();
+        queue.step(holds.load(Ordering::Acquire) > 0);
     }
 }
 
@@ -155,8 +187,20 @@ impl Queue {
         self.work.push_back(work);
     }
 
-    /// Does one piece of work: one cut of a file, or one item of the queue.
-    fn step(&mut self) {
+    /// Does one piece of work: one cut of a file, or one item of the queue. While `held`,
+    /// files are not cut down; once the handle is dropped, they are unlinked whole instead
+    /// (anyone still reading them keeps their data).
+    fn step(&mut self, held: bool) {
+        if held && let Some(cut) = self.cutting.take() {
+            if self.closed {
+                self.waiting_bytes = self.waiting_bytes.saturating_sub(cut.left);
+                self.remove_file(&cut.path);
+            } else {
+                self.cutting = Some(cut);
+                thread::sleep(HOLD_RECHECK);
+            }
+            return;
+        }
         if let Some(cut) = &mut self.cutting {
             let step = cut.left.min(STEP_BYTES);
             let cut_ok = match cut.file.set_len(cut.left - step) {
@@ -306,6 +350,34 @@ mod tests {
             (drained_in - DRAIN_TARGET.as_secs_f64()).abs() < 0.01,
             "{drained_in}"
         );
+    }
+
+    #[test]
+    fn nothing_is_cut_down_while_a_hold_exists() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("read-elsewhere");
+        let len = 4 * STEP_BYTES;
+        fs::write(&path, vec![3u8; len as usize]).expect("write");
+        let reader = File::open(&path).expect("open");
+        let deleter = Deleter::start("test-delete").expect("start");
+        let hold = deleter.hold();
+        deleter.delete_files(vec![path.clone()]);
+        // The thread runs meanwhile: the file keeps its length while held...
+        let (done, wait) = mpsc::channel();
+        let flush = {
+            let sender = deleter.work.as_ref().expect("sender").clone();
+            sender.send(Work::Notify(done)).expect("send");
+            wait
+        };
+        assert!(
+            flush.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the deletion waits for the hold"
+        );
+        assert_eq!(reader.metadata().expect("stat").len(), len);
+        // ...and goes on once the hold is dropped.
+        drop(hold);
+        flush.recv().expect("deleted");
+        assert!(!path.exists());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
-pub use deleter::Deleter;
+pub use deleter::{Deleter, Hold};
 pub use pacer::{PIECE_BYTES, Pacer};
 
 /// `fsync`s a directory, so that files created, renamed or removed in it stay so after a power

@@ -280,6 +280,8 @@ impl StateMachine for CatalogMachine {
         };
         let mut files: Vec<Box<dyn Read + Send>> = Vec::new();
         let catalog = Arc::clone(self.applier.catalog());
+        // Taken before the files are opened: a stream deleted while the copy runs keeps them.
+        let hold = catalog.hold_deletions();
         for stream in catalog.streams() {
             let taken = self
                 .runtime
@@ -320,7 +322,10 @@ impl StateMachine for CatalogMachine {
         files.insert(0, Box::new(io::Cursor::new(head)));
         Ok(SnapshotView {
             applied,
-            data: Box::new(Concat { parts: files }),
+            data: Box::new(Concat {
+                parts: files,
+                _hold: hold,
+            }),
             len,
         })
     }
@@ -389,6 +394,8 @@ impl StateMachine for CatalogMachine {
 /// Reads a list of readers one after the other.
 struct Concat {
     parts: Vec<Box<dyn Read + Send>>,
+    /// Deleted streams' files stay whole while this view is read.
+    _hold: riffle_disk::Hold,
 }
 
 impl Read for Concat {

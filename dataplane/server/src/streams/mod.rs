@@ -202,6 +202,12 @@ impl Catalog {
             .clone()
     }
 
+    /// Keeps deleted streams' files whole until the returned hold is dropped: for a reader
+    /// that opened them before the deletion and goes on reading (a snapshot being copied).
+    pub fn hold_deletions(&self) -> riffle_disk::Hold {
+        self.deleter.hold()
+    }
+
     /// The service settings.
     pub fn config(&self) -> &StreamsConfig {
         &self.config
