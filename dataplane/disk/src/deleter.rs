@@ -10,7 +10,7 @@
 //! Callers hand over only what a crash may leave behind (the owner deletes leftovers when it
 //! next opens): the deletion is not durable until the thread has synced the directories. A
 //! file that is cut down shrinks under anyone who still has it open, which an unlink never
-//! did: reads in flight are given a moment ([`TREE_GRACE`] for trees), and whoever keeps files
+//! did: reads in flight are given a moment ([`GRACE`]), and whoever keeps files
 //! open for longer (a snapshot being copied from them) takes a [`Hold`], during which nothing
 //! is cut.
 
@@ -30,13 +30,13 @@ const STEP_BYTES: u64 = 1 << 20;
 const MIN_BYTES_PER_SEC: u64 = 32 << 20;
 /// The pace rises so that what is waiting is deleted within this time.
 const DRAIN_TARGET: Duration = Duration::from_secs(60);
-/// A tree is left alone this long after it is handed over, so that reads in flight on its
-/// files (opened before it was handed over) finish before the files shrink.
-const TREE_GRACE: Duration = Duration::from_secs(2);
+/// What is handed over is left alone this long, so that reads in flight on its files (opened
+/// before they were handed over) finish before the files shrink.
+const GRACE: Duration = Duration::from_secs(2);
 
 enum Work {
-    /// Delete this file.
-    File(PathBuf),
+    /// Delete this file, not before the instant.
+    File(PathBuf, Instant),
     /// Delete everything under this directory, then the directory, not before the instant.
     Tree(PathBuf, Instant),
     /// Remove this directory tree, whose files are all deleted by now.
@@ -92,17 +92,17 @@ impl Deleter {
         }
     }
 
-    /// Hands `paths` (files) over for deletion.
+    /// Hands `paths` (files) over for deletion. Deletion begins [`GRACE`] later.
     pub fn delete_files(&self, paths: Vec<PathBuf>) {
+        let not_before = Instant::now() + GRACE;
         for path in paths {
-            self.send(Work::File(path));
+            self.send(Work::File(path, not_before));
         }
     }
 
-    /// Hands the directory `dir` over for deletion, with everything under it; the deletion
-    /// begins a moment later (reads in flight on its files finish first).
+    /// Hands the directory `dir` over for deletion, with everything under it.
     pub fn delete_tree(&self, dir: PathBuf) {
-        self.send(Work::Tree(dir, Instant::now() + TREE_GRACE));
+        self.send(Work::Tree(dir, Instant::now() + GRACE));
     }
 
     /// Blocks until everything handed over so far is deleted and its directories synced.
@@ -181,7 +181,7 @@ fn run(incoming: &Receiver<Work>, holds: &AtomicUsize) {
 
 impl Queue {
     fn push(&mut self, work: Work) {
-        if let Work::File(path) = &work {
+        if let Work::File(path, _) = &work {
             self.waiting_bytes += file_len(path);
         }
         self.work.push_back(work);
@@ -224,13 +224,16 @@ impl Queue {
             return;
         }
         match self.work.pop_front() {
-            Some(Work::File(path)) => self.start_cutting(path),
+            Some(Work::File(path, not_before)) => {
+                if self.wait_for(not_before) {
+                    self.work.push_front(Work::File(path, not_before));
+                    return;
+                }
+                self.start_cutting(path);
+            }
             Some(Work::Tree(dir, not_before)) => {
-                if let Some(wait) = not_before.checked_duration_since(Instant::now())
-                    && !self.closed
-                {
+                if self.wait_for(not_before) {
                     self.work.push_front(Work::Tree(dir, not_before));
-                    thread::sleep(wait.min(Duration::from_millis(100)));
                     return;
                 }
                 // Its files first, in the order found, then the emptied directories.
@@ -239,7 +242,7 @@ impl Queue {
                 self.work.push_front(Work::EmptyTree(dir));
                 for path in files.into_iter().rev() {
                     self.waiting_bytes += file_len(&path);
-                    self.work.push_front(Work::File(path));
+                    self.work.push_front(Work::File(path, Instant::now()));
                 }
             }
             Some(Work::EmptyTree(dir)) => {
@@ -257,6 +260,18 @@ impl Queue {
                 let _ = done.send(());
             }
             None => {}
+        }
+    }
+
+    /// Whether `not_before` is still ahead (unless the handle was dropped); if so, waits a
+    /// little towards it.
+    fn wait_for(&self, not_before: Instant) -> bool {
+        match not_before.checked_duration_since(Instant::now()) {
+            Some(wait) if !self.closed => {
+                thread::sleep(wait.min(HOLD_RECHECK));
+                true
+            }
+            _ => false,
         }
     }
 

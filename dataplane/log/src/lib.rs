@@ -43,6 +43,7 @@ use std::sync::{
 use std::thread::{self, JoinHandle, ThreadId};
 
 use bytes::Bytes;
+use riffle_disk::Deleter;
 
 pub use crate::error::LogError;
 use crate::segment::{Executed, ReadState, Segment};
@@ -260,6 +261,14 @@ impl ShardLog {
             let entry = entry.map_err(|e| LogError::io(dir, e))?;
             if let Some(base) = segment::parse_file_name(&entry.file_name()) {
                 found.push((base, entry.path()));
+            } else if segment::is_doomed_name(&entry.file_name()) {
+                // An expired segment a crash left on its way to deletion.
+                match fs::remove_file(entry.path()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(LogError::io(&entry.path(), e));
+                    }
+                    _ => {}
+                }
             }
         }
         found.sort();
@@ -519,6 +528,32 @@ impl ShardLog {
     ///
     /// Reads in progress on a removed segment complete normally.
     pub fn trim_before(&self, cutoff_ms: i64) -> Result<usize, LogError> {
+        self.trim(cutoff_ms, |path| fs::remove_file(path))
+    }
+
+    /// [`trim_before`](Self::trim_before), with the expired segments' files freed by `deleter`
+    /// at its pace instead of unlinked at once (on a file system mounted with `discard`, an
+    /// unlink holds the device, and every `fdatasync` behind it, while it discards the file).
+    /// Each file is first renamed to a name that is not a segment's (`….log.deleting`), so
+    /// a crash in the middle leaves nothing that opening the log would take for a damaged
+    /// segment: opening removes such files. Reads in progress complete if they finish within
+    /// the deleter's grace.
+    pub fn trim_before_with(&self, cutoff_ms: i64, deleter: &Deleter) -> Result<usize, LogError> {
+        self.trim(cutoff_ms, |path| {
+            let doomed = segment::doomed_name(path);
+            fs::rename(path, &doomed)?;
+            deleter.delete_files(vec![doomed]);
+            Ok(())
+        })
+    }
+
+    /// Removes expired segments as [`trim_before`](Self::trim_before) describes, each file by
+    /// `remove`.
+    fn trim(
+        &self,
+        cutoff_ms: i64,
+        remove: impl Fn(&Path) -> std::io::Result<()>,
+    ) -> Result<usize, LogError> {
         let shared = &*self.shared;
         let _trimming = lock(&shared.trim);
         {
@@ -541,7 +576,7 @@ impl ShardLog {
             let Some(segment) = write(&shared.segments).pop_oldest() else {
                 break;
             };
-            match fs::remove_file(&segment.path) {
+            match remove(&segment.path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {

@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -49,6 +49,23 @@ pub(crate) struct Segment {
 /// Name of the segment file whose first offset is `base_offset`.
 pub(crate) fn file_name(base_offset: u64) -> String {
     format!("{base_offset:020}.log")
+}
+
+/// Suffix added to an expired segment's name while it waits for deletion.
+const DOOMED_SUFFIX: &str = ".deleting";
+
+/// The name an expired segment at `path` takes while it waits for deletion.
+pub(crate) fn doomed_name(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(DOOMED_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Whether `name` is that of an expired segment waiting for deletion.
+pub(crate) fn is_doomed_name(name: &OsStr) -> bool {
+    name.to_str()
+        .and_then(|n| n.strip_suffix(DOOMED_SUFFIX))
+        .is_some_and(|n| parse_file_name(OsStr::new(n)).is_some())
 }
 
 /// The base offset encoded in a segment file name, or `None` if `name` is not a segment.

@@ -729,6 +729,49 @@ fn a_read_planned_on_a_segment_that_is_then_trimmed_plans_again() {
     check_all(&log);
 }
 
+/// Expired segments handed to a deleter leave the log (and their segment names) at once and
+/// their files follow; a crash before they are gone leaves files that opening removes.
+#[test]
+fn trim_before_with_a_deleter_renames_expired_segments_and_opening_removes_leftovers() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    let log = ShardLog::open(dir, config(256)).unwrap();
+    for _ in 0..6 {
+        append_records(&log, 2);
+    }
+    let end = log.end_offset();
+    let before = segment_files(dir).len();
+    assert!(before > 2);
+    let deleter = Deleter::start("test-trim").unwrap();
+    let removed = log.trim_before_with(i64::MAX, &deleter).unwrap();
+    assert!(removed + 1 >= before, "{removed} of {before}");
+    assert_eq!(
+        segment_files(dir),
+        vec![(end, dir.join(segment::file_name(end)))]
+    );
+    let doomed = |dir: &Path| {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| segment::is_doomed_name(&e.as_ref().unwrap().file_name()))
+            .count()
+    };
+    deleter.wait_idle();
+    assert_eq!(doomed(dir), 0, "the deleter removed them");
+    append_records(&log, 1);
+    drop(log);
+
+    // A crash while one waited for deletion.
+    let leftover = segment::doomed_name(&dir.join(segment::file_name(0)));
+    fs::write(&leftover, b"half cut").unwrap();
+    let log = ShardLog::open(dir, config(256)).unwrap();
+    assert!(
+        !leftover.exists(),
+        "opening removes what waited for deletion"
+    );
+    assert_eq!(log.start_offset(), end);
+    check_all(&log);
+}
+
 #[test]
 fn trim_before_keeps_an_active_segment_with_unexpired_data() {
     let tmp = TempDir::new().unwrap();

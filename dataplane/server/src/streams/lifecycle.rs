@@ -389,7 +389,7 @@ impl Catalog {
             let mut state = stream.state.write().await;
             let horizon = now - state.meta.retention_ms();
             for shard in state.shards.values() {
-                if let Err(error) = shard.log.trim_before(horizon) {
+                if let Err(error) = shard.log.trim_before_with(horizon, &self.deleter) {
                     tracing::warn!(stream = %stream.name, shard = shard.index, %error, "retention trim failed");
                 }
             }
