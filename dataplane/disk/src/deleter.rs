@@ -83,6 +83,11 @@ impl Deleter {
         })
     }
 
+    /// Whether a [`Hold`] exists.
+    pub fn held(&self) -> bool {
+        self.holds.load(Ordering::Acquire) > 0
+    }
+
     /// Stops files from being cut down until the returned [`Hold`] is dropped: for files
     /// opened before they were handed over and read for longer than a moment.
     pub fn hold(&self) -> Hold {

@@ -549,6 +549,11 @@ async fn a_snapshot_installed_elsewhere_reproduces_the_catalog() {
     })
     .await
     .unwrap();
+    let source = Arc::clone(replica.state_machine().lock().unwrap().catalog());
+    assert!(
+        source.deletions_held(),
+        "a view keeps deleted streams' files whole while it is read"
+    );
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut view.data, &mut bytes).unwrap();
     assert_eq!(
@@ -556,6 +561,8 @@ async fn a_snapshot_installed_elsewhere_reproduces_the_catalog() {
         view.len,
         "a view's length is what it holds"
     );
+    drop(view);
+    assert!(!source.deletions_held(), "and only while it exists");
     // Writes after the view are not in it.
     let later = put("alpha", 1_700_000_000, 1_700_000_200_000, 7, &[0]);
     replica.propose(Bytes::from(later.encode())).await.unwrap();

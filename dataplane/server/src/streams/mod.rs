@@ -208,6 +208,11 @@ impl Catalog {
         self.deleter.hold()
     }
 
+    /// Whether a hold from [`Catalog::hold_deletions`] exists.
+    pub fn deletions_held(&self) -> bool {
+        self.deleter.held()
+    }
+
     /// The service settings.
     pub fn config(&self) -> &StreamsConfig {
         &self.config
