@@ -207,7 +207,7 @@ if runs rf3; then
         if ((i != leader)); then ordered+=,${rf3_pids[i]}; fi
     done
     log "replicated group: replica $((leader + 1)) leads, at $leader_url"
-    RF3_ARGS=(--replicated "$leader_url" --replicated-pids "$ordered")
+    RF3_ARGS=(--replicated "$leader_url" --replicated-pids "$ordered" --replicated-endpoints "$urls")
 fi
 
 # --- run --------------------------------------------------------------------------------------

@@ -192,3 +192,25 @@ def test_throttling_counters(throttled_server, throttled_kinesis, stream_name):
         throttled_server, "riffle_read_provisioned_throughput_exceeded_total", read_throttled, **labels
     )
     assert value(samples, "riffle_write_provisioned_throughput_exceeded_total", **labels) == 3
+
+
+def test_a_deleted_streams_bytes_are_a_backlog_until_freed(server, kinesis, stream_name):
+    create_stream(kinesis, stream_name, 1)
+    payload = os.urandom(1000 * 1000)
+    put = kinesis.put_records(
+        StreamName=stream_name,
+        Records=[{"Data": payload, "PartitionKey": str(i)} for i in range(4)],
+    )
+    assert put["FailedRecordCount"] == 0
+    name = "riffle_deletion_backlog_bytes"
+    assert parse(server.metrics_text())[1][name] == "gauge"
+    # Earlier tests' streams first.
+    wait_metric(server, name, 0.0, timeout=60)
+    kinesis.delete_stream(StreamName=stream_name)
+
+    # The files leave at a pace after a short grace: the backlog holds the stream's bytes first.
+    deadline = time.monotonic() + 10
+    while (backlog := value(scrape(server), name)) < 4_000_000:
+        assert time.monotonic() < deadline, f"{name} = {backlog}, the stream's 4 MB never counted"
+        time.sleep(0.05)
+    wait_metric(server, name, 0.0, timeout=60)

@@ -58,6 +58,10 @@ pub struct SuiteArgs {
     /// together and each.
     #[arg(long, value_delimiter = ',')]
     pub replicated_pids: Vec<u32>,
+    /// Every replica's Kinesis endpoint (comma-separated): between workloads, each one's
+    /// deletion backlog is waited for, as the other Riffles' are.
+    #[arg(long, value_delimiter = ',')]
+    pub replicated_endpoints: Vec<String>,
     /// Directory on the servers' data disk for the disk ceiling.
     #[arg(long)]
     pub disk_dir: Option<PathBuf>,
@@ -355,13 +359,13 @@ pub async fn run(args: &SuiteArgs) -> Result<()> {
             if !args.applies(case, system) {
                 continue;
             }
-            settle().await;
+            settle(args).await;
             // Before the first durable Riffle's PutRecord run, whichever column that is.
             if case == "put-record" && system.kind.must_work() && !floor_taken {
                 floor_taken = true;
                 disk_floor = args.disk_floor().await;
                 if disk_floor.is_some() {
-                    settle().await;
+                    settle(args).await;
                 }
             }
             let Some(result) = args.run_case(case, system).await else {
@@ -397,15 +401,73 @@ pub async fn run(args: &SuiteArgs) -> Result<()> {
     Ok(())
 }
 
-/// Lets the previous workload's traces fade before the next one: flushes every dirty page (a
-/// peer that does not sync leaves hundreds of MB behind, whose writeback would otherwise land
-/// in the next workload's fdatasync latencies) and gives background work a moment.
-async fn settle() {
+/// Lets the previous workload's traces fade before the next one: waits until every Riffle has
+/// freed the streams the workloads deleted (Riffle frees deleted data on disk at a pace, in the
+/// background, and the next workload would otherwise share the disk with it), flushes every
+/// dirty page (a peer that does not sync leaves hundreds of MB behind, whose writeback would
+/// otherwise land in the next workload's fdatasync latencies) and gives background work a
+/// moment.
+async fn settle(args: &SuiteArgs) {
+    let mut endpoints: Vec<&String> = args.riffle.iter().chain(&args.nosync).collect();
+    if args.replicated_endpoints.is_empty() {
+        endpoints.extend(&args.replicated);
+    } else {
+        endpoints.extend(&args.replicated_endpoints);
+    }
+    for endpoint in endpoints {
+        wait_for_deletions(endpoint).await;
+    }
     let _ = tokio::task::spawn_blocking(|| {
         let _ = std::process::Command::new("sync").status();
     })
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+}
+
+/// Longest wait for a Riffle's deletion backlog to drain.
+const DELETIONS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Waits until the Riffle at `endpoint` reports no deletion backlog
+/// (`riffle_deletion_backlog_bytes` on `/metrics`), at most [`DELETIONS_PATIENCE`].
+async fn wait_for_deletions(endpoint: &str) {
+    let Ok(client) = crate::kinesis::Kinesis::new(endpoint) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let backlog = match client.get("/metrics").await {
+            Ok(reply) => deletion_backlog(&String::from_utf8_lossy(&reply.body)),
+            Err(_) => None,
+        };
+        match backlog {
+            Some(bytes) if bytes > 0 && started.elapsed() < DELETIONS_PATIENCE => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Some(bytes) if bytes > 0 => {
+                eprintln!(
+                    "  {endpoint} still had {bytes} bytes of deleted data to free after {:.0} s; going on",
+                    started.elapsed().as_secs_f64()
+                );
+                return;
+            }
+            _ => {
+                if started.elapsed().as_secs_f64() >= 1.0 {
+                    eprintln!(
+                        "  waited {:.1} s for {endpoint} to free deleted data",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// The value of `riffle_deletion_backlog_bytes` in a Prometheus text page, if present.
+fn deletion_backlog(page: &str) -> Option<u64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix("riffle_deletion_backlog_bytes "))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 /// The systems to run against, after checking that each answers.
@@ -871,6 +933,13 @@ fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_deletion_backlog_is_read_from_a_metrics_page() {
+        let page = "# HELP riffle_deletion_backlog_bytes x\n# TYPE riffle_deletion_backlog_bytes gauge\nriffle_deletion_backlog_bytes 4096\nriffle_shard_log_bytes{stream=\"s\"} 7\n";
+        assert_eq!(deletion_backlog(page), Some(4096));
+        assert_eq!(deletion_backlog("riffle_shard_log_bytes 7\n"), None);
+    }
 
     fn outcome(metrics: &[(&str, f64)]) -> Result<Outcome, String> {
         let mut o = Outcome::new("w");

@@ -19,7 +19,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -35,10 +35,18 @@ const DRAIN_TARGET: Duration = Duration::from_secs(60);
 const GRACE: Duration = Duration::from_secs(2);
 
 enum Work {
-    /// Delete this file, not before the instant.
-    File(PathBuf, Instant),
+    /// Delete this file, not before the instant; `bytes` is what it counts in the backlog.
+    File {
+        path: PathBuf,
+        not_before: Instant,
+        bytes: u64,
+    },
     /// Delete everything under this directory, then the directory, not before the instant.
-    Tree(PathBuf, Instant),
+    Tree {
+        dir: PathBuf,
+        not_before: Instant,
+        bytes: u64,
+    },
     /// Remove this directory tree, whose files are all deleted by now.
     EmptyTree(PathBuf),
     /// Answer once everything handed over before is deleted and synced.
@@ -51,6 +59,8 @@ pub struct Deleter {
     work: Option<Sender<Work>>,
     thread: Option<JoinHandle<()>>,
     holds: Arc<AtomicUsize>,
+    /// Bytes handed over and not freed yet.
+    pending: Arc<AtomicU64>,
 }
 
 /// While one exists, the [`Deleter`] it came from cuts no file down (see the module docs).
@@ -72,15 +82,24 @@ impl Deleter {
     pub fn start(name: &str) -> io::Result<Deleter> {
         let (work, incoming) = mpsc::channel::<Work>();
         let holds = Arc::new(AtomicUsize::new(0));
+        let pending = Arc::new(AtomicU64::new(0));
+        let mut queue = Queue::new(Arc::clone(&pending));
         let thread_holds = Arc::clone(&holds);
         let thread = thread::Builder::new()
             .name(name.into())
-            .spawn(move || run(&incoming, &thread_holds))?;
+            .spawn(move || run(&mut queue, &incoming, &thread_holds))?;
         Ok(Deleter {
             work: Some(work),
             thread: Some(thread),
             holds,
+            pending,
         })
+    }
+
+    /// Bytes handed over for deletion and not freed yet (a file counts as long as it was
+    /// when handed over).
+    pub fn pending_bytes(&self) -> u64 {
+        self.pending.load(Ordering::Acquire)
     }
 
     /// Whether a [`Hold`] exists.
@@ -101,13 +120,31 @@ impl Deleter {
     pub fn delete_files(&self, paths: Vec<PathBuf>) {
         let not_before = Instant::now() + GRACE;
         for path in paths {
-            self.send(Work::File(path, not_before));
+            let bytes = file_len(&path);
+            self.pending.fetch_add(bytes, Ordering::AcqRel);
+            if !self.send(Work::File {
+                path,
+                not_before,
+                bytes,
+            }) {
+                release(&self.pending, bytes);
+            }
         }
     }
 
     /// Hands the directory `dir` over for deletion, with everything under it.
     pub fn delete_tree(&self, dir: PathBuf) {
-        self.send(Work::Tree(dir, Instant::now() + GRACE));
+        let mut files = Vec::new();
+        collect_files(&dir, &mut files);
+        let bytes = files.iter().map(|f| file_len(f)).sum();
+        self.pending.fetch_add(bytes, Ordering::AcqRel);
+        if !self.send(Work::Tree {
+            dir,
+            not_before: Instant::now() + GRACE,
+            bytes,
+        }) {
+            release(&self.pending, bytes);
+        }
     }
 
     /// Blocks until everything handed over so far is deleted and its directories synced.
@@ -137,28 +174,34 @@ impl Drop for Deleter {
     }
 }
 
-/// A file being cut down, and the bytes it still holds.
+/// A file being cut down: the bytes it still holds, and those it still counts in the backlog.
 struct Cutting {
     path: PathBuf,
     file: File,
     left: u64,
+    counted: u64,
 }
 
 /// What the thread has to do.
-#[derive(Default)]
 struct Queue {
     work: VecDeque<Work>,
     cutting: Option<Cutting>,
-    /// Bytes still to free, for the pace.
-    waiting_bytes: u64,
+    /// Bytes still to free (shared with the handle), for the pace.
+    pending: Arc<AtomicU64>,
     /// Directories with removals not yet synced.
     unsynced: BTreeSet<PathBuf>,
     /// The handle was dropped: finish without pausing.
     closed: bool,
 }
 
-fn run(incoming: &Receiver<Work>, holds: &AtomicUsize) {
-    let mut queue = Queue::default();
+/// Takes `n` bytes off `pending` (never below zero).
+fn release(pending: &AtomicU64, n: u64) {
+    let _ = pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+        Some(p.saturating_sub(n))
+    });
+}
+
+fn run(queue: &mut Queue, incoming: &Receiver<Work>, holds: &AtomicUsize) {
     loop {
         if queue.cutting.is_none() && queue.work.is_empty() {
             queue.sync_dirs();
@@ -185,11 +228,22 @@ fn run(incoming: &Receiver<Work>, holds: &AtomicUsize) {
 }
 
 impl Queue {
-    fn push(&mut self, work: Work) {
-        if let Work::File(path, _) = &work {
-            self.waiting_bytes += file_len(path);
+    fn new(pending: Arc<AtomicU64>) -> Queue {
+        Queue {
+            work: VecDeque::new(),
+            cutting: None,
+            pending,
+            unsynced: BTreeSet::new(),
+            closed: false,
         }
+    }
+
+    fn push(&mut self, work: Work) {
         self.work.push_back(work);
+    }
+
+    fn waiting_bytes(&self) -> u64 {
+        self.pending.load(Ordering::Acquire)
     }
 
     /// Does one piece of work: one cut of a file, or one item of the queue. While `held`,
@@ -198,7 +252,7 @@ impl Queue {
     fn step(&mut self, held: bool) {
         if held && let Some(cut) = self.cutting.take() {
             if self.closed {
-                self.waiting_bytes = self.waiting_bytes.saturating_sub(cut.left);
+                release(&self.pending, cut.counted);
                 self.remove_file(&cut.path);
             } else {
                 self.cutting = Some(cut);
@@ -216,39 +270,65 @@ impl Queue {
                 }
             };
             cut.left -= step;
-            self.waiting_bytes = self.waiting_bytes.saturating_sub(step);
+            let freed = step.min(cut.counted);
+            cut.counted -= freed;
+            release(&self.pending, freed);
             if (!cut_ok || cut.left == 0)
                 && let Some(done) = self.cutting.take()
             {
-                self.waiting_bytes = self.waiting_bytes.saturating_sub(done.left);
+                release(&self.pending, done.counted);
                 self.remove_file(&done.path);
             }
             if !self.closed {
-                thread::sleep(pause(step, self.waiting_bytes));
+                thread::sleep(pause(step, self.waiting_bytes()));
             }
             return;
         }
         match self.work.pop_front() {
-            Some(Work::File(path, not_before)) => {
+            Some(Work::File {
+                path,
+                not_before,
+                bytes,
+            }) => {
                 if self.wait_for(not_before) {
-                    self.work.push_front(Work::File(path, not_before));
+                    self.work.push_front(Work::File {
+                        path,
+                        not_before,
+                        bytes,
+                    });
                     return;
                 }
-                self.start_cutting(path);
+                self.start_cutting(path, bytes);
             }
-            Some(Work::Tree(dir, not_before)) => {
+            Some(Work::Tree {
+                dir,
+                not_before,
+                bytes,
+            }) => {
                 if self.wait_for(not_before) {
-                    self.work.push_front(Work::Tree(dir, not_before));
+                    self.work.push_front(Work::Tree {
+                        dir,
+                        not_before,
+                        bytes,
+                    });
                     return;
                 }
-                // Its files first, in the order found, then the emptied directories.
+                // Its files first, in the order found, then the emptied directories. They
+                // count in the backlog from here on, as long as they are now.
                 let mut files = Vec::new();
                 collect_files(&dir, &mut files);
                 self.work.push_front(Work::EmptyTree(dir));
+                let now = Instant::now();
                 for path in files.into_iter().rev() {
-                    self.waiting_bytes += file_len(&path);
-                    self.work.push_front(Work::File(path, Instant::now()));
+                    let len = file_len(&path);
+                    self.pending.fetch_add(len, Ordering::AcqRel);
+                    self.work.push_front(Work::File {
+                        path,
+                        not_before: now,
+                        bytes: len,
+                    });
                 }
+                release(&self.pending, bytes);
             }
             Some(Work::EmptyTree(dir)) => {
                 match fs::remove_dir_all(&dir) {
@@ -280,17 +360,21 @@ impl Queue {
         }
     }
 
-    fn start_cutting(&mut self, path: PathBuf) {
+    /// Opens `path` to cut it down; `counted` is what it counts in the backlog.
+    fn start_cutting(&mut self, path: PathBuf, counted: u64) {
         match OpenOptions::new().write(true).open(&path) {
             Ok(file) => {
                 let left = file.metadata().map_or(0, |m| m.len());
-                self.cutting = Some(Cutting { path, file, left });
+                self.cutting = Some(Cutting {
+                    path,
+                    file,
+                    left,
+                    counted,
+                });
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.waiting_bytes = self.waiting_bytes.saturating_sub(file_len(&path));
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => release(&self.pending, counted),
             Err(_) => {
-                self.waiting_bytes = self.waiting_bytes.saturating_sub(file_len(&path));
+                release(&self.pending, counted);
                 self.remove_file(&path);
             }
         }
@@ -421,8 +505,14 @@ mod tests {
             small.clone(),
         ]);
         deleter.delete_tree(tree.clone());
+        assert_eq!(
+            deleter.pending_bytes(),
+            3 * STEP_BYTES + 5 + 1 + 2 * STEP_BYTES + 1,
+            "the backlog counts what was handed over"
+        );
         deleter.wait_idle();
         assert!(!big.exists() && !small.exists() && !tree.exists());
+        assert_eq!(deleter.pending_bytes(), 0);
         assert!(kept.exists(), "only what was handed over is deleted");
 
         let later = dir.path().join("later");

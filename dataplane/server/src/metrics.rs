@@ -196,5 +196,11 @@ pub async fn render(catalog: &Catalog) -> String {
     for (labels, shard) in &series {
         let _ = writeln!(out, "{name}{{{labels}}} {}", shard.log.size_bytes());
     }
+    let name = "riffle_deletion_backlog_bytes";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Bytes of deleted streams and expired segments not freed on disk yet (they are freed at a pace).\n# TYPE {name} gauge\n{name} {}",
+        catalog.deletion_backlog_bytes()
+    );
     out
 }

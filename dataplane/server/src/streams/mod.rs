@@ -208,6 +208,12 @@ impl Catalog {
         self.deleter.hold()
     }
 
+    /// Bytes of deleted streams and expired segments not freed on disk yet (they are freed at
+    /// a pace).
+    pub fn deletion_backlog_bytes(&self) -> u64 {
+        self.deleter.pending_bytes()
+    }
+
     /// Whether a hold from [`Catalog::hold_deletions`] exists.
     pub fn deletions_held(&self) -> bool {
         self.deleter.held()
