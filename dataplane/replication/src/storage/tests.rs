@@ -198,16 +198,15 @@ fn purge_past_the_end_restarts_the_log_after_the_purge_point() {
     assert_eq!(all(&log), vec![command(4, 51)]);
 }
 
-#[test]
-fn an_interrupted_purge_is_finished_at_open() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut log = RaftLog::open(dir.path(), cfg(1)).expect("open");
+/// The image of a crash in the middle of a purge: five single-entry segments (0..=4), the
+/// purge point 2 recorded, no segment deleted yet.
+fn interrupted_purge_up_to_2(dir: &Path) {
+    let mut log = RaftLog::open(dir, cfg(1)).expect("open");
     for i in 0..5 {
         append(&mut log, vec![command(1, i)]);
     }
     drop(log);
-    // The purge point was recorded but the crash came before any segment was deleted.
-    durable_file::write(dir.path(), "purged", &{
+    durable_file::write(dir, "purged", &{
         let mut b = Vec::new();
         b.extend_from_slice(&1u64.to_le_bytes());
         b.extend_from_slice(&1u64.to_le_bytes());
@@ -215,6 +214,12 @@ fn an_interrupted_purge_is_finished_at_open() {
         b
     })
     .expect("write purge record");
+}
+
+#[test]
+fn an_interrupted_purge_is_finished_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    interrupted_purge_up_to_2(dir.path());
     let log = RaftLog::open(dir.path(), cfg(1)).expect("reopen");
     assert_eq!(segment_files(dir.path()).len(), 2);
     assert_eq!(all(&log), vec![command(1, 3), command(1, 4)]);
@@ -225,19 +230,7 @@ fn an_interrupted_purge_is_finished_at_open() {
 #[test]
 fn a_purged_segment_left_half_cut_by_a_crash_is_deleted_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut log = RaftLog::open(dir.path(), cfg(1)).expect("open");
-    for i in 0..5 {
-        append(&mut log, vec![command(1, i)]);
-    }
-    drop(log);
-    durable_file::write(dir.path(), "purged", &{
-        let mut b = Vec::new();
-        b.extend_from_slice(&1u64.to_le_bytes());
-        b.extend_from_slice(&1u64.to_le_bytes());
-        b.extend_from_slice(&2u64.to_le_bytes());
-        b
-    })
-    .expect("write purge record");
+    interrupted_purge_up_to_2(dir.path());
     for base in [0u64, 1] {
         let path = dir.path().join(format!("{base:020}.wal"));
         let len = fs::metadata(&path).expect("stat").len();
