@@ -46,6 +46,8 @@ use crate::types::{Entry, LogId, log_id};
 /// Default size at which a segment is sealed and the next append starts a new one: 64 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 
+/// The page-cache page: appends into a zero-filled segment are written in whole pages.
+const PAGE_BYTES: u64 = 4096;
 const LOCK_FILE: &str = ".lock";
 const PURGED_FILE: &str = "purged";
 const START_FILE: &str = "start";
@@ -469,6 +471,19 @@ impl RaftLog {
         let Some(active) = state.segments.last_mut() else {
             return Err(StoreError::InvalidAppend("no active segment".into()));
         };
+        if active.preallocated {
+            // Write on, with the zeros already there, to the end of the last page touched. A
+            // page written only in part must first be read from the disk if it has left the
+            // page cache, and the spare was filled long before its pages are written (the
+            // kernel reclaims cold page cache: after a minute's pause, appends read 25 pages a
+            // second per replica). A page written whole is never read.
+            let end = active.size + buf.len() as u64;
+            let padded = end
+                .next_multiple_of(PAGE_BYTES)
+                .min(self.config.segment_bytes)
+                .max(end);
+            buf.resize(buf.len() + (padded - end) as usize, 0);
+        }
         active
             .file
             .write_all_at(&buf, active.size)
