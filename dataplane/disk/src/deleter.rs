@@ -42,12 +42,6 @@ enum Work {
         not_before: Instant,
         bytes: u64,
     },
-    /// Delete everything under this directory, then the directory, not before the instant.
-    Tree {
-        dir: PathBuf,
-        not_before: Instant,
-        bytes: u64,
-    },
     /// Remove this directory tree, whose files are all deleted by now.
     EmptyTree(PathBuf),
     /// Answer once everything handed over before is deleted and synced.
@@ -133,19 +127,13 @@ impl Deleter {
         }
     }
 
-    /// Hands the directory `dir` over for deletion, with everything under it.
+    /// Hands the directory `dir` over for deletion, with everything under it: its files as by
+    /// [`delete_files`](Self::delete_files), then the emptied directories.
     pub fn delete_tree(&self, dir: PathBuf) {
         let mut files = Vec::new();
         collect_files(&dir, &mut files);
-        let bytes = files.iter().map(|f| file_len(f)).sum();
-        self.pending.fetch_add(bytes, Ordering::AcqRel);
-        if !self.send(Work::Tree {
-            dir,
-            not_before: Instant::now() + GRACE,
-            bytes,
-        }) {
-            release(&self.pending, bytes);
-        }
+        self.delete_files(files);
+        self.send(Work::EmptyTree(dir));
     }
 
     /// Blocks until everything handed over so far is deleted and its directories synced.
@@ -210,13 +198,13 @@ fn run(queue: &mut Queue, incoming: &Receiver<Work>, holds: &AtomicUsize) {
                 return;
             }
             match incoming.recv() {
-                Ok(work) => queue.push(work),
+                Ok(work) => queue.work.push_back(work),
                 Err(_) => queue.closed = true,
             }
         }
         loop {
             match incoming.try_recv() {
-                Ok(work) => queue.push(work),
+                Ok(work) => queue.work.push_back(work),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     queue.closed = true;
@@ -237,14 +225,6 @@ impl Queue {
             unsynced: BTreeSet::new(),
             closed: false,
         }
-    }
-
-    fn push(&mut self, work: Work) {
-        self.work.push_back(work);
-    }
-
-    fn waiting_bytes(&self) -> u64 {
-        self.pending.load(Ordering::Acquire)
     }
 
     /// Does one piece of work: one cut of a file, or one item of the queue. While `held`,
@@ -281,56 +261,17 @@ impl Queue {
                 self.remove_file(&done.path);
             }
             if !self.closed {
-                thread::sleep(pause(step, self.waiting_bytes()));
+                thread::sleep(pause(step, self.pending.load(Ordering::Acquire)));
             }
             return;
         }
+        if let Some(Work::File { not_before, .. }) = self.work.front()
+            && self.wait_for(*not_before)
+        {
+            return;
+        }
         match self.work.pop_front() {
-            Some(Work::File {
-                path,
-                not_before,
-                bytes,
-            }) => {
-                if self.wait_for(not_before) {
-                    self.work.push_front(Work::File {
-                        path,
-                        not_before,
-                        bytes,
-                    });
-                    return;
-                }
-                self.start_cutting(path, bytes);
-            }
-            Some(Work::Tree {
-                dir,
-                not_before,
-                bytes,
-            }) => {
-                if self.wait_for(not_before) {
-                    self.work.push_front(Work::Tree {
-                        dir,
-                        not_before,
-                        bytes,
-                    });
-                    return;
-                }
-                // Its files first, in the order found, then the emptied directories. They
-                // count in the backlog from here on, as long as they are now.
-                let mut files = Vec::new();
-                collect_files(&dir, &mut files);
-                self.work.push_front(Work::EmptyTree(dir));
-                let now = Instant::now();
-                for path in files.into_iter().rev() {
-                    let len = file_len(&path);
-                    self.pending.fetch_add(len, Ordering::AcqRel);
-                    self.work.push_front(Work::File {
-                        path,
-                        not_before: now,
-                        bytes: len,
-                    });
-                }
-                release(&self.pending, bytes);
-            }
+            Some(Work::File { path, bytes, .. }) => self.start_cutting(path, bytes),
             Some(Work::EmptyTree(dir)) => {
                 match fs::remove_dir_all(&dir) {
                     Ok(()) => {}
