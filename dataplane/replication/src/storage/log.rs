@@ -334,20 +334,15 @@ impl RaftLog {
             segments.push(segment);
         }
 
-        // Finish a purge interrupted by a crash: drop the segments left wholly at or below the
-        // purge point, except a last segment that the next append continues.
-        let mut removed = false;
-        while let Some(first) = segments.first() {
-            let is_last = segments.len() == 1;
-            if first.end() > first_live || (is_last && first.end() == first_live) {
-                break;
-            }
-            fs::remove_file(&first.path).map_err(|e| StoreError::io(&first.path, e))?;
-            segments.remove(0);
-            removed = true;
-        }
-        if removed {
+        // The one purged segment the unread pass cannot tell (no segment follows it): a last
+        // segment ending before the first live entry, left by a purge past the end of the log.
+        // One ending exactly there is kept: the next append continues it.
+        if let [only] = segments.as_slice()
+            && only.end() < first_live
+        {
+            fs::remove_file(&only.path).map_err(|e| StoreError::io(&only.path, e))?;
             durable_file::sync_dir(dir)?;
+            segments.clear();
         }
         if let Some(first) = segments.first()
             && first.base > first_live

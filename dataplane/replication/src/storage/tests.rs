@@ -216,6 +216,31 @@ fn interrupted_purge_up_to_2(dir: &Path) {
     .expect("write purge record");
 }
 
+/// A purge past the end of the log (a snapshot installed from the leader) that a crash cut
+/// short leaves the last segment wholly below the purge point; opening deletes it.
+#[test]
+fn an_interrupted_purge_past_the_end_is_finished_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("open");
+    append(&mut log, vec![command(1, 0), command(1, 1)]);
+    drop(log);
+    durable_file::write(dir.path(), "purged", &{
+        let mut b = Vec::new();
+        b.extend_from_slice(&4u64.to_le_bytes());
+        b.extend_from_slice(&2u64.to_le_bytes());
+        b.extend_from_slice(&50u64.to_le_bytes());
+        b
+    })
+    .expect("write purge record");
+    let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("reopen");
+    assert!(segment_files(dir.path()).is_empty());
+    assert_eq!(log.last_log_id(), Some(log_id(4, 2, 50)));
+    append(&mut log, vec![command(4, 51)]);
+    drop(log);
+    let log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("reopen");
+    assert_eq!(all(&log), vec![command(4, 51)]);
+}
+
 #[test]
 fn an_interrupted_purge_is_finished_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
