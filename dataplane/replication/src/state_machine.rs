@@ -140,6 +140,18 @@ pub trait StateMachine: Send + 'static {
     fn install(&mut self, at: &Applied, data: &mut dyn Read) -> io::Result<()>;
 }
 
+/// A snapshot as openraft hands it around (its `SnapshotData`): the snapshot file, open, so a
+/// newer snapshot renamed over the path does not change what is being read.
+#[derive(Debug)]
+pub struct SnapshotFile {
+    /// Where the file was when it was opened.
+    pub path: PathBuf,
+    /// The open file, read from offset 0 (the whole file travels, header included).
+    pub file: File,
+    /// The file's length in bytes.
+    pub len: u64,
+}
+
 /// openraft's view of a [`StateMachine`] plus the snapshot file.
 pub struct StateMachineStore<S: StateMachine> {
     sm: Arc<Mutex<S>>,

@@ -13,32 +13,33 @@ pub type NodeId = u64;
 pub type Node = openraft::BasicNode;
 
 /// The index and leader term of a raft log entry.
-pub type LogId = openraft::LogId<NodeId>;
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
 
 /// The membership of the group as stored in the log and the state machine.
-pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
 
 /// A raft log entry of a shard group.
-pub type Entry = openraft::Entry<TypeConfig>;
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
 
 /// The persisted vote of a replica (term, candidate, whether it is committed).
-pub type Vote = openraft::Vote<NodeId>;
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+
+/// What a snapshot covers: the last entry in it and the membership as of then.
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
 
 openraft::declare_raft_types!(
-    /// The openraft type configuration: opaque byte commands, `u64` node ids, `host:port` nodes,
-    /// snapshots streamed from files.
+    /// The openraft type configuration: opaque byte commands, `u64` node ids, `host:port` nodes.
+    /// (Snapshots are files: see [`crate::state_machine::SnapshotFile`].)
     pub TypeConfig:
         D = Command,
         R = Vec<u8>,
         NodeId = NodeId,
         Node = Node,
-        Entry = Entry,
-        SnapshotData = tokio::fs::File,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = openraft_rt_tokio::TokioRuntime,
 );
 
-/// The openraft handle of a shard group replica.
-pub type Raft = openraft::Raft<TypeConfig>;
+/// The openraft handle of a shard group replica whose state machine is `S`.
+pub type Raft<S> = openraft::Raft<TypeConfig, crate::state_machine::StateMachineStore<S>>;
 
 /// One command proposed to the group: opaque bytes interpreted only by the state machine.
 ///
@@ -93,7 +94,10 @@ impl<'de> Deserialize<'de> for Command {
 
 /// Builds a log id from its parts.
 pub fn log_id(term: u64, node_id: NodeId, index: u64) -> LogId {
-    openraft::LogId::new(openraft::CommittedLeaderId::new(term, node_id), index)
+    openraft::LogId::new(
+        openraft::impls::leader_id_adv::LeaderId { term, node_id },
+        index,
+    )
 }
 
 #[cfg(test)]

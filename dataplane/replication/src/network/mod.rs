@@ -75,6 +75,30 @@ pub fn decode_untrusted(bytes: &[u8]) -> (Result<(), String>, Result<(), String>
     (request, reply)
 }
 
+/// The CBOR header of one piece of a snapshot sent to a follower (`Kind::InstallSnapshot`);
+/// the piece's bytes follow it raw (see [`frame::snapshot_prefix`]).
+///
+/// The follower answers each piece with `Result<Option<SnapshotResponse>, String>`: `Ok(None)`
+/// when it stored the piece and waits for the next, `Ok(Some(response))` when it is done with
+/// the snapshot (installed after the last piece, or refused at any piece because it has seen a
+/// newer vote, which `response.vote` then carries), `Err(why)` when the piece could not be
+/// taken (out of order, or a disk error); the sender then starts again from offset 0.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SnapshotPiece {
+    /// The sender's vote.
+    pub vote: crate::types::Vote,
+    /// What the snapshot covers.
+    pub meta: crate::types::SnapshotMeta,
+    /// Where in the snapshot file these bytes begin; 0 starts a new transfer.
+    pub offset: u64,
+    /// Whether this is the last piece: the follower installs the snapshot on receiving it.
+    pub done: bool,
+}
+
+/// A follower's answer to one [`SnapshotPiece`].
+pub(crate) type SnapshotPieceReply =
+    Result<Option<openraft::raft::SnapshotResponse<crate::types::TypeConfig>>, String>;
+
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     ciborium::into_writer(value, &mut out).map_err(|e| e.to_string())?;
