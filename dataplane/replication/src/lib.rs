@@ -1,4 +1,4 @@
-//! Raft replication of a shard group's commands, on [openraft] 0.9.
+//! Raft replication of a shard group's commands, on [openraft] 0.10.
 //!
 //! A shard group runs one or three replicas. Each replica keeps a durable raft log and vote
 //! ([`storage`]), applies committed commands to a [`StateMachine`] the server implements
@@ -32,7 +32,9 @@
 //!
 //! - [`Replica::propose`] returns `Ok` only after the command is durable (`fdatasync`) on a
 //!   quorum and applied on this replica; its index is greater than that of every command
-//!   acknowledged before it was proposed.
+//!   acknowledged before it was proposed. The quorum need not include the leader: the leader
+//!   sends its entries to the followers while its own `fdatasync` runs, and two followers'
+//!   copies commit an entry in a group of three.
 //! - A replica that restarts resumes from its log, vote and state machine position; the state
 //!   machine never sees an entry twice or misses one (see [`state_machine`]).
 //! - The lowest member id founds the group once, and only if every peer answers that it is not
@@ -59,16 +61,19 @@
 //!   until it has asked its peers: if one is part of a group, it votes only in terms above the
 //!   highest term they report (every term it may have voted in was started by a candidate that
 //!   holds it); if none is, the group is new and it votes freely. openraft's
-//!   `loosen-follower-log-revert` feature is enabled so that the leader re-sends such a replica
-//!   everything instead of stopping. A peer that cannot be reached within 5 s of the others'
+//!   `allow_log_reversion` is on so that the leader re-sends such a replica everything instead
+//!   of stopping. A peer that cannot be reached within 5 s of the others'
 //!   answers is not waited for; a candidate it voted for there could hold a higher term.
 //! - Membership is fixed at bootstrap; adding or replacing members (`Raft::change_membership`
 //!   through [`Replica::raft`]) is not wrapped yet.
 //! - Vote, truncate and purge `fsync` on the raft task (inside `block_in_place` on a
 //!   multi-threaded runtime; they are rare); a purge only records its point there, and a thread
-//!   of the log deletes the purged segments; appends are written and `fdatasync`ed on the raft
-//!   task itself (openraft 0.9 waits for each append's flush before it goes on, so there is
-//!   nothing to group and no thread hand-off to pay for).
+//!   of the log deletes the purged segments. Appends are written on the raft task and
+//!   `fdatasync`ed on a thread of the log, which groups the appends that arrive meanwhile;
+//!   openraft replicates an entry once it is written, not synced.
+//! - A leader restarted after a crash stands for election again rather than resuming its term
+//!   (openraft's `enable_leader_restore` is off): it may have lost an unsynced tail that the
+//!   followers committed without it.
 
 pub mod network;
 mod replica;

@@ -7,8 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, RaftNetworkFactory, ServerState};
+use futures::FutureExt;
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::error::{ClientWriteError, InitializeError, LinearizableReadError, RaftError};
+use openraft::network::RaftNetworkFactory;
+use openraft::{BasicNode, Instant, ReadPolicy, ServerState};
 use tokio::sync::watch;
 
 use crate::network::Faults;
@@ -72,6 +75,20 @@ impl ReplicaConfig {
             max_in_snapshot_log_to_keep: 5_000,
             snapshot_max_chunk_size: 1 << 20,
             max_payload_entries: 500,
+            // A leader replicates its entries while its own `fdatasync` runs, and the group
+            // may commit on the followers' copies alone. A leader restarted after losing its
+            // unsynced tail must therefore not carry on in its old term: it could propose
+            // other entries at indexes the followers already committed, under the same log
+            // ids. It stands for election like any other replica instead.
+            enable_leader_restore: Some(false),
+            // A replica that lost its volume rejoins with an empty log; the leader must accept
+            // that the follower's log went backwards.
+            allow_log_reversion: Some(true),
+            // Entries go to the followers as soon as the leader's append is written, rather
+            // than at the end of the raft task's round: an acknowledgement is two `fdatasync`s
+            // (leader's and follower's, overlapped) plus the round trip, and waiting for the
+            // round adds to each.
+            broadcast_submitted_on_append: Some(true),
             ..Default::default()
         };
         ReplicaConfig {
@@ -130,6 +147,10 @@ pub enum ProposeError {
     /// have been committed.
     #[error("replica stopped: {0}")]
     Stopped(String),
+    /// This replica appended the command, then lost leadership and discarded it from its log
+    /// for the new leader's; the new leader may have it, so it may or may not be committed.
+    #[error("leadership changed before the command was committed; it may or may not be: {0}")]
+    OutcomeUnknown(String),
 }
 
 /// A committed and applied proposal.
@@ -189,7 +210,7 @@ pub struct ReplicaStatus {
 /// A running replica. Dropping it does not stop it; call [`Replica::shutdown`].
 pub struct Replica<S: StateMachine> {
     id: NodeId,
-    raft: Raft,
+    raft: Raft<S>,
     sm: Arc<Mutex<S>>,
     faults: Faults,
     stop: watch::Sender<bool>,
@@ -289,6 +310,9 @@ impl<S: StateMachine> Replica<S> {
                     leader_addr: f.leader_node.map(|n| n.addr),
                 })
             }
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => {
+                Err(ProposeError::OutcomeUnknown(f.to_string()))
+            }
             Err(e) => Err(ProposeError::Stopped(e.to_string())),
         }
     }
@@ -298,15 +322,15 @@ impl<S: StateMachine> Replica<S> {
     /// applied here. A server calls it before answering a read that must see every
     /// acknowledged write.
     pub async fn read_barrier(&self) -> Result<(), ProposeError> {
-        match self.raft.ensure_linearizable().await {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
             Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
                 Err(ProposeError::NotLeader {
                     leader: f.leader_id,
                     leader_addr: f.leader_node.map(|n| n.addr),
                 })
             }
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_))) => {
                 Err(ProposeError::NoQuorum)
             }
             Err(e) => Err(ProposeError::Stopped(e.to_string())),
@@ -320,7 +344,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// The openraft handle, for what this API does not cover (membership changes, metrics
     /// streams, linearizable reads).
-    pub fn raft(&self) -> &Raft {
+    pub fn raft(&self) -> &Raft<S> {
         &self.raft
     }
 
@@ -331,7 +355,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// A snapshot of this replica's raft state.
     pub fn status(&self) -> ReplicaStatus {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics().borrow_watched().clone();
         let membership = m.membership_config.membership();
         let leader_addr = m
             .current_leader
@@ -353,7 +377,9 @@ impl<S: StateMachine> Replica<S> {
             snapshot: m.snapshot.map(|l| l.index),
             purged: m.purged.map(|l| l.index),
             voters: membership.voter_ids().collect(),
-            millis_since_quorum_ack: m.millis_since_quorum_ack,
+            millis_since_quorum_ack: m
+                .last_quorum_acked
+                .map(|at| at.elapsed().as_millis() as u64),
             fatal: m.running_state.err().map(|e| e.to_string()),
         }
     }
@@ -366,15 +392,16 @@ impl<S: StateMachine> Replica<S> {
     /// several times per committed entry, and waking a watcher that often costs the write path
     /// more CPU than a fatal error is worth noticing sooner.
     pub async fn wait_fatal(&self) -> String {
-        let metrics = self.raft.metrics();
+        let mut metrics = self.raft.metrics();
         let mut every = tokio::time::interval(FATAL_CHECK);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            if let Err(e) = &metrics.borrow().running_state {
+            if let Err(e) = &metrics.borrow_watched().running_state {
                 return e.to_string();
             }
-            if metrics.has_changed().is_err() {
+            // Taking a pending change here loses nothing: the state is read afresh each tick.
+            if let Some(Err(_)) = metrics.changed().now_or_never() {
                 return "raft metrics closed".into();
             }
         }
@@ -470,8 +497,8 @@ async fn peer_clients(
 
 /// Founds the group from the lowest member, once. Retries until this replica is initialized
 /// (by itself or by hearing from a leader), or some peer is already in a group.
-async fn bootstrap(
-    raft: Raft,
+async fn bootstrap<S: StateMachine>(
+    raft: Raft<S>,
     mut network: NetworkFactory,
     id: NodeId,
     members: BTreeMap<NodeId, String>,

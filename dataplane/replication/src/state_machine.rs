@@ -38,18 +38,17 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{
-    EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
-    StorageError,
-};
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::type_config::alias::SnapshotOf;
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use riffle_disk::{PIECE_BYTES, Pacer};
 use serde::{Deserialize, Serialize};
 
-use crate::storage::{StoreError, sync_dir, to_raft};
-use crate::types::{Entry, LogId, Node, NodeId, StoredMembership, TypeConfig};
+use crate::storage::{StoreError, sync_dir};
+use crate::types::{Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
 const INCOMING_FILE: &str = "snapshot.incoming";
@@ -152,6 +151,9 @@ pub struct SnapshotFile {
     pub len: u64,
 }
 
+/// A snapshot with its file, as the state machine builds, keeps and installs it.
+pub type FileSnapshot = SnapshotOf<TypeConfig, SnapshotFile>;
+
 /// openraft's view of a [`StateMachine`] plus the snapshot file.
 pub struct StateMachineStore<S: StateMachine> {
     sm: Arc<Mutex<S>>,
@@ -162,14 +164,6 @@ pub struct StateMachineStore<S: StateMachine> {
 
 fn lock<S>(sm: &Mutex<S>) -> MutexGuard<'_, S> {
     sm.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn sm_err(e: impl Into<openraft::AnyError>, verb: ErrorVerb) -> StorageError<NodeId> {
-    to_raft(e, ErrorSubject::StateMachine, verb)
-}
-
-fn snap_err(e: impl Into<openraft::AnyError>, verb: ErrorVerb) -> StorageError<NodeId> {
-    to_raft(e, ErrorSubject::Snapshot(None), verb)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -202,7 +196,8 @@ impl<S: StateMachine> StateMachineStore<S> {
             };
             if behind {
                 tracing::info!(snapshot = %meta, "state machine is behind its snapshot; reinstalling it");
-                install_file(&store.sm, &path, &meta)?;
+                let mut file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+                install_file(&store.sm, &mut file, &path, &meta)?;
             }
         }
         Ok(store)
@@ -211,6 +206,66 @@ impl<S: StateMachine> StateMachineStore<S> {
     /// The state machine, shared with the server (which reads it for queries).
     pub fn state_machine(&self) -> Arc<Mutex<S>> {
         Arc::clone(&self.sm)
+    }
+
+    /// Starts receiving a snapshot from the leader: `snapshot.incoming` in the snapshot
+    /// directory, created empty (an earlier incomplete transfer is discarded), open for reading
+    /// and writing. Write the whole snapshot file into it, sync it, and hand it to
+    /// [`RaftStateMachine::install_snapshot`] (through `Raft::install_full_snapshot`).
+    pub async fn begin_receiving(&self) -> io::Result<SnapshotFile> {
+        let path = self.dir.join(INCOMING_FILE);
+        let files = Arc::clone(&self.files);
+        blocking(move || {
+            // Not while an install is moving the incoming file into place.
+            let _files = lock(&files);
+            let file = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .write(true)
+                .truncate(true)
+                .open(&path)?;
+            Ok(SnapshotFile { path, file, len: 0 })
+        })
+        .await
+    }
+
+    /// Applies `entries` in order and returns each one's response (empty for an entry without
+    /// a command, and for an entry already in the state, which is never applied twice).
+    async fn apply_entries(&self, entries: Vec<Entry>) -> io::Result<Vec<Vec<u8>>> {
+        let sm = Arc::clone(&self.sm);
+        blocking(move || {
+            let mut sm = lock(&sm);
+            let current = sm.applied();
+            let mut membership = current
+                .as_ref()
+                .map(|a| a.membership.clone())
+                .unwrap_or_default();
+            let done = current.and_then(|a| a.log_id).map(|l| l.index);
+            let mut responses = Vec::with_capacity(entries.len());
+            for entry in entries {
+                if Some(entry.log_id.index) <= done {
+                    // Already in the state (stored with it); never apply twice.
+                    responses.push(Vec::new());
+                    continue;
+                }
+                if let EntryPayload::Membership(m) = &entry.payload {
+                    membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                }
+                let at = Applied {
+                    log_id: Some(entry.log_id),
+                    membership: membership.clone(),
+                };
+                match &entry.payload {
+                    EntryPayload::Normal(command) => responses.push(sm.apply(&at, &command.0)?),
+                    _ => {
+                        sm.advance(&at)?;
+                        responses.push(Vec::new());
+                    }
+                }
+            }
+            Ok(responses)
+        })
+        .await
     }
 }
 
@@ -222,23 +277,17 @@ pub struct SnapshotBuilder<S: StateMachine> {
 }
 
 impl<S: StateMachine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<S> {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> io::Result<FileSnapshot> {
         let sm = Arc::clone(&self.sm);
         let dir = self.dir.clone();
         let files = Arc::clone(&self.files);
-        let (meta, file) = blocking(move || {
+        let snapshot = blocking(move || {
             let view = lock(&sm).snapshot()?;
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
             let meta = SnapshotMeta {
                 last_log_id: view.applied.log_id,
                 last_membership: view.applied.membership.clone(),
-                snapshot_id: format!(
-                    "{}-{}-{nanos}",
-                    view.applied.term().unwrap_or(0),
-                    view.applied.index().unwrap_or(0)
-                ),
             };
             let building = dir.join(BUILDING_FILE);
             write_file(&building, &meta, view.data, view.len)?;
@@ -250,29 +299,34 @@ impl<S: StateMachine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<S> {
                 let current = read_meta(&path)?;
                 if current.last_log_id >= meta.last_log_id {
                     fs::remove_file(&building)?;
-                    return Ok((current, File::open(&path)?));
+                    return open_snapshot(path, current);
                 }
             }
             fs::rename(&building, &path)?;
             sync_dir(&dir)?;
-            let file = File::open(&path)?;
-            Ok((meta, file))
+            open_snapshot(path, meta)
         })
-        .await
-        .map_err(|e| snap_err(&e, ErrorVerb::Write))?;
-        tracing::info!(snapshot = %meta, "built snapshot");
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
-        })
+        .await?;
+        tracing::info!(snapshot = %snapshot.meta, "built snapshot");
+        Ok(snapshot)
     }
+}
+
+/// The snapshot file at `path`, described by `meta`, opened for reading from its start.
+fn open_snapshot(path: PathBuf, meta: SnapshotMeta) -> io::Result<FileSnapshot> {
+    let file = File::open(&path)?;
+    let len = file.metadata()?.len();
+    Ok(FileSnapshot {
+        meta,
+        snapshot: SnapshotFile { path, file, len },
+    })
 }
 
 /// Writes a snapshot file: header, data streamed from `data`, trailer; synced, and paced (see
 /// the module documentation).
 fn write_file(
     path: &Path,
-    meta: &SnapshotMeta<NodeId, Node>,
+    meta: &SnapshotMeta,
     mut data: Box<dyn Read + Send>,
     len: u64,
 ) -> io::Result<()> {
@@ -352,10 +406,10 @@ impl Write for PacedWriter {
 }
 
 /// Reads and checks a snapshot file's header; returns the meta and the data's byte range.
-fn read_header(
-    file: &mut File,
-    path: &Path,
-) -> Result<(SnapshotMeta<NodeId, Node>, u64, u64), StoreError> {
+///
+/// The header is read back whatever version of openraft wrote it: the snapshot id written
+/// before openraft 0.10 is ignored, and an empty one is written for older readers.
+fn read_header(file: &mut File, path: &Path) -> Result<(SnapshotMeta, u64, u64), StoreError> {
     let io_err = |e| StoreError::io(path, e);
     let total = file.metadata().map_err(io_err)?.len();
     let mut fixed = [0u8; 16];
@@ -385,20 +439,29 @@ fn read_header(
     Ok((meta, start, total - TRAILER - start))
 }
 
-fn read_meta(path: &Path) -> Result<SnapshotMeta<NodeId, Node>, StoreError> {
+fn read_meta(path: &Path) -> Result<SnapshotMeta, StoreError> {
     let mut file = File::open(path).map_err(|e| StoreError::io(path, e))?;
     Ok(read_header(&mut file, path)?.0)
 }
 
-/// Checks the data CRC of a snapshot file, then installs it into the state machine.
+/// Checks a snapshot file (open as `file`, found at `path`) against `meta` and its data CRC,
+/// then installs it into the state machine.
 fn install_file<S: StateMachine>(
     sm: &Mutex<S>,
+    file: &mut File,
     path: &Path,
-    meta: &SnapshotMeta<NodeId, Node>,
+    meta: &SnapshotMeta,
 ) -> Result<(), StoreError> {
     let io_err = |e| StoreError::io(path, e);
-    let mut file = File::open(path).map_err(io_err)?;
-    let (_, start, len) = read_header(&mut file, path)?;
+    file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    let (header, start, len) = read_header(file, path)?;
+    if header.last_log_id != meta.last_log_id {
+        return Err(StoreError::corrupt(
+            path,
+            16,
+            format!("the snapshot file holds {header}, not {meta}"),
+        ));
+    }
     let mut trailer = [0u8; TRAILER as usize];
     file.seek(SeekFrom::Start(start + len)).map_err(io_err)?;
     file.read_exact(&mut trailer).map_err(io_err)?;
@@ -412,7 +475,7 @@ fn install_file<S: StateMachine>(
         ));
     }
     file.seek(SeekFrom::Start(start)).map_err(io_err)?;
-    let mut reader = BufReader::with_capacity(1 << 20, (&mut file).take(len));
+    let mut reader = BufReader::with_capacity(1 << 20, (&mut *file).take(len));
     let mut crc = 0u32;
     let mut buf = vec![0u8; 256 << 10];
     loop {
@@ -439,58 +502,30 @@ fn install_file<S: StateMachine>(
 }
 
 impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
+    type SnapshotData = SnapshotFile;
     type SnapshotBuilder = SnapshotBuilder<S>;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId>, StoredMembership), StorageError<NodeId>> {
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
         Ok(match lock(&self.sm).applied() {
             Some(a) => (a.log_id, a.membership),
             None => (None, StoredMembership::default()),
         })
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<u8>>, StorageError<NodeId>>
+    async fn apply<Strm>(&mut self, entries: Strm) -> io::Result<()>
     where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
+        Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
-        let sm = Arc::clone(&self.sm);
-        blocking(move || {
-            let mut sm = lock(&sm);
-            let current = sm.applied();
-            let mut membership = current
-                .as_ref()
-                .map(|a| a.membership.clone())
-                .unwrap_or_default();
-            let done = current.and_then(|a| a.log_id).map(|l| l.index);
-            let mut responses = Vec::with_capacity(entries.len());
-            for entry in entries {
-                if Some(entry.log_id.index) <= done {
-                    // Already in the state (stored with it); never apply twice.
-                    responses.push(Vec::new());
-                    continue;
-                }
-                if let EntryPayload::Membership(m) = &entry.payload {
-                    membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                }
-                let at = Applied {
-                    log_id: Some(entry.log_id),
-                    membership: membership.clone(),
-                };
-                match &entry.payload {
-                    EntryPayload::Normal(command) => responses.push(sm.apply(&at, &command.0)?),
-                    _ => {
-                        sm.advance(&at)?;
-                        responses.push(Vec::new());
-                    }
-                }
+        let entries: Vec<EntryResponder<TypeConfig>> = entries.try_collect().await?;
+        let (entries, responders): (Vec<_>, Vec<_>) = entries.into_iter().unzip();
+        let responses = self.apply_entries(entries).await?;
+        for (responder, response) in responders.into_iter().zip(responses) {
+            // Entries proposed here carry a responder: the proposer waits for its response.
+            if let Some(responder) = responder {
+                responder.send(response);
             }
-            Ok(responses)
-        })
-        .await
-        .map_err(|e| sm_err(&e, ErrorVerb::Write))
+        }
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -501,51 +536,55 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         }
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
-        let path = self.dir.join(INCOMING_FILE);
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(true)
-            .open(&path)
-            .await
-            .map_err(|e| snap_err(&e, ErrorVerb::Write))?;
-        Ok(Box::new(file))
-    }
-
+    /// Installs `snapshot`, whichever file it is: the incoming file the server received from
+    /// the leader ([`StateMachineStore::begin_receiving`]), this store's own `snapshot.bin`
+    /// (openraft restoring the state at startup), or another store's file (copied in first).
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, Node>,
-        snapshot: Box<tokio::fs::File>,
-    ) -> Result<(), StorageError<NodeId>> {
-        let file = snapshot.into_std().await;
+        meta: &SnapshotMeta,
+        snapshot: SnapshotFile,
+    ) -> io::Result<()> {
         let sm = Arc::clone(&self.sm);
         let dir = self.dir.clone();
         let meta = meta.clone();
         let files = Arc::clone(&self.files);
         blocking(move || {
-            file.sync_all()?;
-            drop(file);
+            let SnapshotFile { path, mut file, .. } = snapshot;
             let _files = lock(&files);
+            let current = dir.join(SNAPSHOT_FILE);
+            if path == current {
+                // Already in place: install from the open file, which a newer snapshot renamed
+                // over the path since it was opened does not change.
+                install_file(&sm, &mut file, &path, &meta)?;
+                tracing::info!(snapshot = %meta, "installed the stored snapshot");
+                return Ok(());
+            }
             let incoming = dir.join(INCOMING_FILE);
-            install_file(&sm, &incoming, &meta)?;
-            fs::rename(&incoming, dir.join(SNAPSHOT_FILE))?;
+            if path != incoming {
+                let mut copy = OpenOptions::new()
+                    .create(true)
+                    .read(true)
+                    .write(true)
+                    .truncate(true)
+                    .open(&incoming)?;
+                file.seek(SeekFrom::Start(0))?;
+                io::copy(&mut file, &mut copy)?;
+                file = copy;
+            }
+            file.sync_all()?;
+            install_file(&sm, &mut file, &incoming, &meta)?;
+            drop(file);
+            fs::rename(&incoming, &current)?;
             sync_dir(&dir)?;
             tracing::info!(snapshot = %meta, "installed snapshot from the leader");
             Ok(())
         })
         .await
-        .map_err(|e| snap_err(&e, ErrorVerb::Write))
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<FileSnapshot>> {
         let path = self.dir.join(SNAPSHOT_FILE);
-        let found = blocking(move || {
+        blocking(move || {
             let mut file = match File::open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -553,14 +592,13 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
             };
             let (meta, _, _) = read_header(&mut file, &path)?;
             file.seek(SeekFrom::Start(0))?;
-            Ok(Some((meta, file)))
+            let len = file.metadata()?.len();
+            Ok(Some(FileSnapshot {
+                meta,
+                snapshot: SnapshotFile { path, file, len },
+            }))
         })
         .await
-        .map_err(|e| snap_err(&e, ErrorVerb::Read))?;
-        Ok(found.map(|(meta, file)| Snapshot {
-            meta,
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
-        }))
     }
 }
 
@@ -571,7 +609,6 @@ pub(crate) mod tests {
 
     use bytes::Bytes;
     use openraft::{BasicNode, Membership};
-    use tokio::io::AsyncWriteExt;
 
     use super::*;
     use crate::types::{Command, log_id};
@@ -637,7 +674,9 @@ pub(crate) mod tests {
             [(1, BasicNode::new("a:1")), (2, BasicNode::new("b:1"))].into();
         Entry {
             log_id: log_id(1, 1, index),
-            payload: EntryPayload::Membership(Membership::new(vec![[1, 2].into()], nodes)),
+            payload: EntryPayload::Membership(
+                Membership::new(vec![[1, 2].into()], nodes).expect("membership"),
+            ),
         }
     }
 
@@ -652,19 +691,33 @@ pub(crate) mod tests {
         StateMachineStore::open(Arc::new(Mutex::new(sm)), dir).expect("open")
     }
 
+    /// Applies `entries` as openraft does, without responders.
+    async fn apply(store: &mut StateMachineStore<Memory>, entries: Vec<Entry>) -> io::Result<()> {
+        let entries = entries.into_iter().map(|entry| Ok((entry, None)));
+        store.apply(futures::stream::iter(entries)).await
+    }
+
+    /// Writes `bytes` into a fresh incoming file of `store`, in small pieces, as the server
+    /// does with a snapshot it receives.
+    async fn receive(store: &StateMachineStore<Memory>, bytes: &[u8]) -> SnapshotFile {
+        let mut incoming = store.begin_receiving().await.expect("begin");
+        for piece in bytes.chunks(7) {
+            incoming.file.write_all(piece).expect("write");
+        }
+        incoming.len = bytes.len() as u64;
+        incoming
+    }
+
     /// Applies a membership and commands 1..=3 to a store in `dir` and builds its snapshot
     /// (in `dir`).
-    async fn snapshot_of_three_commands(dir: &Path) -> Snapshot<TypeConfig> {
+    async fn snapshot_of_three_commands(dir: &Path) -> FileSnapshot {
         let mut store = store(Memory::default(), dir);
-        store
-            .apply(vec![
-                membership_entry(0),
-                command(1),
-                command(2),
-                command(3),
-            ])
-            .await
-            .expect("apply");
+        apply(
+            &mut store,
+            vec![membership_entry(0), command(1), command(2), command(3)],
+        )
+        .await
+        .expect("apply");
         store
             .get_snapshot_builder()
             .await
@@ -678,7 +731,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = store(Memory::default(), dir.path());
         let out = store
-            .apply(vec![membership_entry(0), command(1), command(2)])
+            .apply_entries(vec![membership_entry(0), command(1), command(2)])
             .await
             .expect("apply");
         assert_eq!(
@@ -694,10 +747,10 @@ pub(crate) mod tests {
         assert_eq!(membership.log_id(), &Some(log_id(1, 1, 0)));
         // Entries replayed after a restart are not applied again.
         let out = store
-            .apply(vec![command(2), command(3)])
+            .apply_entries(vec![command(2), command(3)])
             .await
             .expect("apply");
-        assert_eq!(out.len(), 2);
+        assert_eq!(out, vec![Vec::new(), 3u64.to_le_bytes().to_vec()]);
         let sm = store.state_machine();
         let sm = lock(&sm);
         let indexes: Vec<u64> = sm.items.iter().map(|(i, _)| *i).collect();
@@ -714,10 +767,12 @@ pub(crate) mod tests {
     async fn a_snapshot_is_reinstalled_into_a_state_machine_that_came_back_behind_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut first = store(Memory::default(), dir.path());
-        first
-            .apply(vec![membership_entry(0), command(1), command(2)])
-            .await
-            .expect("apply");
+        apply(
+            &mut first,
+            vec![membership_entry(0), command(1), command(2)],
+        )
+        .await
+        .expect("apply");
         let snapshot = first
             .get_snapshot_builder()
             .await
@@ -752,10 +807,7 @@ pub(crate) mod tests {
         let mut damaged = bytes.clone();
         let n = damaged.len();
         damaged[n - TRAILER as usize - 1] ^= 1;
-        let mut incoming = follower.begin_receiving_snapshot().await.expect("begin");
-        for chunk in damaged.chunks(7) {
-            incoming.write_all(chunk).await.expect("write");
-        }
+        let incoming = receive(&follower, &damaged).await;
         assert!(
             follower
                 .install_snapshot(&snapshot.meta, incoming)
@@ -764,10 +816,7 @@ pub(crate) mod tests {
         );
         assert!(lock(&follower.state_machine()).items.is_empty());
 
-        let mut incoming = follower.begin_receiving_snapshot().await.expect("begin");
-        for chunk in bytes.chunks(7) {
-            incoming.write_all(chunk).await.expect("write");
-        }
+        let incoming = receive(&follower, &bytes).await;
         follower
             .install_snapshot(&snapshot.meta, incoming)
             .await
@@ -791,8 +840,7 @@ pub(crate) mod tests {
 
         let dir = tempfile::tempdir().expect("tempdir");
         let mut older = store(Memory::default(), dir.path());
-        older
-            .apply(vec![membership_entry(0), command(1)])
+        apply(&mut older, vec![membership_entry(0), command(1)])
             .await
             .expect("apply");
         let mut builder = older.get_snapshot_builder().await;
@@ -810,5 +858,116 @@ pub(crate) mod tests {
             .expect("current")
             .expect("some");
         assert_eq!(current.meta.last_log_id, Some(log_id(1, 1, 3)));
+    }
+
+    #[tokio::test]
+    async fn another_stores_snapshot_file_is_copied_in_and_installed() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        snapshot_of_three_commands(leader_dir.path()).await;
+        let mut leader = store(Memory::default(), leader_dir.path());
+        let snapshot = leader
+            .get_current_snapshot()
+            .await
+            .expect("current")
+            .expect("some");
+
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let mut follower = store(Memory::default(), follower_dir.path());
+        follower
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .expect("install");
+        let (last, _) = follower.applied_state().await.expect("applied");
+        assert_eq!(last, Some(log_id(1, 1, 3)));
+        assert_eq!(lock(&follower.state_machine()).items.len(), 3);
+        // The leader keeps its own file.
+        assert!(leader_dir.path().join(SNAPSHOT_FILE).exists());
+        let current = follower
+            .get_current_snapshot()
+            .await
+            .expect("current")
+            .expect("some");
+        assert_eq!(current.meta.last_log_id, Some(log_id(1, 1, 3)));
+    }
+
+    #[tokio::test]
+    async fn the_stored_snapshot_installs_from_where_it_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let built = snapshot_of_three_commands(dir.path()).await;
+        let mut again = store(Memory::default(), dir.path());
+        let current = again
+            .get_current_snapshot()
+            .await
+            .expect("current")
+            .expect("some");
+        again
+            .install_snapshot(&current.meta, current.snapshot)
+            .await
+            .expect("install");
+        assert_eq!(lock(&again.state_machine()).items.len(), 3);
+        assert!(!dir.path().join(INCOMING_FILE).exists());
+        let current = again
+            .get_current_snapshot()
+            .await
+            .expect("current")
+            .expect("some");
+        assert_eq!(current.meta, built.meta);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_file_that_is_not_the_one_described_is_refused() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let snapshot = snapshot_of_three_commands(leader_dir.path()).await;
+        let bytes = fs::read(leader_dir.path().join(SNAPSHOT_FILE)).expect("read");
+        let mut meta = snapshot.meta.clone();
+        meta.last_log_id = Some(log_id(1, 1, 4));
+
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let mut follower = store(Memory::default(), follower_dir.path());
+        let incoming = receive(&follower, &bytes).await;
+        assert!(follower.install_snapshot(&meta, incoming).await.is_err());
+        assert!(lock(&follower.state_machine()).items.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_written_before_openraft_0_10_reads_back() {
+        /// The snapshot header as openraft 0.9 wrote it.
+        #[derive(Serialize)]
+        struct MetaWithId {
+            last_log_id: Option<LogId>,
+            last_membership: StoredMembership,
+            snapshot_id: String,
+        }
+
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let snapshot = snapshot_of_three_commands(leader_dir.path()).await;
+        let path = leader_dir.path().join(SNAPSHOT_FILE);
+        let (_, start, _) =
+            read_header(&mut File::open(&path).expect("open"), &path).expect("header");
+        let bytes = fs::read(&path).expect("read");
+        let mut header = Vec::new();
+        let old = MetaWithId {
+            last_log_id: snapshot.meta.last_log_id,
+            last_membership: snapshot.meta.last_membership.clone(),
+            snapshot_id: "1-3-1700000000000000000".into(),
+        };
+        ciborium::into_writer(&old, &mut header).expect("encode");
+        let mut old_file = MAGIC.to_vec();
+        old_file.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        old_file.extend_from_slice(&crc32c::crc32c(&header).to_le_bytes());
+        old_file.extend_from_slice(&header);
+        old_file.extend_from_slice(&bytes[start as usize..]);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join(SNAPSHOT_FILE), &old_file).expect("write");
+        // Behind its snapshot: reinstalled at open.
+        let mut again = store(Memory::default(), dir.path());
+        assert_eq!(lock(&again.state_machine()).items.len(), 3);
+        let current = again
+            .get_current_snapshot()
+            .await
+            .expect("current")
+            .expect("some");
+        assert_eq!(current.meta, snapshot.meta);
     }
 }

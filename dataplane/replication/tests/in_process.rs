@@ -275,7 +275,7 @@ async fn an_isolated_leader_passes_no_read_barrier_and_commits_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_lost_its_volume_does_not_vote_in_terms_it_may_have_voted_in() {
-    use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+    use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
     use openraft::raft::VoteRequest;
     use openraft::{BasicNode, Vote};
     use riffle_replication::network::Faults;

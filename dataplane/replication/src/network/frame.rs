@@ -264,11 +264,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_fuzzing_hook_decodes_a_real_request_and_refuses_garbage() {
-        use openraft::Vote;
         use openraft::raft::VoteRequest;
 
+        use crate::types::{TypeConfig, Vote};
+
         let cbor =
-            crate::network::encode(&VoteRequest::<NodeId>::new(Vote::new(3, 1), None)).unwrap();
+            crate::network::encode(&VoteRequest::<TypeConfig>::new(Vote::new(3, 1), None)).unwrap();
         let mut wire = Vec::new();
         write_request(&mut wire, Kind::Vote, 1, &[&cbor])
             .await

@@ -67,8 +67,8 @@ pub fn decode_untrusted(bytes: &[u8]) -> (Result<(), String>, Result<(), String>
     let reply = (|| {
         let (_, body) = now(frame::read_reply(&mut &bytes[..])).map_err(|e| e.to_string())?;
         type Answer = Result<
-            AppendEntriesResponse<NodeId>,
-            openraft::error::RaftError<NodeId, openraft::error::Infallible>,
+            AppendEntriesResponse<crate::types::TypeConfig>,
+            openraft::error::RaftError<crate::types::TypeConfig>,
         >;
         decode::<Answer>(&body).map(drop)
     })();

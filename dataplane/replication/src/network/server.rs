@@ -1,23 +1,95 @@
 //! The receiving side: serves raft requests from peers to the local raft, one connection per
 //! peer client, each answered in order.
+//!
+//! A snapshot arrives in pieces (`SnapshotPiece`), in order, on one connection, into the state
+//! machine's incoming file ([`StateMachineStore::begin_receiving`]); after the last piece it is
+//! handed to raft to install. A replica receives one snapshot at a time: a transfer that starts
+//! (a piece at offset 0) replaces the one in progress, whose further pieces are then refused.
 
+use std::cmp;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::async_runtime::WatchReceiver;
+use openraft::base::BoxFuture;
+use openraft::raft::{AppendEntriesRequest, SnapshotResponse, VoteRequest};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
 
 use crate::network::frame::{self, Kind, Request, Status};
-use crate::network::{Faults, decode, encode};
-use crate::types::{NodeId, Raft, TypeConfig};
+use crate::network::{Faults, SnapshotPiece, SnapshotPieceReply, decode, encode};
+use crate::state_machine::{FileSnapshot, SnapshotFile, StateMachine, StateMachineStore};
+use crate::types::{Raft, SnapshotMeta, TypeConfig};
 
 /// Serves raft requests from peers to one local replica.
-#[derive(Clone)]
-pub struct RaftServer {
-    raft: Raft,
+pub struct RaftServer<S: StateMachine> {
+    raft: Raft<S>,
     faults: Faults,
     vote_floor: VoteFloor,
+    /// The snapshot being received, if any (one per replica, whichever connection brings it).
+    incoming: Arc<Mutex<Option<IncomingSnapshot>>>,
+    /// Numbers the connections, so a transfer's pieces are taken from its own connection only.
+    connections: Arc<AtomicU64>,
+}
+
+impl<S: StateMachine> Clone for RaftServer<S> {
+    fn clone(&self) -> Self {
+        RaftServer {
+            raft: self.raft.clone(),
+            faults: self.faults.clone(),
+            vote_floor: self.vote_floor.clone(),
+            incoming: Arc::clone(&self.incoming),
+            connections: Arc::clone(&self.connections),
+        }
+    }
+}
+
+/// A snapshot being received from the leader.
+struct IncomingSnapshot {
+    /// The connection its pieces arrive on.
+    connection: u64,
+    /// What the snapshot covers, as its first piece said.
+    meta: SnapshotMeta,
+    /// Where the file is.
+    path: PathBuf,
+    /// The file, written up to `received`.
+    file: tokio::fs::File,
+    /// How many bytes were written: where the next piece must begin.
+    received: u64,
+}
+
+impl IncomingSnapshot {
+    /// Whether `piece`, which came on `connection`, is the next piece of this snapshot.
+    fn is_next(&self, connection: u64, piece: &SnapshotPiece) -> bool {
+        self.connection == connection && self.received == piece.offset && self.meta == piece.meta
+    }
+
+    /// Appends a piece's bytes.
+    async fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(data).await?;
+        // Reports a failed write now, for this piece.
+        self.file.flush().await?;
+        self.received += data.len() as u64;
+        Ok(())
+    }
+
+    /// Syncs the file and returns it as the snapshot to install.
+    async fn finish(mut self) -> std::io::Result<FileSnapshot> {
+        self.file.flush().await?;
+        self.file.sync_all().await?;
+        let mut file = self.file.into_std().await;
+        std::io::Seek::rewind(&mut file)?;
+        Ok(FileSnapshot {
+            meta: self.meta,
+            snapshot: SnapshotFile {
+                path: self.path,
+                file,
+                len: self.received,
+            },
+        })
+    }
 }
 
 /// Terms in which the local replica must not vote: a replica that lost its volume also lost
@@ -47,14 +119,16 @@ impl VoteFloor {
     }
 }
 
-impl RaftServer {
+impl<S: StateMachine> RaftServer<S> {
     /// The server of `raft`, dropping requests from peers blocked in `faults` and refusing
     /// votes below `vote_floor`.
-    pub fn new(raft: Raft, faults: Faults, vote_floor: VoteFloor) -> Self {
+    pub fn new(raft: Raft<S>, faults: Faults, vote_floor: VoteFloor) -> Self {
         RaftServer {
             raft,
             faults,
             vote_floor,
+            incoming: Arc::new(Mutex::new(None)),
+            connections: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -84,6 +158,7 @@ impl RaftServer {
         if let Err(e) = connection.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on a replication connection");
         }
+        let id = self.connections.fetch_add(1, Ordering::Relaxed);
         loop {
             let request = tokio::select! {
                 request = frame::read_request(&mut connection) => request,
@@ -97,7 +172,7 @@ impl RaftServer {
                     return;
                 }
             };
-            let (status, body) = self.answer(request).await;
+            let (status, body) = self.answer(id, request).await;
             if let Err(e) = frame::write_reply(&mut connection, status, &body).await {
                 tracing::debug!(error = %e, "cannot reply on a replication connection");
                 return;
@@ -105,7 +180,8 @@ impl RaftServer {
         }
     }
 
-    async fn answer(&self, request: Request) -> (Status, Vec<u8>) {
+    /// Answers `request`, which came on connection `connection`.
+    async fn answer(&self, connection: u64, request: Request) -> (Status, Vec<u8>) {
         if self.faults.is_blocked(request.from) {
             let why = format!("traffic from {} is blocked", request.from);
             return (Status::Blocked, why.into_bytes());
@@ -117,7 +193,7 @@ impl RaftServer {
         match rpc {
             RaftRequest::AppendEntries(rpc) => reply(&self.raft.append_entries(rpc).await),
             RaftRequest::Vote(rpc) => {
-                let term = rpc.vote.leader_id().term;
+                let term = rpc.vote.leader_id.term;
                 if !self.vote_floor.allows(term) {
                     let why = format!(
                         "this replica lost its volume and does not vote in term {term}, in \
@@ -127,38 +203,110 @@ impl RaftServer {
                 }
                 reply(&self.raft.vote(rpc).await)
             }
-            RaftRequest::InstallSnapshot(rpc) => reply(&self.raft.install_snapshot(rpc).await),
+            RaftRequest::SnapshotPiece(piece, data) => {
+                reply(&self.receive_snapshot_piece(connection, piece, data).await)
+            }
             RaftRequest::Probe => match self.raft.is_initialized().await {
                 Ok(initialized) => {
-                    let term = self.raft.metrics().borrow().current_term;
+                    let term = self.raft.metrics().borrow_watched().current_term;
                     reply(&(initialized, term))
                 }
                 Err(e) => (Status::Unavailable, e.to_string().into_bytes()),
             },
         }
     }
+
+    /// Takes one piece of a snapshot, with its bytes `data`, that came on `connection`; installs
+    /// the snapshot after its last piece. See [`SnapshotPiece`] for the answers.
+    async fn receive_snapshot_piece(
+        &self,
+        connection: u64,
+        piece: SnapshotPiece,
+        data: &[u8],
+    ) -> SnapshotPieceReply {
+        let vote = self.raft.metrics().borrow_watched().vote;
+        // Raft itself refuses such a snapshot when it is installed; refusing it now saves
+        // storing it. (Votes that do not compare are refused too, as raft does.)
+        if !matches!(
+            piece.vote.partial_cmp(&vote),
+            Some(cmp::Ordering::Greater | cmp::Ordering::Equal)
+        ) {
+            tracing::debug!(piece = %piece.vote, %vote, "refusing a snapshot from an older leader");
+            return Ok(Some(SnapshotResponse::new(vote)));
+        }
+        let mut incoming = self.incoming.lock().await;
+        if piece.offset == 0 {
+            *incoming = None;
+            let file = self
+                .raft
+                .with_state_machine(|sm: &mut StateMachineStore<S>| -> BoxFuture<'_, _> {
+                    Box::pin(sm.begin_receiving())
+                })
+                .await
+                .map_err(|e| format!("cannot receive a snapshot: {e}"))?
+                .map_err(|e| format!("cannot create the incoming snapshot file: {e}"))?;
+            tracing::info!(snapshot = %piece.meta, leader = %piece.vote, "receiving a snapshot");
+            *incoming = Some(IncomingSnapshot {
+                connection,
+                meta: piece.meta.clone(),
+                path: file.path,
+                file: tokio::fs::File::from_std(file.file),
+                received: 0,
+            });
+        }
+        let receiving = match incoming.as_mut() {
+            Some(receiving) if receiving.is_next(connection, &piece) => receiving,
+            _ => {
+                return Err(format!(
+                    "a snapshot piece at byte {} is not the next one expected",
+                    piece.offset
+                ));
+            }
+        };
+        if let Err(e) = receiving.append(data).await {
+            *incoming = None;
+            return Err(format!("cannot write the incoming snapshot: {e}"));
+        }
+        if !piece.done {
+            return Ok(None);
+        }
+        let Some(received) = incoming.take() else {
+            return Err("the incoming snapshot is gone".into());
+        };
+        let snapshot = received
+            .finish()
+            .await
+            .map_err(|e| format!("cannot sync the incoming snapshot: {e}"))?;
+        // Still holding `incoming`: no new transfer truncates the file while it is installed.
+        let response = self
+            .raft
+            .install_full_snapshot(piece.vote, snapshot)
+            .await
+            .map_err(|e| format!("cannot install the snapshot: {e}"))?;
+        drop(incoming);
+        Ok(Some(response))
+    }
 }
 
 /// A request's body decoded for raft.
-pub(crate) enum RaftRequest {
+pub(crate) enum RaftRequest<'a> {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
-    Vote(VoteRequest<NodeId>),
-    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    Vote(VoteRequest<TypeConfig>),
+    /// A piece of a snapshot and its bytes (a slice of the request's body).
+    SnapshotPiece(SnapshotPiece, &'a [u8]),
     Probe,
 }
 
-impl RaftRequest {
+impl<'a> RaftRequest<'a> {
     /// Decodes `request`'s body as its kind says, or says what is wrong with it.
-    pub(crate) fn decode(request: &Request) -> Result<RaftRequest, String> {
+    pub(crate) fn decode(request: &'a Request) -> Result<RaftRequest<'a>, String> {
         Ok(match request.kind {
             Some(Kind::AppendEntries) => RaftRequest::AppendEntries(decode(&request.body)?),
             Some(Kind::Vote) => RaftRequest::Vote(decode(&request.body)?),
             Some(Kind::InstallSnapshot) => {
                 let (cbor, data) = frame::split_snapshot(&request.body)
-                    .ok_or("a snapshot chunk shorter than its header")?;
-                let mut rpc: InstallSnapshotRequest<TypeConfig> = decode(cbor)?;
-                rpc.data = data.to_vec();
-                RaftRequest::InstallSnapshot(rpc)
+                    .ok_or("a snapshot piece shorter than its header")?;
+                RaftRequest::SnapshotPiece(decode(cbor)?, data)
             }
             Some(Kind::Probe) => RaftRequest::Probe,
             None => return Err("a request of unknown kind".into()),

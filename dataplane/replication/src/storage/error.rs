@@ -58,20 +58,15 @@ impl StoreError {
     }
 }
 
+/// How a store error reaches openraft, whose storage traits speak `std::io::Error`: an I/O
+/// error keeps its kind, anything else is `ErrorKind::Other`; the store error (which names the
+/// file) is the source.
 impl From<StoreError> for io::Error {
     fn from(e: StoreError) -> io::Error {
-        match e {
-            StoreError::Io { source, .. } => io::Error::new(source.kind(), source.to_string()),
-            other => io::Error::other(other.to_string()),
-        }
+        let kind = match &e {
+            StoreError::Io { source, .. } => source.kind(),
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
     }
-}
-
-/// Wraps a store error as an openraft storage error for the given subject and verb.
-pub(crate) fn to_raft(
-    e: impl Into<openraft::AnyError>,
-    subject: openraft::ErrorSubject<u64>,
-    verb: openraft::ErrorVerb,
-) -> openraft::StorageError<u64> {
-    openraft::StorageIOError::new(subject, verb, e).into()
 }

@@ -4,17 +4,20 @@
 //! # Invariants
 //!
 //! - Entries are dense: the live indexes are `first_index() ..= last_log_id().index`.
-//! - [`RaftLog::append`] writes the entries and `fdatasync`s them on the caller's thread: they
-//!   are durable when it returns. openraft 0.9 waits for an append's flush before it does
-//!   anything else, replicating the entries included, so no second append could share the
-//!   `fdatasync`: a sync thread would only add two thread hand-offs.
-//!   The first failed `fdatasync` fails every later append (it cannot be retried: the kernel
-//!   may have dropped the dirty pages).
-//! - [`RaftLog::truncate`] and [`RaftLog::purge`] are durable when they return. Truncation deletes
-//!   newest segments first, so a crash in the middle never leaves a hole. Purging records the
-//!   purge point, then hands the segments wholly below it to a thread that deletes them at a
-//!   pace ([`riffle_disk::Deleter`]; deleting there held the raft task, and unpaced discards
-//!   held the device): opening a log deletes any such segment a crash left behind.
+//! - [`RaftLog::append`] writes the entries on the caller's thread, so they are readable when it
+//!   returns, and hands the `fdatasync` to a sync thread (see `syncer`): its callback runs once
+//!   the entries, and every entry appended before them, are durable. openraft 0.10 does not
+//!   wait for that report before it replicates the entries or appends more, so the sync thread
+//!   groups the appends that arrive while it syncs into its next `fdatasync`, and the leader's
+//!   sync overlaps the followers'. The first failed `fdatasync` fails every later append (it
+//!   cannot be retried: the kernel may have dropped the dirty pages).
+//! - [`RaftLog::truncate`] and [`RaftLog::purge`] are durable when they return. Truncation first
+//!   waits for the appends already handed to the sync thread (no callback may report entries a
+//!   truncation removed), then deletes newest segments first, so a crash in the middle never
+//!   leaves a hole. Purging records the purge point, then hands the segments wholly below it to
+//!   a thread that deletes them at a pace ([`riffle_disk::Deleter`]; deleting there held the
+//!   raft task, and unpaced discards held the device): opening a log deletes any such segment a
+//!   crash left behind.
 //! - With [`LogConfig::preallocate`], a new segment is the spare file zero-filled ahead of use
 //!   (see `spare`), so appends do not grow the file and their `fdatasync` writes no inode. A
 //!   segment is sealed only once its entries fill it, so no sealed segment has a zero-filled
@@ -33,12 +36,13 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc};
 
 use riffle_disk::Deleter;
 
 use crate::storage::codec::{self, FRAME_HEADER};
 use crate::storage::spare::{SPARE_FILE, Spare};
+use crate::storage::syncer::{Flushed, Syncer};
 use crate::storage::vote::u64_at;
 use crate::storage::{StoreError, durable_file};
 use crate::types::{Entry, LogId, log_id};
@@ -84,8 +88,10 @@ pub struct RaftLog {
     dir: PathBuf,
     config: LogConfig,
     state: Arc<RwLock<State>>,
-    /// Why an `fdatasync` failed, once one has.
-    failed: Option<String>,
+    /// `fdatasync`s appended entries off the caller's thread and reports them durable, in
+    /// order; remembers the first failed `fdatasync`. Dropped (and so finished) before the
+    /// directory lock is released.
+    syncer: Syncer,
     /// The next segment, filled ahead of use (with [`LogConfig::preallocate`]).
     spare: Option<Spare>,
     /// Deletes purged segments off the caller's thread, paced; dropped (and so finished)
@@ -380,7 +386,7 @@ impl RaftLog {
                 start,
                 last,
             })),
-            failed: None,
+            syncer: Syncer::start(config.fsync).map_err(|e| StoreError::io(dir, e))?,
             spare,
             deleter: Deleter::start("raft-log-delete").map_err(|e| StoreError::io(dir, e))?,
             _lock: lock,
@@ -410,18 +416,30 @@ impl RaftLog {
     }
 
     fn check_healthy(&self) -> Result<(), StoreError> {
-        match &self.failed {
-            Some(msg) => Err(StoreError::Poisoned(msg.clone())),
+        match self.syncer.failure() {
+            Some(msg) => Err(StoreError::Poisoned(msg)),
             None => Ok(()),
         }
     }
 
-    /// Writes `entries` (which must continue the log exactly); they are durable when this
-    /// returns `Ok`. A log without live entries may instead be begun at any index past its purge point (openraft allows this; the start
-    /// is recorded so recovery can still tell a missing segment from a late start).
-    pub fn append(&mut self, entries: Vec<Entry>) -> Result<(), StoreError> {
+    /// Writes `entries` (which must continue the log exactly) and returns once they are
+    /// readable; `flushed` runs, on the log's sync thread, once they and every entry appended
+    /// before them are durable, or with the error that stopped that. Callbacks run in the
+    /// order of their appends; an empty append's callback waits for the appends before it. On
+    /// `Err` nothing was appended and `flushed` is dropped without being called.
+    ///
+    /// A log without live entries may instead be begun at any index past its purge point
+    /// (openraft allows this; the start is recorded so recovery can still tell a missing
+    /// segment from a late start).
+    pub fn append(
+        &mut self,
+        entries: Vec<Entry>,
+        flushed: impl FnOnce(io::Result<()>) + Send + 'static,
+    ) -> Result<(), StoreError> {
         self.check_healthy()?;
+        let flushed: Flushed = Box::new(flushed);
         let Some(first) = entries.first() else {
+            self.syncer.submit(Vec::new(), flushed);
             return Ok(());
         };
         let mut state = write_state(&self.state);
@@ -492,19 +510,37 @@ impl RaftLog {
         let file = Arc::clone(&active.file);
         state.last = entries.last().map(|e| e.log_id);
         drop(state);
-        self.sync(&file)
+        self.syncer.submit(vec![file], flushed);
+        Ok(())
     }
 
-    /// `fdatasync`s `file` (unless the log does not sync), remembering a failure for good.
-    fn sync(&mut self, file: &File) -> Result<(), StoreError> {
-        if !self.config.fsync {
-            return Ok(());
+    /// Returns once every append made before the call is durable and its callback has run;
+    /// an error if the log's `fdatasync` has failed (then or before).
+    pub fn sync_barrier(&self) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.syncer.submit(
+            Vec::new(),
+            Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        );
+        match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Poisoned(e.to_string())),
+            Err(mpsc::RecvError) => Err(StoreError::Poisoned(
+                "the raft log sync thread stopped".into(),
+            )),
         }
-        file.sync_data().map_err(|e| {
-            tracing::error!(error = %e, "fdatasync of the raft log failed");
-            self.failed = Some(format!("fdatasync failed: {e}"));
-            StoreError::io(&self.dir, e)
-        })
+    }
+
+    /// Replaces the sync thread by one that runs `sync_file` in place of `fdatasync`, after
+    /// finishing the current one's queue (tests only).
+    #[cfg(test)]
+    pub(crate) fn sync_with_for_tests(
+        &mut self,
+        sync_file: impl Fn(&File) -> io::Result<()> + Send + 'static,
+    ) {
+        self.syncer = Syncer::start_with_sync(sync_file).expect("start the sync thread");
     }
 
     /// A new segment starting at `base`: the spare if one is filled, else an empty file.
@@ -550,8 +586,10 @@ impl RaftLog {
     }
 
     /// Deletes the entries at `index` and after (a conflicting suffix); durable on return.
+    /// First waits for every earlier append's callback (see [`RaftLog::sync_barrier`]), so none
+    /// runs after this returns.
     pub fn truncate(&mut self, index: u64) -> Result<(), StoreError> {
-        self.check_healthy()?;
+        self.sync_barrier()?;
         let mut state = write_state(&self.state);
         if index >= state.next_index() {
             return Ok(());

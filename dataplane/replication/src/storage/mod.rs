@@ -1,5 +1,6 @@
 //! Durable raft storage: the log ([`RaftLog`]), the vote ([`VoteFile`]) and the openraft
-//! [`LogStore`] adapter over both; and [`SlotFile`], for small state stored often.
+//! [`LogStore`] adapter over both (read through [`LogStoreReader`]); and [`SlotFile`], for small
+//! state stored often.
 
 mod codec;
 mod durable_file;
@@ -8,6 +9,7 @@ mod log;
 mod log_store;
 mod slot_file;
 mod spare;
+mod syncer;
 mod vote;
 
 #[cfg(test)]
@@ -15,9 +17,8 @@ mod tests;
 
 pub(crate) use durable_file::sync_dir;
 pub use error::StoreError;
-pub(crate) use error::to_raft;
 pub use log::{DEFAULT_SEGMENT_BYTES, LogConfig, LogReader, RaftLog};
-pub use log_store::LogStore;
+pub use log_store::{LogStore, LogStoreReader};
 pub use slot_file::SlotFile;
 pub use vote::VoteFile;
 pub(crate) use vote::u64_at;

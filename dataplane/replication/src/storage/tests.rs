@@ -1,7 +1,13 @@
-//! Tests of the raft log: appends, reads, truncation, purging, segment rolling and recovery.
+//! Tests of the raft log: appends, reads, truncation, purging, segment rolling, recovery, and
+//! the order and timing of flush callbacks.
 
 use std::fs::{self, OpenOptions};
+use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::{EntryPayload, Membership};
@@ -36,16 +42,26 @@ fn membership(index: u64) -> Entry {
             )
         })
         .collect::<std::collections::BTreeMap<_, _>>();
-    let m = Membership::new(vec![[1u64, 2, 3].into_iter().collect()], nodes);
+    let m = Membership::new(vec![[1u64, 2, 3].into_iter().collect()], nodes).expect("membership");
     Entry {
         log_id: log_id(1, 1, index),
         payload: EntryPayload::Membership(m),
     }
 }
 
-/// Appends, asserting the entries are durable.
+/// Appends and waits for the flush callback, asserting the entries are durable.
 fn append(log: &mut RaftLog, entries: Vec<Entry>) {
-    log.append(entries).expect("append");
+    let (tx, rx) = mpsc::channel();
+    log.append(entries, move |result| {
+        let _ = tx.send(result);
+    })
+    .expect("append");
+    rx.recv().expect("flush callback ran").expect("durable");
+}
+
+/// An append expected to be refused, without waiting for its callback.
+fn try_append(log: &mut RaftLog, entries: Vec<Entry>) -> Result<(), StoreError> {
+    log.append(entries, |_| {})
 }
 
 fn all(log: &RaftLog) -> Vec<Entry> {
@@ -103,9 +119,9 @@ fn appends_that_leave_a_hole_or_go_back_are_rejected() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("open");
     append(&mut log, vec![command(1, 0), command(1, 1)]);
-    assert!(log.append(vec![command(1, 3)]).is_err());
-    assert!(log.append(vec![command(1, 1)]).is_err());
-    assert!(log.append(vec![command(1, 2), command(1, 4)]).is_err());
+    assert!(try_append(&mut log, vec![command(1, 3)]).is_err());
+    assert!(try_append(&mut log, vec![command(1, 1)]).is_err());
+    assert!(try_append(&mut log, vec![command(1, 2), command(1, 4)]).is_err());
     assert_eq!(all(&log).len(), 2);
 }
 
@@ -399,7 +415,7 @@ fn an_empty_log_may_begin_past_its_purge_point_and_keeps_that_start() {
     assert_eq!(all(&log), vec![command(1, 5), command(1, 6)]);
     append(&mut log, vec![command(1, 7)]);
     assert!(
-        log.append(vec![command(1, 9)]).is_err(),
+        try_append(&mut log, vec![command(1, 9)]).is_err(),
         "a log with entries still refuses holes"
     );
     drop(log);
@@ -543,4 +559,192 @@ fn a_crash_with_a_zero_filled_tail_and_a_partial_spare_recovers() {
         all(&log),
         vec![command(1, 0), command(1, 1), command(1, 2), command(1, 3)]
     );
+}
+
+/// What a flush callback reports: the append it belongs to and its outcome.
+type Flush = (&'static str, io::Result<()>);
+
+/// Appends without waiting; the callback sends `name` and its outcome to `events`.
+fn append_reporting(
+    log: &mut RaftLog,
+    entries: Vec<Entry>,
+    name: &'static str,
+    events: &mpsc::Sender<Flush>,
+) {
+    let events = events.clone();
+    log.append(entries, move |result| {
+        let _ = events.send((name, result));
+    })
+    .expect("append");
+}
+
+/// A stand-in for `fdatasync` that signals on `started` when a sync begins and then waits for
+/// a permit on the returned sender before it succeeds or fails (per `outcome`).
+fn held_sync(
+    started: mpsc::Sender<()>,
+    outcome: fn() -> io::Result<()>,
+) -> (
+    mpsc::Sender<()>,
+    impl Fn(&std::fs::File) -> io::Result<()> + Send + 'static,
+) {
+    let (permit_tx, permit_rx) = mpsc::channel::<()>();
+    let sync = move |_: &std::fs::File| {
+        let _ = started.send(());
+        let _ = permit_rx.recv();
+        outcome()
+    };
+    (permit_tx, sync)
+}
+
+fn names(flushes: &[Flush]) -> Vec<&'static str> {
+    flushes.iter().map(|(name, _)| *name).collect()
+}
+
+/// Appends are readable at once; their callbacks wait for the sync, run in append order (an
+/// empty append's too), and the appends that queued behind a sync share the next one.
+#[test]
+fn callbacks_of_appends_queued_behind_a_held_sync_run_in_order_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("open");
+    let (started_tx, started) = mpsc::channel();
+    let (permit, sync) = held_sync(started_tx, || Ok(()));
+    log.sync_with_for_tests(sync);
+    let (events_tx, events) = mpsc::channel::<Flush>();
+
+    append_reporting(&mut log, vec![command(1, 0)], "a", &events_tx);
+    started.recv().expect("the first sync began");
+    append_reporting(&mut log, vec![command(1, 1)], "b", &events_tx);
+    append_reporting(
+        &mut log,
+        vec![command(1, 2), command(1, 3)],
+        "c",
+        &events_tx,
+    );
+    append_reporting(&mut log, Vec::new(), "empty", &events_tx);
+    assert_eq!(
+        all(&log).len(),
+        4,
+        "appended entries are readable before they are durable"
+    );
+    assert!(matches!(events.try_recv(), Err(TryRecvError::Empty)));
+
+    permit.send(()).expect("release the first sync");
+    let (name, result) = events.recv().expect("a flushed");
+    assert_eq!(name, "a");
+    result.expect("a is durable");
+    started.recv().expect("the second sync began");
+    assert!(
+        matches!(events.try_recv(), Err(TryRecvError::Empty)),
+        "no callback runs before the sync that covers it"
+    );
+
+    permit.send(()).expect("release the second sync");
+    let rest: Vec<Flush> = (0..3).map(|_| events.recv().expect("flushed")).collect();
+    assert_eq!(names(&rest), ["b", "c", "empty"]);
+    assert!(rest.iter().all(|(_, result)| result.is_ok()));
+    assert!(
+        matches!(started.try_recv(), Err(TryRecvError::Empty)),
+        "the appends queued behind the first sync shared one"
+    );
+}
+
+/// A truncation waits for the callbacks of the appends before it: none runs once it returned
+/// (it could report entries the truncation removed).
+#[test]
+fn no_callback_of_an_earlier_append_runs_after_a_truncation_returned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("open");
+    log.sync_with_for_tests(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        Ok(())
+    });
+    let truncated = Arc::new(AtomicBool::new(false));
+    let ran: Arc<Mutex<Vec<(u64, bool)>>> = Arc::default();
+    for i in 0..5 {
+        let (truncated, ran) = (Arc::clone(&truncated), Arc::clone(&ran));
+        log.append(vec![command(1, i)], move |result| {
+            result.expect("durable");
+            ran.lock()
+                .expect("lock")
+                .push((i, truncated.load(Ordering::SeqCst)));
+        })
+        .expect("append");
+    }
+    log.truncate(2).expect("truncate");
+    truncated.store(true, Ordering::SeqCst);
+    assert_eq!(
+        *ran.lock().expect("lock"),
+        (0..5).map(|i| (i, false)).collect::<Vec<_>>(),
+        "every earlier callback ran, in order, before the truncation returned"
+    );
+    append(&mut log, vec![command(2, 2)]);
+    assert_eq!(all(&log), vec![command(1, 0), command(1, 1), command(2, 2)]);
+}
+
+/// The first failed sync fails its own round's callbacks, every later append and truncation,
+/// and the barrier; reopening the log makes it usable again.
+#[test]
+fn a_failed_sync_fails_the_queued_appends_and_poisons_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("open");
+    append(&mut log, vec![command(1, 0)]);
+    let (started_tx, started) = mpsc::channel();
+    let (permit, sync) = held_sync(started_tx, || Err(io::Error::other("injected failure")));
+    log.sync_with_for_tests(sync);
+    let (events_tx, events) = mpsc::channel::<Flush>();
+
+    append_reporting(&mut log, vec![command(1, 1)], "a", &events_tx);
+    started.recv().expect("the sync began");
+    append_reporting(&mut log, vec![command(1, 2)], "b", &events_tx);
+    permit.send(()).expect("release the sync");
+    let flushes: Vec<Flush> = (0..2).map(|_| events.recv().expect("flushed")).collect();
+    assert_eq!(names(&flushes), ["a", "b"]);
+    for (name, result) in &flushes {
+        let e = result.as_ref().expect_err(name);
+        assert!(e.to_string().contains("injected failure"), "{name}: {e}");
+    }
+
+    let (tx, refused) = mpsc::channel::<io::Result<()>>();
+    let appended = log.append(vec![command(1, 3)], move |result| {
+        let _ = tx.send(result);
+    });
+    assert!(
+        matches!(appended, Err(StoreError::Poisoned(_))),
+        "{appended:?}"
+    );
+    assert!(
+        matches!(refused.recv(), Err(mpsc::RecvError)),
+        "a refused append's callback is dropped, not run"
+    );
+    assert!(matches!(
+        try_append(&mut log, Vec::new()),
+        Err(StoreError::Poisoned(_))
+    ));
+    assert!(matches!(log.sync_barrier(), Err(StoreError::Poisoned(_))));
+    assert!(matches!(log.truncate(1), Err(StoreError::Poisoned(_))));
+    drop(log);
+
+    let mut log = RaftLog::open(dir.path(), cfg(1 << 20)).expect("reopen");
+    append(&mut log, vec![command(1, 3)]);
+    assert_eq!(all(&log).len(), 4);
+}
+
+/// A log that does not sync still reports appends through the sync thread, in order.
+#[test]
+fn a_log_without_fsync_still_reports_appends_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        fsync: false,
+        ..cfg(100)
+    };
+    let mut log = RaftLog::open(dir.path(), config).expect("open");
+    let (events_tx, events) = mpsc::channel::<Flush>();
+    let order = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    for (i, name) in order.iter().enumerate() {
+        append_reporting(&mut log, vec![command(1, i as u64)], name, &events_tx);
+    }
+    log.sync_barrier().expect("barrier");
+    let flushes: Vec<Flush> = events.try_iter().collect();
+    assert_eq!(names(&flushes), order);
+    assert!(flushes.iter().all(|(_, result)| result.is_ok()));
 }

@@ -192,6 +192,9 @@ impl Node {
                 Err(unknown("lost the leadership of its group".into()))
             }
             Err(ProposeError::Stopped(e)) => Err(unknown(format!("stopped ({e})"))),
+            Err(ProposeError::OutcomeUnknown(_)) => {
+                Err(unknown("lost the leadership of its group".into()))
+            }
         }
     }
 
