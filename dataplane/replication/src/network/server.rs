@@ -1,5 +1,6 @@
 //! The receiving side: serves raft requests from peers to the local raft, one connection per
-//! peer client, each answered in order.
+//! peer client, each answered in order; AppendEntries requests are pipelined into raft (see
+//! [`RaftServer::serve`]).
 //!
 //! A snapshot arrives in pieces (`SnapshotPiece`), in order, on one connection, into the state
 //! machine's incoming file ([`StateMachineStore::begin_receiving`]); after the last piece it is
@@ -11,17 +12,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures::StreamExt;
 use openraft::async_runtime::WatchReceiver;
 use openraft::base::BoxFuture;
-use openraft::raft::{AppendEntriesRequest, SnapshotResponse, VoteRequest};
+use openraft::error::RaftError;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, VoteRequest,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::network::frame::{self, Kind, Request, Status};
 use crate::network::{Faults, SnapshotPiece, SnapshotPieceReply, decode, encode};
 use crate::state_machine::{FileSnapshot, SnapshotFile, StateMachine, StateMachineStore};
-use crate::types::{Raft, SnapshotMeta, TypeConfig};
+use crate::types::{LogId, Raft, SnapshotMeta, TypeConfig};
 
 /// Serves raft requests from peers to one local replica.
 pub struct RaftServer<S: StateMachine> {
@@ -153,43 +158,103 @@ impl<S: StateMachine> RaftServer<S> {
     }
 
     /// Answers the requests of one connection in order until it closes or `stop`.
-    async fn serve_connection(self, mut connection: TcpStream, mut stop: watch::Receiver<bool>) {
+    ///
+    /// AppendEntries requests are pipelined: each goes to raft as soon as it is read, through
+    /// one [`Raft::stream_append`](openraft::Raft::stream_append) per connection, so the
+    /// entries of requests that arrive while the log syncs share the next `fdatasync`; their
+    /// answers are written in request order as raft reports the entries durable. Other
+    /// requests are answered when read, in their place in that order. After an append is
+    /// refused (a conflict or a newer vote), raft's append stream has ended: the refusal is
+    /// the connection's last reply, and the peer reconnects for its next requests.
+    async fn serve_connection(self, connection: TcpStream, mut stop: watch::Receiver<bool>) {
         // Replies are single writes; without this one can wait for the peer's delayed ACK.
         if let Err(e) = connection.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on a replication connection");
         }
         let id = self.connections.fetch_add(1, Ordering::Relaxed);
-        loop {
-            let request = tokio::select! {
-                request = frame::read_request(&mut connection) => request,
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            let request = match request {
-                Ok(Some(request)) => request,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::debug!(error = %e, "dropping a replication connection");
+        let (mut reader, mut writer) = connection.into_split();
+        let (replies, mut replies_due) = mpsc::channel::<Reply>(PIPELINE_DEPTH);
+        let (appends, appends_due) =
+            mpsc::channel::<AppendEntriesRequest<TypeConfig>>(PIPELINE_DEPTH);
+        let appends_due = futures::stream::unfold(appends_due, |mut due| async move {
+            due.recv().await.map(|request| (request, due))
+        });
+        let appended = self.raft.stream_append(appends_due);
+        let writing = async move {
+            let mut appended = std::pin::pin!(appended);
+            while let Some(due) = replies_due.recv().await {
+                let (status, body, last) = match due {
+                    Reply::Answered(status, body) => (status, body, false),
+                    Reply::Appended { last_log_id } => match appended.next().await {
+                        Some(Ok(result)) => {
+                            let refused = result.is_err();
+                            let (status, body) = reply(&Ok::<_, RaftError<TypeConfig>>(
+                                append_response(result, last_log_id),
+                            ));
+                            (status, body, refused)
+                        }
+                        Some(Err(fatal)) => {
+                            (Status::Unavailable, fatal.to_string().into_bytes(), true)
+                        }
+                        None => (Status::Unavailable, b"raft stopped".to_vec(), true),
+                    },
+                };
+                if let Err(e) = frame::write_reply(&mut writer, status, &body).await {
+                    tracing::debug!(error = %e, "cannot reply on a replication connection");
                     return;
                 }
-            };
-            let (status, body) = self.answer(id, request).await;
-            if let Err(e) = frame::write_reply(&mut connection, status, &body).await {
-                tracing::debug!(error = %e, "cannot reply on a replication connection");
-                return;
+                if last {
+                    return;
+                }
             }
+        };
+        let reading = async {
+            loop {
+                let request = match frame::read_request(&mut reader).await {
+                    Ok(Some(request)) => request,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "dropping a replication connection");
+                        return;
+                    }
+                };
+                let reply = match self.admit(&request) {
+                    Err(refused) => Reply::Answered(refused.0, refused.1),
+                    Ok(RaftRequest::AppendEntries(rpc)) => {
+                        let last_log_id = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
+                        if appends.send(rpc).await.is_err() {
+                            return;
+                        }
+                        Reply::Appended { last_log_id }
+                    }
+                    Ok(rpc) => {
+                        let (status, body) = self.answer(id, rpc).await;
+                        Reply::Answered(status, body)
+                    }
+                };
+                if replies.send(reply).await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            () = writing => {}
+            () = reading => {}
+            _ = stop.wait_for(|s| *s) => {}
         }
     }
 
-    /// Answers `request`, which came on connection `connection`.
-    async fn answer(&self, connection: u64, request: Request) -> (Status, Vec<u8>) {
+    /// Decodes `request` if its sender is not blocked, or says why it is refused.
+    fn admit<'r>(&self, request: &'r Request) -> Result<RaftRequest<'r>, (Status, Vec<u8>)> {
         if self.faults.is_blocked(request.from) {
             let why = format!("traffic from {} is blocked", request.from);
-            return (Status::Blocked, why.into_bytes());
+            return Err((Status::Blocked, why.into_bytes()));
         }
-        let rpc = match RaftRequest::decode(&request) {
-            Ok(rpc) => rpc,
-            Err(why) => return (Status::Invalid, why.into_bytes()),
-        };
+        RaftRequest::decode(request).map_err(|why| (Status::Invalid, why.into_bytes()))
+    }
+
+    /// Answers `rpc` (anything but an AppendEntries), which came on connection `connection`.
+    async fn answer(&self, connection: u64, rpc: RaftRequest<'_>) -> (Status, Vec<u8>) {
         match rpc {
             RaftRequest::AppendEntries(rpc) => reply(&self.raft.append_entries(rpc).await),
             RaftRequest::Vote(rpc) => {
@@ -311,6 +376,30 @@ impl<'a> RaftRequest<'a> {
             Some(Kind::Probe) => RaftRequest::Probe,
             None => return Err("a request of unknown kind".into()),
         })
+    }
+}
+
+/// How many requests of one connection may be read ahead of their replies.
+const PIPELINE_DEPTH: usize = 64;
+
+/// A reply due on a connection, in request order.
+enum Reply {
+    /// Already known.
+    Answered(Status, Vec<u8>),
+    /// The next result of the connection's append stream, for a request whose entries end at
+    /// `last_log_id` (its `prev_log_id` if it has none).
+    Appended { last_log_id: Option<LogId> },
+}
+
+/// The AppendEntries answer for raft's `result` on a request ending at `last_log_id`.
+fn append_response(
+    result: StreamAppendResult<TypeConfig>,
+    last_log_id: Option<LogId>,
+) -> AppendEntriesResponse<TypeConfig> {
+    match result {
+        Ok(matching) if matching == last_log_id => AppendEntriesResponse::Success,
+        Ok(matching) => AppendEntriesResponse::PartialSuccess(matching),
+        refused => refused.into(),
     }
 }
 
