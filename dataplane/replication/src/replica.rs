@@ -84,11 +84,6 @@ impl ReplicaConfig {
             // A replica that lost its volume rejoins with an empty log; the leader must accept
             // that the follower's log went backwards.
             allow_log_reversion: Some(true),
-            // Entries go to the followers as soon as the leader's append is written, rather
-            // than at the end of the raft task's round: an acknowledgement is two `fdatasync`s
-            // (leader's and follower's, overlapped) plus the round trip, and waiting for the
-            // round adds to each.
-            broadcast_submitted_on_append: Some(true),
             ..Default::default()
         };
         ReplicaConfig {
