@@ -620,6 +620,15 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     {
         Box::pin(async move {
             let ttl = option.hard_ttl();
+            // The first request is awaited before connecting: openraft's replication waits out
+            // its backoff after a failure inside the request stream, so connecting first would
+            // retry an unreachable peer in a tight loop.
+            let mut input = input;
+            let Some(first) = input.next().await else {
+                let replies: BoxStream<'s, _> = Box::pin(futures::stream::empty());
+                return Ok(replies);
+            };
+            let input = futures::stream::iter([first]).chain(input);
             self.check_not_blocked().map_err(CallError::into_rpc)?;
             let stream = match tokio::time::timeout(ttl, self.open()).await {
                 Ok(opened) => opened.map_err(CallError::into_rpc)?,
@@ -640,7 +649,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 match pipeline.step().await {
                     Step::Reply(item) => Some((item, Some(pipeline))),
                     Step::Last(item) => {
-                        pipeline.finish(item.is_ok());
+                        // After a refusal the peer closes the connection (its append stream
+                        // ended), so it is not kept for the next call either.
+                        pipeline.finish(matches!(item, Ok(Ok(_))));
                         Some((item, None))
                     }
                     Step::Done => {
@@ -865,6 +876,73 @@ mod tests {
         assert!(replies.next().await.is_none());
         drop(replies);
         assert!(connection.requests.recv().await.is_none(), "still open");
+    }
+
+    /// A refusal of the last request sent still closes the connection (the peer's append
+    /// stream ended with it, and the peer closes its side): the next call opens a new one
+    /// instead of failing on the old one.
+    #[tokio::test]
+    async fn a_refusal_closes_even_an_idle_connection() {
+        let (addr, mut connections) = peer().await;
+        let mut client = client(addr).await;
+        let call = client.append_entries(request(5, 6..7), option(Duration::from_secs(5)));
+        let (response, mut first) = tokio::join!(call, async {
+            let mut first = connections.recv().await.unwrap();
+            first.requests.recv().await.unwrap();
+            first
+                .replies
+                .send(answer(AppendEntriesResponse::Conflict))
+                .unwrap();
+            first
+        });
+        assert_eq!(response.unwrap(), AppendEntriesResponse::Conflict);
+        let closed = tokio::time::timeout(Duration::from_secs(5), first.requests.recv()).await;
+        assert!(matches!(closed, Ok(None)), "the connection stayed open");
+
+        let call = client.append_entries(request(4, 5..7), option(Duration::from_secs(5)));
+        let (response, ()) = tokio::join!(call, async {
+            let mut second = connections.recv().await.unwrap();
+            second.requests.recv().await.unwrap();
+            second
+                .replies
+                .send(answer(AppendEntriesResponse::Success))
+                .unwrap();
+        });
+        assert_eq!(response.unwrap(), AppendEntriesResponse::Success);
+    }
+
+    /// A session whose requests have not come yet opens no connection: openraft waits out its
+    /// backoff inside the request stream, and connecting first would retry in a tight loop.
+    #[tokio::test]
+    async fn nothing_connects_before_the_first_request() {
+        let (addr, mut connections) = peer().await;
+        let mut client = client(addr).await;
+        let (requests, input) = futures::channel::mpsc::unbounded();
+        let opening = client.stream_append(input, option(Duration::from_secs(5)));
+        let mut opening = std::pin::pin!(opening);
+        // Not opened while no request is due.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), opening.as_mut())
+                .await
+                .is_err()
+        );
+        assert!(
+            connections.try_recv().is_err(),
+            "connected before a request"
+        );
+        requests.unbounded_send(request(5, 6..7)).unwrap();
+        drop(requests);
+        let mut replies = opening.await.unwrap();
+        let (reply, ()) = tokio::join!(replies.next(), async {
+            let mut connection = connections.recv().await.unwrap();
+            connection.requests.recv().await.unwrap();
+            connection
+                .replies
+                .send(answer(AppendEntriesResponse::Success))
+                .unwrap();
+        });
+        assert_eq!(reply.unwrap().unwrap(), Ok(Some(log_id(1, 1, 6))));
+        assert!(replies.next().await.is_none());
     }
 
     /// A reply that does not come within the TTL fails the stream, and the next call opens a
