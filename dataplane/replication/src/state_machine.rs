@@ -687,6 +687,15 @@ pub(crate) mod tests {
         }
     }
 
+    /// The store's current snapshot, which must exist.
+    async fn current_snapshot(store: &mut StateMachineStore<Memory>) -> FileSnapshot {
+        store
+            .get_current_snapshot()
+            .await
+            .expect("current")
+            .expect("some")
+    }
+
     fn store(sm: Memory, dir: &Path) -> StateMachineStore<Memory> {
         StateMachineStore::open(Arc::new(Mutex::new(sm)), dir).expect("open")
     }
@@ -787,11 +796,7 @@ pub(crate) mod tests {
         let (last, _) = again.applied_state().await.expect("applied");
         assert_eq!(last, Some(log_id(1, 1, 2)));
         assert_eq!(lock(&again.state_machine()).items.len(), 2);
-        let current = again
-            .get_current_snapshot()
-            .await
-            .expect("current")
-            .expect("some");
+        let current = current_snapshot(&mut again).await;
         assert_eq!(current.meta, snapshot.meta);
     }
 
@@ -825,11 +830,7 @@ pub(crate) mod tests {
         assert_eq!(last, Some(log_id(1, 1, 3)));
         assert_eq!(membership.log_id(), &Some(log_id(1, 1, 0)));
         assert_eq!(lock(&follower.state_machine()).items.len(), 3);
-        let current = follower
-            .get_current_snapshot()
-            .await
-            .expect("current")
-            .expect("some");
+        let current = current_snapshot(&mut follower).await;
         assert_eq!(current.meta, snapshot.meta);
     }
 
@@ -852,11 +853,7 @@ pub(crate) mod tests {
         .expect("copy");
         let built = builder.build_snapshot().await.expect("build");
         assert_eq!(built.meta.last_log_id, Some(log_id(1, 1, 3)));
-        let current = older
-            .get_current_snapshot()
-            .await
-            .expect("current")
-            .expect("some");
+        let current = current_snapshot(&mut older).await;
         assert_eq!(current.meta.last_log_id, Some(log_id(1, 1, 3)));
     }
 
@@ -865,11 +862,7 @@ pub(crate) mod tests {
         let leader_dir = tempfile::tempdir().expect("tempdir");
         snapshot_of_three_commands(leader_dir.path()).await;
         let mut leader = store(Memory::default(), leader_dir.path());
-        let snapshot = leader
-            .get_current_snapshot()
-            .await
-            .expect("current")
-            .expect("some");
+        let snapshot = current_snapshot(&mut leader).await;
 
         let follower_dir = tempfile::tempdir().expect("tempdir");
         let mut follower = store(Memory::default(), follower_dir.path());
@@ -882,11 +875,7 @@ pub(crate) mod tests {
         assert_eq!(lock(&follower.state_machine()).items.len(), 3);
         // The leader keeps its own file.
         assert!(leader_dir.path().join(SNAPSHOT_FILE).exists());
-        let current = follower
-            .get_current_snapshot()
-            .await
-            .expect("current")
-            .expect("some");
+        let current = current_snapshot(&mut follower).await;
         assert_eq!(current.meta.last_log_id, Some(log_id(1, 1, 3)));
     }
 
@@ -895,22 +884,14 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let built = snapshot_of_three_commands(dir.path()).await;
         let mut again = store(Memory::default(), dir.path());
-        let current = again
-            .get_current_snapshot()
-            .await
-            .expect("current")
-            .expect("some");
+        let current = current_snapshot(&mut again).await;
         again
             .install_snapshot(&current.meta, current.snapshot)
             .await
             .expect("install");
         assert_eq!(lock(&again.state_machine()).items.len(), 3);
         assert!(!dir.path().join(INCOMING_FILE).exists());
-        let current = again
-            .get_current_snapshot()
-            .await
-            .expect("current")
-            .expect("some");
+        let current = current_snapshot(&mut again).await;
         assert_eq!(current.meta, built.meta);
     }
 
@@ -963,11 +944,7 @@ pub(crate) mod tests {
         // Behind its snapshot: reinstalled at open.
         let mut again = store(Memory::default(), dir.path());
         assert_eq!(lock(&again.state_machine()).items.len(), 3);
-        let current = again
-            .get_current_snapshot()
-            .await
-            .expect("current")
-            .expect("some");
+        let current = current_snapshot(&mut again).await;
         assert_eq!(current.meta, snapshot.meta);
     }
 }

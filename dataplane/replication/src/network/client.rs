@@ -741,6 +741,16 @@ mod tests {
         encode(&result).unwrap()
     }
 
+    /// Reads the next request on `connection` and answers it with `response`.
+    async fn answer_next(
+        connection: &mut Scripted,
+        response: AppendEntriesResponse<TypeConfig>,
+    ) -> Request {
+        let request = connection.requests.recv().await.unwrap();
+        connection.replies.send(answer(response)).unwrap();
+        request
+    }
+
     fn prev_of(request: &Request) -> Option<LogId> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.body).unwrap();
         rpc.prev_log_id
@@ -862,11 +872,7 @@ mod tests {
         let higher = Vote::new(9, 3);
         let script = async {
             connection.requests.recv().await.unwrap();
-            connection.requests.recv().await.unwrap();
-            connection
-                .replies
-                .send(answer(AppendEntriesResponse::HigherVote(higher)))
-                .unwrap();
+            answer_next(&mut connection, AppendEntriesResponse::HigherVote(higher)).await;
         };
         let (first, ()) = tokio::join!(replies.next(), script);
         assert_eq!(
@@ -888,11 +894,7 @@ mod tests {
         let call = client.append_entries(request(5, 6..7), option(Duration::from_secs(5)));
         let (response, mut first) = tokio::join!(call, async {
             let mut first = connections.recv().await.unwrap();
-            first.requests.recv().await.unwrap();
-            first
-                .replies
-                .send(answer(AppendEntriesResponse::Conflict))
-                .unwrap();
+            answer_next(&mut first, AppendEntriesResponse::Conflict).await;
             first
         });
         assert_eq!(response.unwrap(), AppendEntriesResponse::Conflict);
@@ -902,11 +904,7 @@ mod tests {
         let call = client.append_entries(request(4, 5..7), option(Duration::from_secs(5)));
         let (response, ()) = tokio::join!(call, async {
             let mut second = connections.recv().await.unwrap();
-            second.requests.recv().await.unwrap();
-            second
-                .replies
-                .send(answer(AppendEntriesResponse::Success))
-                .unwrap();
+            answer_next(&mut second, AppendEntriesResponse::Success).await;
         });
         assert_eq!(response.unwrap(), AppendEntriesResponse::Success);
     }
@@ -935,11 +933,7 @@ mod tests {
         let mut replies = opening.await.unwrap();
         let (reply, ()) = tokio::join!(replies.next(), async {
             let mut connection = connections.recv().await.unwrap();
-            connection.requests.recv().await.unwrap();
-            connection
-                .replies
-                .send(answer(AppendEntriesResponse::Success))
-                .unwrap();
+            answer_next(&mut connection, AppendEntriesResponse::Success).await;
         });
         assert_eq!(reply.unwrap().unwrap(), Ok(Some(log_id(1, 1, 6))));
         assert!(replies.next().await.is_none());
@@ -968,11 +962,7 @@ mod tests {
         let call = client.append_entries(request(5, 6..7), option(ttl));
         let (response, ()) = tokio::join!(call, async {
             let mut second = connections.recv().await.unwrap();
-            second.requests.recv().await.unwrap();
-            second
-                .replies
-                .send(answer(AppendEntriesResponse::Success))
-                .unwrap();
+            answer_next(&mut second, AppendEntriesResponse::Success).await;
         });
         assert_eq!(response.unwrap(), AppendEntriesResponse::Success);
     }
