@@ -9,7 +9,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt;
 use openraft::async_runtime::watch::WatchReceiver;
-use openraft::error::{ClientWriteError, InitializeError, LinearizableReadError, RaftError};
+use openraft::error::{
+    ClientWriteError, ForwardReason, InitializeError, LinearizableReadError, RaftError,
+};
 use openraft::network::RaftNetworkFactory;
 use openraft::{BasicNode, Instant, ReadPolicy, ServerState};
 use tokio::sync::watch;
@@ -294,7 +296,23 @@ impl<S: StateMachine> Replica<S> {
         if command.len() > MAX_COMMAND_BYTES {
             return Err(ProposeError::TooLarge(command.len()));
         }
-        match self.raft.client_write(Command(command)).await {
+        let patience = tokio::time::Instant::now() + LEASE_PATIENCE;
+        let mut metrics = self.raft.metrics();
+        let written = loop {
+            match self.raft.client_write(Command(command.clone())).await {
+                // A leader takes writes only while a quorum has acknowledged it within the
+                // leader lease, and a new leader has not been acknowledged yet: wait for that
+                // rather than send the client elsewhere. (Nothing was appended.)
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))
+                    if f.reason == ForwardReason::LeaseExpired
+                        && tokio::time::Instant::now() < patience =>
+                {
+                    let _ = tokio::time::timeout_at(patience, metrics.changed()).await;
+                }
+                written => break written,
+            }
+        };
+        match written {
             Ok(written) => Ok(Proposed {
                 index: written.log_id.index,
                 response: written.data,
@@ -413,6 +431,12 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 }
+
+/// How long [`Replica::propose`] waits, on a leader that no quorum has acknowledged within the
+/// leader lease (a new leader, or one cut off), for an acknowledgement before it answers
+/// `NotLeader`: a new leader is acknowledged within a round trip; a cut-off one is replaced
+/// within two election timeouts.
+const LEASE_PATIENCE: Duration = Duration::from_millis(500);
 
 /// How often [`Replica::wait_fatal`] looks whether raft stopped.
 const FATAL_CHECK: Duration = Duration::from_millis(200);

@@ -240,6 +240,10 @@ async fn throughput_with_concurrent_proposers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_passes_no_read_barrier_and_commits_nothing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().expect("tempdir");
     let (replicas, _) = start_group(dir.path()).await;
     let leader = wait_leader(&replicas).await;

@@ -8,8 +8,8 @@
 //! [`MAX_IN_FLIGHT`] requests and about [`MAX_IN_FLIGHT_BYTES`]), and reads the answers in order
 //! on the same connection: the peer answers a connection's requests one after another, so the
 //! n-th reply is the n-th request's. Every answer passed to openraft is the peer's own; none is
-//! assumed. Each reply must arrive within openraft's RPC TTL of its request being written. The
-//! stream ends at the first failure or refusal; a connection left with requests unanswered, or
+//! assumed. Each reply must arrive within openraft's RPC TTL of its request being written or
+//! of the reply before it, whichever is later. The stream ends at the first failure or refusal; a connection left with requests unanswered, or
 //! after any failure, is closed, so that a late reply is never read as another request's.
 //! A request larger than [`MAX_BATCH_BYTES`] is sent with only its leading entries and ends
 //! the stream; its acceptance is reported as a partial success, and openraft sends the rest
@@ -539,6 +539,12 @@ where
             ));
         };
         self.unanswered_bytes -= request.bytes;
+        // The peer answers in order, so the next reply also waited for the syncs behind this
+        // one: it is due a TTL after its request was written or after this reply, whichever is
+        // later (a catching-up follower syncing large batches is slow, not gone).
+        if let Some(next) = self.unanswered.front_mut() {
+            next.deadline = next.deadline.max(Instant::now() + self.ttl);
+        }
         let target = self.client.target;
         let response = reply
             .map_err(|e| CallError::Unreachable(format!("replica {target}: {e}")))
@@ -882,6 +888,41 @@ mod tests {
         assert!(replies.next().await.is_none());
         drop(replies);
         assert!(connection.requests.recv().await.is_none(), "still open");
+    }
+
+    /// A reply is due a TTL after the reply before it, not only after its own request was
+    /// written: a follower syncing the batches ahead of it is slow, not gone.
+    #[tokio::test]
+    async fn each_reply_is_due_a_ttl_after_the_one_before() {
+        let (addr, mut connections) = peer().await;
+        let mut client = client(addr).await;
+        let ttl = Duration::from_millis(300);
+        let input = futures::stream::iter([request(5, 6..7), request(6, 7..8)]);
+        let mut replies = client.stream_append(input, option(ttl)).await.unwrap();
+        let script = async {
+            let mut connection = connections.recv().await.unwrap();
+            connection.requests.recv().await.unwrap();
+            connection.requests.recv().await.unwrap();
+            // Each reply comes 200 ms after the one before: the second 400 ms after both
+            // requests were written, more than the TTL, but within it of the first reply.
+            for _ in 0..2 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                connection
+                    .replies
+                    .send(answer(AppendEntriesResponse::Success))
+                    .unwrap();
+            }
+            connection
+        };
+        let (first, _connection) = tokio::join!(
+            async {
+                let first = replies.next().await.unwrap().unwrap();
+                (first, replies.next().await.unwrap().unwrap())
+            },
+            script
+        );
+        assert_eq!(first.0, Ok(Some(log_id(1, 1, 6))));
+        assert_eq!(first.1, Ok(Some(log_id(1, 1, 7))));
     }
 
     /// A refusal of the last request sent still closes the connection (the peer's append
