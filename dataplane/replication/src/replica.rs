@@ -302,9 +302,11 @@ impl<S: StateMachine> Replica<S> {
             match self.raft.client_write(Command(command.clone())).await {
                 // A leader takes writes only while a quorum has acknowledged it within the
                 // leader lease, and a new leader has not been acknowledged yet: wait for that
-                // rather than send the client elsewhere. (Nothing was appended.)
+                // rather than send the client elsewhere. (Nothing was appended.) A leader whose
+                // acknowledgements stopped is refused at once, as before: it may be cut off.
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))
                     if f.reason == ForwardReason::LeaseExpired
+                        && metrics.borrow_watched().last_quorum_acked.is_none()
                         && tokio::time::Instant::now() < patience =>
                 {
                     let _ = tokio::time::timeout_at(patience, metrics.changed()).await;
@@ -432,10 +434,9 @@ impl<S: StateMachine> Replica<S> {
     }
 }
 
-/// How long [`Replica::propose`] waits, on a leader that no quorum has acknowledged within the
-/// leader lease (a new leader, or one cut off), for an acknowledgement before it answers
-/// `NotLeader`: a new leader is acknowledged within a round trip; a cut-off one is replaced
-/// within two election timeouts.
+/// How long [`Replica::propose`] waits, on a new leader that no quorum has acknowledged yet,
+/// for that acknowledgement before it answers `NotLeader` (it normally comes within a round
+/// trip).
 const LEASE_PATIENCE: Duration = Duration::from_millis(500);
 
 /// How often [`Replica::wait_fatal`] looks whether raft stopped.
