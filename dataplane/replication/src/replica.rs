@@ -237,7 +237,7 @@ impl<S: StateMachine> Replica<S> {
         let log_store = LogStore::open(&config.data_dir.join("raft"), config.log)?;
         // A replica without a vote never voted, or lost its volume and with it the votes it
         // cast: it votes only once it knows in which terms it may have (see [`find_vote_floor`]).
-        let find_floor = log_store.votes().load()?.is_none() && config.members.len() > 1;
+        let find_floor = log_store.saved_vote().is_none() && config.members.len() > 1;
         let vote_floor = VoteFloor::new(if find_floor { VoteFloor::CLOSED } else { 0 });
         let sm = Arc::new(Mutex::new(sm));
         let sm_store = StateMachineStore::open(Arc::clone(&sm), &config.data_dir.join("snapshot"))?;

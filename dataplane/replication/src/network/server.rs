@@ -219,18 +219,11 @@ impl<S: StateMachine> RaftServer<S> {
                     }
                 };
                 let reply = match self.admit(&request) {
-                    Err(refused) => Reply::Answered(refused.0, refused.1),
-                    Ok(RaftRequest::AppendEntries(rpc)) => {
-                        let last_log_id = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
-                        if appends.send(rpc).await.is_err() {
-                            return;
-                        }
-                        Reply::Appended { last_log_id }
-                    }
-                    Ok(rpc) => {
-                        let (status, body) = self.answer(id, rpc).await;
-                        Reply::Answered(status, body)
-                    }
+                    Err((status, body)) => Reply::Answered(status, body),
+                    Ok(rpc) => match self.answer(id, rpc, &appends).await {
+                        Some(reply) => reply,
+                        None => return,
+                    },
                 };
                 if replies.send(reply).await.is_err() {
                     return;
@@ -253,10 +246,21 @@ impl<S: StateMachine> RaftServer<S> {
         RaftRequest::decode(request).map_err(|why| (Status::Invalid, why.into_bytes()))
     }
 
-    /// Answers `rpc` (anything but an AppendEntries), which came on connection `connection`.
-    async fn answer(&self, connection: u64, rpc: RaftRequest<'_>) -> (Status, Vec<u8>) {
-        match rpc {
-            RaftRequest::AppendEntries(rpc) => reply(&self.raft.append_entries(rpc).await),
+    /// The reply due for `rpc`, which came on connection `connection`: an AppendEntries goes
+    /// to the connection's append stream (`appends`; `None` once that has ended), anything
+    /// else is answered here.
+    async fn answer(
+        &self,
+        connection: u64,
+        rpc: RaftRequest<'_>,
+        appends: &mpsc::Sender<AppendEntriesRequest<TypeConfig>>,
+    ) -> Option<Reply> {
+        let (status, body) = match rpc {
+            RaftRequest::AppendEntries(rpc) => {
+                let last_log_id = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
+                appends.send(rpc).await.ok()?;
+                return Some(Reply::Appended { last_log_id });
+            }
             RaftRequest::Vote(rpc) => {
                 let term = rpc.vote.leader_id.term;
                 if !self.vote_floor.allows(term) {
@@ -264,7 +268,7 @@ impl<S: StateMachine> RaftServer<S> {
                         "this replica lost its volume and does not vote in term {term}, in \
                          which it may already have voted"
                     );
-                    return (Status::Unavailable, why.into_bytes());
+                    return Some(Reply::Answered(Status::Unavailable, why.into_bytes()));
                 }
                 reply(&self.raft.vote(rpc).await)
             }
@@ -278,7 +282,8 @@ impl<S: StateMachine> RaftServer<S> {
                 }
                 Err(e) => (Status::Unavailable, e.to_string().into_bytes()),
             },
-        }
+        };
+        Some(Reply::Answered(status, body))
     }
 
     /// Takes one piece of a snapshot, with its bytes `data`, that came on `connection`; installs

@@ -53,9 +53,12 @@ impl LogStore {
         &self.log
     }
 
-    /// The vote file.
-    pub fn votes(&self) -> &VoteFile {
-        &self.votes
+    /// The last saved vote (read at open, kept up to date by every save).
+    pub fn saved_vote(&self) -> Option<Vote> {
+        *self
+            .saved_vote
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A read handle.
