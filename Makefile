@@ -97,7 +97,8 @@ deploy: images ## Import the images into the test cluster and install the chart 
 	KUBECONFIG=$(DEPLOY_KUBECONFIG) $(KUBECTL) apply --server-side --force-conflicts -f charts/riffle/crds/
 	KUBECONFIG=$(DEPLOY_KUBECONFIG) scripts/helm.sh upgrade --install riffle charts/riffle \
 	    --namespace $(DEPLOY_NAMESPACE) --create-namespace \
-	    --set image.tag=$$(cat target/images/TAG) --wait --timeout 5m
+	    --set image.tag=$$(cat target/images/TAG) --wait --timeout 5m || \
+	    { KUBECONFIG=$(DEPLOY_KUBECONFIG) KUBECTL=$(KUBECTL) scripts/why-not-ready.sh $(DEPLOY_NAMESPACE); exit 1; }
 
 undeploy: ## Uninstall the chart and delete its namespace (the Stream CRD and Streams stay)
 	@if KUBECONFIG=$(DEPLOY_KUBECONFIG) $(KUBECTL) get streams.riffle.dev -A --no-headers 2>/dev/null | grep -q .; then \

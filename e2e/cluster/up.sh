@@ -125,6 +125,16 @@ check_leftovers() {
   mkdir -p "$LOGS" "$RUN" "$STATE/bin"
 }
 
+# Images, volumes and pod logs live on the host's disk, and the suites build release
+# binaries while the cluster runs. Too little room fails pods in ways far from the cause,
+# so say so up front.
+check_disk() {
+  local free_gib
+  free_gib=$(( $(df -B1 --output=avail "$STATE" | tail -1) / 1024 / 1024 / 1024 ))
+  (( free_gib >= 8 )) ||
+    echo "up.sh: warning: only $free_gib GiB free on the disk of $STATE; image imports, volumes and builds may fail (free some: cargo's target/, old caches)" >&2
+}
+
 # CAP_SYS_RESOURCE is bit 24 of the effective capability set.
 has_cap_sys_resource() {
   local eff
@@ -420,16 +430,17 @@ clusterDomain: $CLUSTER_DOMAIN
 resolvConf: ""
 podLogsDir: $STATE/pod-logs
 volumePluginDir: $dir/volume-plugins
-# Images are imported, not pulled: never garbage-collect them, and don't evict pods on a
-# busy shared disk.
+# Images are imported, not pulled: never garbage-collect them. The disk is the host's,
+# shared with builds that fill it for minutes at a time: never report disk pressure (which
+# taints the node, so nothing new is scheduled) nor evict pods for it.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard:
   memory.available: 100Mi
-  nodefs.available: 1%
-  nodefs.inodesFree: 1%
-  imagefs.available: 1%
-  imagefs.inodesFree: 1%
+  nodefs.available: "0%"
+  nodefs.inodesFree: "0%"
+  imagefs.available: "0%"
+  imagefs.inodesFree: "0%"
 shutdownGracePeriod: 0s
 rotateCertificates: false
 serializeImagePulls: false
@@ -545,6 +556,7 @@ main() {
   ensure_packages
   check_kernel
   check_ports
+  check_disk
 
   step "building or reusing binaries (cache: $CACHE)"
   "$CLUSTER_DIR/build.sh"
