@@ -48,8 +48,11 @@ use crate::replica::MAX_BATCH_BYTES;
 use crate::state_machine::SnapshotFile;
 use crate::types::{LogId, Node, NodeId, TypeConfig, Vote};
 
-/// How long a connection attempt to a peer (name lookup included) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection attempt to a peer (name lookup included) may take. A peer's pod
+/// answers a connection within milliseconds; a name still resolving to the address of a pod
+/// that is gone gets no answer at all, and the calls behind the attempt wait for it, so it is
+/// given up on soon and the next call looks the name up again.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Most AppendEntries written to a peer and not yet answered.
 pub const MAX_IN_FLIGHT: usize = 64;
@@ -948,6 +951,28 @@ mod tests {
             answer_next(&mut second, AppendEntriesResponse::Success).await;
         });
         assert_eq!(response.unwrap(), AppendEntriesResponse::Success);
+    }
+
+    /// A peer address that answers no connection attempt (its queue of connections is full, as
+    /// with the address of a pod that is gone): the attempt is given up on well before a long
+    /// call's deadline, so the next call looks the peer up afresh.
+    #[tokio::test]
+    async fn a_connection_attempt_nobody_answers_is_given_up_on() {
+        use socket2::{Domain, Socket, Type};
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        listener.bind(&loopback.into()).unwrap();
+        listener.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        let _queued = std::net::TcpStream::connect(addr).unwrap();
+        let mut client = client(addr.to_string()).await;
+        // Without a bound, the kernel gives up on the connection after about two minutes.
+        let failure = client
+            .probe(Duration::from_secs(60))
+            .await
+            .expect_err("nobody answers");
+        assert!(failure.contains("timed out"), "{failure}");
+        assert!(client.connecting.is_none(), "the attempt is over");
     }
 
     /// A session whose requests have not come yet opens no connection: openraft waits out its

@@ -48,6 +48,12 @@ pub use crate::replicated::LEADER_HEADER as LEADER;
 /// keep a request bouncing.
 pub const LEADER_HOPS: u32 = 3;
 
+/// How long connecting to a data-plane endpoint, or looking up a replicated group's replicas,
+/// may take. Pods answer a connection within milliseconds; an address of a pod that is gone
+/// (one a name goes on resolving to for a moment after a restart) answers nothing, and without
+/// a bound the client's request would wait for the kernel to give up, many seconds later.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Pause before the second and later resends to a named leader (the first is immediate: the
 /// hint is fresh); it doubles each time.
 pub const LEADER_PAUSE: Duration = Duration::from_millis(50);
@@ -108,6 +114,7 @@ impl Upstream {
     pub fn with_metrics(metrics: Arc<GatewayMetrics>) -> Upstream {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         Upstream {
             client: Client::builder(TokioExecutor::new()).build(connector),
             leaders: Arc::default(),
@@ -306,12 +313,12 @@ async fn addresses_of(base: &str) -> Vec<String> {
     else {
         return Vec::new();
     };
-    match tokio::net::lookup_host(authority).await {
-        Ok(addresses) => addresses
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host(authority)).await {
+        Ok(Ok(addresses)) => addresses
             .take(8)
             .map(|address| format!("http://{address}"))
             .collect(),
-        Err(_) => Vec::new(),
+        Ok(Err(_)) | Err(_) => Vec::new(),
     }
 }
 
@@ -418,6 +425,34 @@ mod tests {
             },
         ));
         (address, count)
+    }
+
+    /// The address of a listener whose queue of connections is full, so it answers no further
+    /// connection attempt, as the address of a pod that is gone does; and the listener.
+    fn silent_address() -> (String, socket2::Socket, std::net::TcpStream) {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        socket.bind(&loopback.into()).unwrap();
+        socket.listen(0).unwrap();
+        let address = socket.local_addr().unwrap().as_socket().unwrap();
+        let queued = std::net::TcpStream::connect(address).unwrap();
+        (address.to_string(), socket, queued)
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_answers_no_connection_is_given_up_on() {
+        let (silent, _listener, _queued) = silent_address();
+        let upstream = Upstream::default();
+        let base = format!("http://{silent}");
+        let headers = HeaderMap::new();
+        let send = upstream.exchange(&headers, Bytes::from_static(b"{}"), &base, &[]);
+        // Without a bound, the kernel gives up on the connection after about two minutes.
+        let failure = tokio::time::timeout(Duration::from_secs(60), send)
+            .await
+            .expect("the request waited for the connection for a minute")
+            .unwrap_err();
+        assert!(failure.contains("unreachable"), "{failure}");
     }
 
     #[tokio::test]
