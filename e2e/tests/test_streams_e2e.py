@@ -1262,7 +1262,6 @@ def test_a_whole_group_restarted_under_writes_loses_nothing(cluster: Cluster):
     pods = group_pods(name)
     try:
         uids = {pod: pod_uid(cluster.namespace, pod) for pod in pods}
-        failed_calls_before = writers.failed_calls
         before, boundary = writers.acknowledged_so_far()
         force_delete_pods(cluster.namespace, *pods)
         deleted_at = time.monotonic()
@@ -1287,7 +1286,10 @@ def test_a_whole_group_restarted_under_writes_loses_nothing(cluster: Cluster):
         f"and resumed {stalled_until - deleted_at:.1f} s after the deletion"
     )
     print(f"e2e: {writers.summary()}")
-    assert writers.failed_calls > failed_calls_before, "no call failed while the whole group was down"
+    # Replicas restarted after a crash never resume the term they led in: the group went
+    # through an election. (The gateway may carry the writers over the outage without a failed
+    # call, waiting for the replicas to answer, so failures are no proof of it.)
+    assert reported["term"] > group["term"], (group, reported)
     read = assert_read_back_exactly_once(cluster.kinesis, name, writers.acknowledged)
     writers.assert_each_stored_once(read)
     assert_sequences_advance(cluster.kinesis, name, before, writers.sent_after(boundary))

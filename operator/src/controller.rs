@@ -53,6 +53,10 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 /// elected without any pod or object changing (a partition). A pod deleted or turning unready
 /// wakes the stream sooner, through its StatefulSet.
 pub const LEADERSHIP_RECHECK: Duration = Duration::from_secs(10);
+/// How soon a replicated stream is looked at again while one of its groups has no leader or a
+/// ready replica not yet caught up (after a restart: the pods turn Ready before they elect a
+/// leader, and nothing else wakes the stream when they do).
+pub const LEADERSHIP_SETTLING: Duration = Duration::from_secs(1);
 /// Longest wait between retries of a failing stream.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How soon a stream is looked at again while it waits for its shard group's pod (readiness
@@ -327,6 +331,11 @@ async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Error> {
             }
             DataPlaneResult::Serving(_) if stream.spec.stream_mode == StreamMode::OnDemand => {
                 Ok(Action::requeue(ON_DEMAND_SAMPLE))
+            }
+            DataPlaneResult::Serving(_)
+                if converged.leadership.iter().any(leadership::is_settling) =>
+            {
+                Ok(Action::requeue(LEADERSHIP_SETTLING))
             }
             DataPlaneResult::Serving(_) if converged.plan.replicated() => {
                 Ok(Action::requeue(LEADERSHIP_RECHECK))

@@ -155,6 +155,17 @@ pub fn group_status(name: &str, views: &[ReplicaView]) -> GroupStatus {
     }
 }
 
+/// Whether a group's leadership is still changing as far as the operator can tell: no replica
+/// it reached leads, or a ready replica does not yet follow that leader caught up. Replicas
+/// that are not ready are left out, so a pod that stays down does not keep the group settling.
+pub fn is_settling(group: &GroupStatus) -> bool {
+    group.leader.is_none()
+        || group
+            .replicas
+            .iter()
+            .any(|replica| replica.ready && !replica.caught_up)
+}
+
 fn replica_id(ordinal: usize) -> u64 {
     u64::try_from(ordinal).unwrap_or(u64::MAX).saturating_add(1)
 }
@@ -416,6 +427,43 @@ mod tests {
             ]
         );
         assert_eq!(status.replicas[2].pod, "orders-g0-2");
+    }
+
+    #[test]
+    fn a_group_settles_once_every_ready_replica_follows_its_leader_caught_up() {
+        let settled = group_status(
+            "orders-g0",
+            &[
+                view(0, leader(3, 500)),
+                view(1, follower(3, 1, 500)),
+                // Down: left out.
+                view(2, None),
+            ],
+        );
+        assert!(!is_settling(&settled));
+        let leaderless = group_status(
+            "orders-g0",
+            &[view(0, candidate(3, 500)), view(1, candidate(3, 500))],
+        );
+        assert!(is_settling(&leaderless));
+        let catching_up = group_status(
+            "orders-g0",
+            &[
+                view(0, leader(3, 50_000)),
+                view(1, follower(3, 1, 10)),
+                view(2, follower(3, 1, 50_000)),
+            ],
+        );
+        assert!(is_settling(&catching_up));
+        let electing_elsewhere = group_status(
+            "orders-g0",
+            &[
+                view(0, leader(3, 500)),
+                view(1, follower(3, 1, 500)),
+                view(2, candidate(4, 500)),
+            ],
+        );
+        assert!(is_settling(&electing_elsewhere));
     }
 
     #[test]
