@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::network::Faults;
 use crate::network::client::{NetworkFactory, PeerClient};
 use crate::network::server::{RaftServer, VoteFloor};
-use crate::state_machine::{StateMachine, StateMachineStore};
+use crate::state_machine::{Released, StateMachine, StateMachineStore};
 use crate::storage::{LogConfig, LogStore, StoreError};
 use crate::types::{Command, NodeId, Raft};
 
@@ -212,6 +212,8 @@ pub struct Replica<S: StateMachine> {
     faults: Faults,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Tells when openraft has let go of the state machine store.
+    store_released: Option<Released>,
 }
 
 impl<S: StateMachine> Replica<S> {
@@ -240,7 +242,9 @@ impl<S: StateMachine> Replica<S> {
         let find_floor = log_store.saved_vote().is_none() && config.members.len() > 1;
         let vote_floor = VoteFloor::new(if find_floor { VoteFloor::CLOSED } else { 0 });
         let sm = Arc::new(Mutex::new(sm));
-        let sm_store = StateMachineStore::open(Arc::clone(&sm), &config.data_dir.join("snapshot"))?;
+        let mut sm_store =
+            StateMachineStore::open(Arc::clone(&sm), &config.data_dir.join("snapshot"))?;
+        let store_released = sm_store.released();
         let faults = Faults::default();
         let network = NetworkFactory::new(config.id, faults.clone());
         let raft = Raft::new(config.id, raft_config, network.clone(), log_store, sm_store)
@@ -288,6 +292,7 @@ impl<S: StateMachine> Replica<S> {
             faults,
             stop,
             tasks,
+            store_released,
         })
     }
 
@@ -431,6 +436,17 @@ impl<S: StateMachine> Replica<S> {
         for task in self.tasks {
             let _ = task.await;
         }
+        // So that nothing writes into the replica's directory once this returns.
+        if let Some(released) = self.store_released
+            && tokio::time::timeout(STORE_RELEASE_PATIENCE, released.wait())
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "the state machine store is still in use {} s after raft stopped",
+                STORE_RELEASE_PATIENCE.as_secs()
+            );
+        }
     }
 }
 
@@ -438,6 +454,10 @@ impl<S: StateMachine> Replica<S> {
 /// for that acknowledgement before it answers `NotLeader` (it normally comes within a round
 /// trip).
 const LEASE_PATIENCE: Duration = Duration::from_millis(500);
+
+/// How long [`Replica::shutdown`] waits for openraft to drop the state machine store (it
+/// finishes the step under way, such as applying entries or writing a snapshot, first).
+const STORE_RELEASE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// How often [`Replica::wait_fatal`] looks whether raft stopped.
 const FATAL_CHECK: Duration = Duration::from_millis(200);

@@ -46,6 +46,7 @@ use openraft::type_config::alias::SnapshotOf;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use riffle_disk::{PIECE_BYTES, Pacer};
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use crate::storage::{StoreError, sync_dir};
 use crate::types::{Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
@@ -160,6 +161,22 @@ pub struct StateMachineStore<S: StateMachine> {
     dir: PathBuf,
     /// Serializes replacing `snapshot.bin` (a build and an install may overlap).
     files: Arc<Mutex<()>>,
+    /// Held by the store and each snapshot builder; see [`StateMachineStore::released`].
+    in_use: Arc<oneshot::Sender<()>>,
+    released: Option<oneshot::Receiver<()>>,
+}
+
+/// Tells when a [`StateMachineStore`] and every snapshot builder it made are dropped: from then
+/// on nothing of openraft touches the state machine or the snapshot directory. openraft drops
+/// the store in a task of its own, which may end after `Raft::shutdown` returns.
+pub struct Released(oneshot::Receiver<()>);
+
+impl Released {
+    /// Waits until the store and its builders are dropped.
+    pub async fn wait(self) {
+        // Only ever closed, never sent on.
+        let _ = self.0.await;
+    }
 }
 
 fn lock<S>(sm: &Mutex<S>) -> MutexGuard<'_, S> {
@@ -181,10 +198,13 @@ impl<S: StateMachine> StateMachineStore<S> {
         fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let _ = fs::remove_file(dir.join(BUILDING_FILE));
         let _ = fs::remove_file(dir.join(INCOMING_FILE));
+        let (in_use, released) = oneshot::channel();
         let store = StateMachineStore {
             sm,
             dir: dir.to_path_buf(),
             files: Arc::new(Mutex::new(())),
+            in_use: Arc::new(in_use),
+            released: Some(released),
         };
         let path = dir.join(SNAPSHOT_FILE);
         if path.exists() {
@@ -201,6 +221,12 @@ impl<S: StateMachine> StateMachineStore<S> {
             }
         }
         Ok(store)
+    }
+
+    /// What tells when this store and every snapshot builder it made are dropped (`None`
+    /// after the first call).
+    pub fn released(&mut self) -> Option<Released> {
+        self.released.take().map(Released)
     }
 
     /// The state machine, shared with the server (which reads it for queries).
@@ -274,6 +300,7 @@ pub struct SnapshotBuilder<S: StateMachine> {
     sm: Arc<Mutex<S>>,
     dir: PathBuf,
     files: Arc<Mutex<()>>,
+    _in_use: Arc<oneshot::Sender<()>>,
 }
 
 impl<S: StateMachine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<S> {
@@ -533,6 +560,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
             sm: Arc::clone(&self.sm),
             dir: self.dir.clone(),
             files: Arc::clone(&self.files),
+            _in_use: Arc::clone(&self.in_use),
         }
     }
 
@@ -733,6 +761,24 @@ pub(crate) mod tests {
             .build_snapshot()
             .await
             .expect("build")
+    }
+
+    #[tokio::test]
+    async fn the_store_is_released_once_it_and_its_snapshot_builders_are_dropped() {
+        use futures::FutureExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = store(Memory::default(), dir.path());
+        let released = store.released().expect("the first call");
+        assert!(store.released().is_none(), "told once");
+        let builder = store.get_snapshot_builder().await;
+        let mut waiting = Box::pin(released.wait());
+        drop(store);
+        assert!(
+            (&mut waiting).now_or_never().is_none(),
+            "released while a snapshot builder is alive"
+        );
+        drop(builder);
+        assert!(waiting.now_or_never().is_some(), "not released");
     }
 
     #[tokio::test]

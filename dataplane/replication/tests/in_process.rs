@@ -1,5 +1,6 @@
-//! Three replicas in one process through the `Replica` API: leader redirection, and a follower
-//! catching up on more than one replication message worth of large commands.
+//! Three replicas in one process through the `Replica` API: leader redirection, a follower
+//! catching up on more than one replication message worth of large commands, and stopped
+//! replicas letting go of their state machines.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -334,5 +335,33 @@ async fn a_replica_that_lost_its_volume_does_not_vote_in_terms_it_may_have_voted
     back.shutdown().await;
     for replica in replicas {
         replica.shutdown().await;
+    }
+}
+
+/// Once `shutdown` returns, nothing of the replica holds its state machine any more (openraft
+/// drops its store in a task of its own), so its directory can be removed or reopened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_replica_holds_its_state_machine_no_more() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (replicas, _) = start_group(dir.path()).await;
+    let leader = wait_leader(&replicas).await;
+    let leading = replicas
+        .iter()
+        .find(|r| r.status().id == leader)
+        .expect("leader");
+    for n in 0..20u8 {
+        leading
+            .propose(Bytes::from(vec![n; 100]))
+            .await
+            .expect("propose");
+    }
+    for replica in replicas {
+        let state_machine = replica.state_machine();
+        replica.shutdown().await;
+        assert_eq!(
+            Arc::strong_count(&state_machine),
+            1,
+            "still held after shutdown"
+        );
     }
 }
