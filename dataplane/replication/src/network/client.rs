@@ -9,8 +9,9 @@
 //! on the same connection: the peer answers a connection's requests one after another, so the
 //! n-th reply is the n-th request's. Every answer passed to openraft is the peer's own; none is
 //! assumed. Each reply must arrive within openraft's RPC TTL of its request being written or
-//! of the reply before it, whichever is later. The stream ends at the first failure or refusal; a connection left with requests unanswered, or
-//! after any failure, is closed, so that a late reply is never read as another request's.
+//! of the reply before it, whichever is later. The stream ends at the first failure or
+//! refusal; a connection left with requests unanswered, or after any failure or refusal, is
+//! closed, so that a late reply is never read as another request's.
 //! A request larger than [`MAX_BATCH_BYTES`] is sent with only its leading entries and ends
 //! the stream; its acceptance is reported as a partial success, and openraft sends the rest
 //! in the next stream.
@@ -52,7 +53,7 @@ use crate::types::{LogId, Node, NodeId, TypeConfig, Vote};
 /// answers a connection within milliseconds; a name still resolving to the address of a pod
 /// that is gone gets no answer at all, and the calls behind the attempt wait for it, so it is
 /// given up on soon and the next call looks the name up again.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Most AppendEntries written to a peer and not yet answered.
 pub const MAX_IN_FLIGHT: usize = 64;
